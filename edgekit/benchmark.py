@@ -1,0 +1,204 @@
+"""``edgekit bench``: latency, throughput and memory of a model on a target.
+
+Latency is the wall time of one inference as a user sees it through
+:meth:`Runner.run` minus the float conversion: set inputs, invoke, read outputs.
+The per-iteration timer costs well under a microsecond; ``make bench`` checks the
+harness against a bare ``invoke()`` loop.
+
+Example:
+    >>> result = benchmark("../shared/coral/mobilenet_v1_0.25_128_quant.tflite", runs=50)  # doctest: +SKIP
+    >>> result["latency_ms"]["p50"]  # doctest: +SKIP
+    1.9
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError, TargetUnavailableError
+from edgekit.runtime import Runner, load
+from edgekit.runtime.specs import random_input
+
+Progress = Callable[[int, int], None]
+
+
+def time_loop(step: Callable[[], object], runs: int, progress: Progress | None = None) -> np.ndarray:
+    """Call ``step`` ``runs`` times; return each call's wall time in milliseconds.
+
+    Example:
+        >>> time_loop(lambda: None, 3).shape
+        (3,)
+    """
+    times = np.empty(runs, dtype=np.float64)
+    clock = time.perf_counter_ns
+    every = max(runs // 50, 1)
+    for i in range(runs):
+        start = clock()
+        step()
+        times[i] = clock() - start
+        if progress is not None and i % every == 0:
+            progress(i + 1, runs)
+    if progress is not None:
+        progress(runs, runs)
+    return times / 1e6
+
+
+def latency_summary(times_ms: np.ndarray) -> dict[str, float]:
+    """min / mean / p50 / p90 / p99 / max of a latency sample, in ms (3 decimals).
+
+    Example:
+        >>> latency_summary(np.array([1.0, 2.0, 3.0]))["p50"]
+        2.0
+    """
+    pct = np.percentile(times_ms, [50, 90, 99])
+    values = {
+        "p50": pct[0],
+        "p90": pct[1],
+        "p99": pct[2],
+        "mean": times_ms.mean(),
+        "min": times_ms.min(),
+        "max": times_ms.max(),
+    }
+    return {k: round(float(v), 3) for k, v in values.items()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB.
+
+    Example:
+        >>> peak_rss_mb() > 0
+        True
+    """
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def load_input_file(path: str | Path, runner: Runner) -> list[np.ndarray] | dict[str, np.ndarray]:
+    """Inputs from ``.npy`` (single-input models) or ``.npz`` (arrays named like the inputs).
+
+    Example:
+        >>> load_input_file("missing.npy", runner)  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: missing.npy: no such file
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a .npy/.npz array file ({exc})") from None
+    if isinstance(data, np.ndarray):
+        return [data]
+    return {name: data[name] for name in data.files}
+
+
+def benchmark(
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    batch: int = 1,
+    target: str = "cpu",
+    input_file: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Measure init time, latency percentiles, throughput and peak RSS.
+
+    A target that is unavailable here is reported (``unavailable_reason``) and
+    the model is measured on the CPU instead, with ``target_used: cpu``.
+
+    Example:
+        >>> r = benchmark("model.tflite", target="gpu")  # doctest: +SKIP
+        >>> r["target_used"], r["unavailable_reason"]  # doctest: +SKIP
+        ('cpu', 'gpu unavailable: LiteRT GPU accelerator: ... No adapters found')
+    """
+    if runs < 1 or warmup < 0 or batch < 1:
+        raise InputError(f"need runs >= 1, warmup >= 0, batch >= 1 (got {runs}, {warmup}, {batch})")
+    reason = None
+    start = time.perf_counter()
+    try:
+        runner = load(path, threads=threads, target=target)
+    except TargetUnavailableError as exc:
+        reason = str(exc)
+        start = time.perf_counter()
+        runner = load(path, threads=threads, target="cpu")
+    init_ms = (time.perf_counter() - start) * 1e3
+    if input_file is not None:
+        inputs: Any = load_input_file(input_file, runner)
+    else:
+        inputs = [random_input(spec, batch=batch, seed=i) for i, spec in enumerate(runner.inputs)]
+    step = runner.prepared(inputs)
+    first_output = step()  # fails fast (invoke errors) before the timed loop
+    del first_output
+    time_loop(step, warmup)
+    times = time_loop(step, runs, progress)
+    arrays = runner.bind(inputs)
+    actual_batch = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
+    latency = latency_summary(times)
+    return {
+        "model": str(path),
+        "format": runner.format,
+        "backend": runner.backend,
+        "target_requested": target,
+        "target_used": runner.target,
+        "unavailable_reason": reason,
+        "threads": threads,
+        "batch": actual_batch,
+        "runs": runs,
+        "warmup": warmup,
+        "input": str(input_file) if input_file else "random",
+        "init_ms": round(init_ms, 3),
+        "latency_ms": latency,
+        "throughput_per_s": round(actual_batch * 1e3 / latency["mean"], 2) if latency["mean"] else None,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def harness_overhead(
+    path: str | Path, *, threads: int | None = None, runs: int = 300, rounds: int = 5
+) -> dict[str, Any]:
+    """Compare the bench harness with a bare ``Interpreter.invoke()`` loop on one TFLite model.
+
+    Rounds alternate the two loops so drift in machine load hits both alike;
+    the ratio is the median over rounds of harness mean / bare mean.
+
+    Example:
+        >>> harness_overhead("../shared/coral/mobilenet_v1_0.25_128_quant.tflite")["ratio"] < 1.05  # doctest: +SKIP
+        True
+    """
+    runner = load(path, threads=threads)
+    inputs = [random_input(s) for s in runner.inputs]
+    step = runner.prepared(inputs)
+    interp = runner.raw_interpreter()  # type: ignore[attr-defined]
+    for idx, arr in zip(runner._in_idx, runner.bind(inputs), strict=True):  # type: ignore[attr-defined]
+        interp.set_tensor(idx, arr)
+    invoke = interp.invoke
+    time_loop(step, runs // 5)
+    ratios, bare_means, harness_means = [], [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter_ns()
+        for _ in range(runs):
+            invoke()
+        bare = (time.perf_counter_ns() - t0) / 1e6 / runs
+        harness = float(time_loop(step, runs).mean())
+        bare_means.append(bare)
+        harness_means.append(harness)
+        ratios.append(harness / bare)
+    return {
+        "model": str(path),
+        "runs_per_round": runs,
+        "rounds": rounds,
+        "bare_invoke_mean_ms": round(float(np.median(bare_means)), 4),
+        "harness_mean_ms": round(float(np.median(harness_means)), 4),
+        "ratio": round(float(np.median(ratios)), 4),
+    }

@@ -1,0 +1,245 @@
+"""The ``edgekit`` command line.
+
+Every command maps :class:`~edgekit.errors.EdgekitError` to one line on stderr
+and the error's exit code; usage errors exit with 2. Nothing here imports
+TensorFlow unless a build-lane command (convert, train, optimize) runs.
+
+Example:
+    $ edgekit inspect model.tflite --json
+    $ edgekit bench model.tflite --threads 2 --runs 200
+    $ edgekit doctor
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+from edgekit.runtime.targets import TARGETS
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+log = logging.getLogger("edgekit")
+
+
+def emit_json(payload: Any) -> None:
+    """Write ``payload`` as JSON on stdout (nothing else goes to stdout with ``--json``)."""
+    out.out(json.dumps(payload, indent=2, default=str), highlight=False)
+
+
+def progress_bar(description: str) -> Progress:
+    """A transient progress bar on stderr."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True,
+    )  # fmt: skip
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:,.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):,.2f} MiB"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgekit")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def app(verbose: int) -> None:
+    """edgekit: take Keras models to edge devices (TFLite, ONNX, Edge TPU)."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+
+
+# -- inspect --------------------------------------------------------------------------------
+
+
+@app.command("inspect")
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def inspect_cmd(model: str, as_json: bool) -> None:
+    """Show what a .tflite or .onnx model holds: I/O, ops, params, MACs, quantization."""
+    from edgekit.inspection import inspect_model
+
+    report = inspect_model(model)
+    if as_json:
+        emit_json(report)
+        return
+    summary = Table(title=f"{model}", show_header=False, title_justify="left")
+    for key, value in (
+        ("format", report["format"]),
+        ("size", _kb(report["size_bytes"])),
+        ("quantization", report["quantization"]),
+        ("ops", f"{report['ops_total']} ({len(report['op_histogram'])} kinds)"),
+        ("params", f"{report['params']:,}"),
+        ("MACs", f"{report['macs']:,}"),
+        ("edgetpu compiled", "yes" if report["edgetpu_compiled"] else "no"),
+        ("signatures", ", ".join(report["signatures"]) or "-"),
+        ("metadata", ", ".join(f"{k}={v}" for k, v in report["metadata"].items()) or "-"),
+    ):
+        summary.add_row(key, str(value))
+    out.print(summary)
+    tensors = Table("", "name", "shape", "dtype", "quantization", title="inputs / outputs", title_justify="left")
+    for kind in ("inputs", "outputs"):
+        for t in report[kind]:
+            q = t["quantization"]
+            qtext = f"scale={q['scale']:.6g} zp={q['zero_point']}" if q else "-"
+            tensors.add_row(kind[:-1], t["name"], str(t["shape"]), t["dtype"], qtext)
+    out.print(tensors)
+    ops = Table("op", "count", title="op histogram", title_justify="left")
+    for op, count in report["op_histogram"].items():
+        ops.add_row(op, str(count))
+    out.print(ops)
+
+
+# -- bench ----------------------------------------------------------------------------------
+
+
+@app.command("bench")
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads (default: runtime's).")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--target", type=click.Choice(TARGETS), default="cpu", show_default=True)
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(path_type=str),
+    default=None,
+    help=".npy/.npz input instead of random data.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def bench_cmd(
+    model: str,
+    threads: int | None,
+    runs: int,
+    warmup: int,
+    batch: int,
+    target: str,
+    input_file: str | None,
+    as_json: bool,
+) -> None:
+    """Measure init time, latency percentiles, throughput and peak memory."""
+    from edgekit.benchmark import benchmark
+
+    with progress_bar("bench") as bar:
+        task = bar.add_task(f"bench {os.path.basename(model)}", total=runs)
+        result = benchmark(
+            model, threads=threads, runs=runs, warmup=warmup, batch=batch, target=target,
+            input_file=input_file, progress=lambda done, total: bar.update(task, completed=done),
+        )  # fmt: skip
+    if result["unavailable_reason"]:
+        err.print(f"[yellow]{result['unavailable_reason']}; measured on {result['target_used']} instead[/]")
+    if as_json:
+        emit_json(result)
+        return
+    lat = result["latency_ms"]
+    table = Table(
+        title=f"{model} on {result['target_used']} ({result['backend']})", show_header=False, title_justify="left"
+    )
+    for key, value in (
+        ("threads / batch / runs", f"{result['threads'] or 'default'} / {result['batch']} / {result['runs']}"),
+        ("init", f"{result['init_ms']:.1f} ms"),
+        ("latency p50 / p90 / p99", f"{lat['p50']:.3f} / {lat['p90']:.3f} / {lat['p99']:.3f} ms"),
+        ("latency min / mean / max", f"{lat['min']:.3f} / {lat['mean']:.3f} / {lat['max']:.3f} ms"),
+        ("throughput", f"{result['throughput_per_s']:,.1f} samples/s"),
+        ("peak RSS", f"{result['peak_rss_mb']:.1f} MiB"),
+    ):
+        table.add_row(key, value)
+    out.print(table)
+
+
+# -- doctor ---------------------------------------------------------------------------------
+
+
+@app.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def doctor_cmd(as_json: bool) -> None:
+    """Report runtimes, converters, CPU features, GPUs and Edge TPU tools found here."""
+    from edgekit.doctor import diagnose
+
+    report = diagnose()
+    if as_json:
+        emit_json(report)
+        return
+    table = Table("item", "status", title="edgekit doctor", title_justify="left")
+
+    def row(name: str, item: dict[str, Any]) -> None:
+        if item["available"]:
+            table.add_row(name, f"[green]available[/] {item.get('version') or item.get('detail') or ''}")
+        else:
+            table.add_row(name, f"[red]unavailable[/]: {item['reason']}")
+
+    for lane, packages in report["packages"].items():
+        for name, item in packages.items():
+            row(f"{lane}: {name}", item)
+    for name, present in report["cpu_features"].items():
+        row(f"cpu: {name}", {"available": present, "detail": "", "reason": "not reported by this CPU"})
+    for name, item in {**report["targets"], **report["tools"]}.items():
+        row(f"target: {name}" if name in report["targets"] else f"tool: {name}", item)
+    out.print(table)
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+
+def _silence_native_teardown() -> None:
+    """LiteRT logs accelerator teardown on fd 2 after Python exits; keep it off the terminal."""
+    try:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None, *, entry: Callable[..., Any] = app) -> int:
+    """Run the CLI; return the exit code instead of raising.
+
+    Example:
+        >>> main(["inspect", "missing.tflite"])  # doctest: +SKIP
+        2
+    """
+    atexit.register(_silence_native_teardown)
+    try:
+        entry.main(args=argv, prog_name="edgekit", standalone_mode=False)
+    except EdgekitError as exc:
+        err.print(f"edgekit: error: {exc}", markup=False)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("edgekit: aborted")
+        return 130
+    except click.ClickException as exc:
+        err.print(f"edgekit: error: {exc.format_message()}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        err.print(
+            f"edgekit: internal error: {type(exc).__name__}: {exc} (set EDGEKIT_DEBUG=1 for the traceback)",
+            markup=False,
+        )
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Readers for model file formats that need no runtime (and never TensorFlow)."""

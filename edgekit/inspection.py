@@ -1,0 +1,221 @@
+"""``edgekit inspect``: what a ``.tflite`` or ``.onnx`` file holds, without running it.
+
+Example:
+    >>> report = inspect_model("../shared/coral/mobilenet_v1_0.25_128_quant.tflite")  # doctest: +SKIP
+    >>> report["ops_total"], report["quantization"], report["edgetpu_compiled"]  # doctest: +SKIP
+    (31, 'uint8', False)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.formats.onnx import OnnxModel, num_elements, parse_onnx
+from edgekit.formats.tflite import EDGETPU_CUSTOM_OP, OpInfo, SubgraphInfo, TFLiteModel, parse_tflite
+from edgekit.runtime.files import model_format, read_model_bytes
+from edgekit.runtime.tflite import _spec as tflite_spec
+
+QUANT_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+ACTIVATION_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
+INTEGER_ACTIVATIONS = {"int8": "int8", "uint8": "uint8", "int16": "int16x8"}
+
+
+def inspect_model(path: str | Path) -> dict[str, Any]:
+    """Report on a model file: format, size, I/O, ops, params, MACs, quantization, metadata.
+
+    Example:
+        >>> inspect_model("model.h5")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: model.h5: no such file
+    """
+    blob = read_model_bytes(path)
+    if model_format(path) == "tflite":
+        return _inspect_tflite(parse_tflite(blob, str(path)))
+    return _inspect_onnx(parse_onnx(blob, str(path)))
+
+
+# -- TFLite ---------------------------------------------------------------------------------
+
+
+def _op_macs(op: OpInfo, graph: SubgraphInfo) -> int:
+    """Multiply-accumulates of one op, from its weight and output shapes (0 for cheap ops)."""
+    t = graph.tensors
+    ins = [t[i] if i >= 0 else None for i in op.inputs]
+    out = t[op.outputs[0]] if op.outputs and op.outputs[0] >= 0 else None
+    if out is None or len(ins) < 2 or ins[1] is None:
+        return 0
+    weight = ins[1]
+    if op.name in ("CONV_2D", "CONV_3D", "FULLY_CONNECTED"):
+        per_output = int(np.prod(weight.shape[1:])) if op.name != "CONV_3D" else int(np.prod(weight.shape[:-1]))
+        return out.num_elements * per_output
+    if op.name == "DEPTHWISE_CONV_2D":
+        return out.num_elements * int(np.prod(weight.shape[1:3]))
+    if op.name == "TRANSPOSE_CONV" and len(ins) > 2 and ins[2] is not None:
+        return ins[2].num_elements * int(np.prod(weight.shape[:3]))
+    if op.name == "BATCH_MATMUL" and ins[0] is not None and ins[0].shape:
+        return out.num_elements * max(ins[0].shape[-1], 1)
+    if op.name in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "GRU"):
+        steps = out.num_elements // max(out.shape[-1], 1)  # batch x time
+        return steps * sum(w.num_elements for w in ins[1:] if w is not None and w.is_constant and len(w.shape) == 2)
+    return 0
+
+
+def _tflite_quantization(model: TFLiteModel) -> str:
+    """Classify by the dtypes the compute ops work in.
+
+    An op's activation dtype is that of its outputs and its first input (cell
+    states of integer LSTMs are int16 in an int8 model, so other inputs do not
+    count). QUANTIZE/DEQUANTIZE at the boundaries do not count, nor do custom
+    ops unless the model has nothing else (a fully compiled Edge TPU model).
+    """
+    ops = [(op, g) for g in model.subgraphs for op in g.ops]
+    compute = [(op, g) for op, g in ops if op.name not in QUANT_BOUNDARY_OPS and not op.name.startswith("CUSTOM:")]
+    compute = compute or [(op, g) for op, g in ops if op.name.startswith("CUSTOM:")]
+    activations: set[str] = set()
+    weights: set[str] = set()
+    for op, graph in compute:
+        for pos, i in enumerate(op.inputs):
+            tensor = graph.tensors[i] if i >= 0 else None
+            if tensor is None:
+                continue
+            if tensor.is_constant and len(tensor.shape) >= 2:
+                weights.add(tensor.dtype)
+            elif pos == 0 and not tensor.is_constant and tensor.dtype in ACTIVATION_DTYPES:
+                activations.add(tensor.dtype)
+        activations |= {graph.tensors[i].dtype for i in op.outputs if i >= 0} & ACTIVATION_DTYPES
+    dequantized_f16 = any(
+        op.name == "DEQUANTIZE" and any(g.tensors[i].is_constant and g.tensors[i].dtype == "float16" for i in op.inputs)
+        for op, g in ops
+    )
+    integer = activations & set(INTEGER_ACTIVATIONS)
+    if not integer:
+        if weights & {"int8", "int4"}:
+            return "dynamic"
+        return "float16" if dequantized_f16 or "float16" in weights else "float32"
+    if activations - set(INTEGER_ACTIVATIONS) or len(integer) > 1:
+        return "mixed"
+    return INTEGER_ACTIVATIONS[integer.pop()]
+
+
+def _metadata_view(metadata: dict[str, bytes]) -> dict[str, str]:
+    view = {}
+    for name, data in metadata.items():
+        text = data.rstrip(b"\0")
+        printable = text and len(text) <= 200 and all(32 <= b < 127 for b in text)
+        view[name] = text.decode() if printable else f"<{len(data)} bytes>"
+    return view
+
+
+def _inspect_tflite(model: TFLiteModel) -> dict[str, Any]:
+    main = model.subgraphs[0]
+    histogram = model.op_histogram()
+    constants: dict[int, int] = {}
+    macs = 0
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            if tensor.is_constant:
+                constants[tensor.buffer] = tensor.num_elements
+        macs += sum(_op_macs(op, graph) for op in graph.ops)
+    edgetpu_ops = histogram.get(f"CUSTOM:{EDGETPU_CUSTOM_OP}", 0)
+    return {
+        "path": model.path,
+        "format": "tflite",
+        "size_bytes": model.size_bytes,
+        "inputs": [tflite_spec(main.tensors[i]).to_dict() for i in main.inputs],
+        "outputs": [tflite_spec(main.tensors[i]).to_dict() for i in main.outputs],
+        "ops_total": sum(histogram.values()),
+        "op_histogram": histogram,
+        "subgraphs": len(model.subgraphs),
+        "params": int(sum(constants.values())),
+        "macs": int(macs),
+        "quantization": _tflite_quantization(model),
+        "signatures": model.signatures,
+        "metadata": _metadata_view(model.metadata),
+        "description": model.description,
+        "edgetpu_compiled": model.edgetpu_compiled,
+        "edgetpu": {
+            "custom_ops": edgetpu_ops,
+            "cpu_ops": sum(histogram.values()) - edgetpu_ops,
+        }
+        if model.edgetpu_compiled
+        else None,
+    }
+
+
+# -- ONNX -----------------------------------------------------------------------------------
+
+ONNX_DYNAMIC_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "com.microsoft:DynamicQuantizeMatMul"}
+ONNX_QUANT_DTYPES = {"int8": "int8", "uint8": "uint8", "int16": "int16x8", "uint16": "int16x8"}
+
+
+def _onnx_quantization(model: OnnxModel) -> str:
+    ops = set(model.op_histogram())
+    if any(op.endswith("QuantizeLinear") and "Dynamic" not in op for op in ops) or any("QLinear" in op for op in ops):
+        zp_types = {
+            model.initializers[n.inputs[2]][0]
+            for n in model.nodes
+            if n.op.endswith("QuantizeLinear") and len(n.inputs) > 2 and n.inputs[2] in model.initializers
+        }
+        kinds = {ONNX_QUANT_DTYPES.get(t, "mixed") for t in zp_types} or {"int8"}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+    if ops & ONNX_DYNAMIC_OPS:
+        return "dynamic"
+    float_inits = [d for d, dims in model.initializers.values() if d.startswith("float") and len(dims) >= 2]
+    return "float16" if float_inits and all(d == "float16" for d in float_inits) else "float32"
+
+
+def _onnx_macs(model: OnnxModel) -> tuple[int, bool]:
+    """Estimate MACs of Conv/Gemm/MatMul with constant weights; flag if any shape was unknown."""
+    macs, complete = 0, True
+    for node in model.nodes:
+        if node.op not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or len(node.inputs) < 2:
+            continue
+        weight = model.initializers.get(node.inputs[1])
+        if weight is None:
+            complete = False
+            continue
+        dims = weight[1]
+        out = model.value_shapes.get(node.outputs[0]) if node.outputs else None
+        out_elems = num_elements(tuple(d for d in out if isinstance(d, int))) if out else None
+        if node.op in ("Gemm", "MatMul"):
+            k, n = (dims[0], dims[1]) if len(dims) == 2 else (1, num_elements(dims))
+            rows = out_elems // max(n, 1) if out_elems else 1
+            complete &= out_elems is not None
+            macs += rows * k * n
+        elif out_elems is not None:
+            macs += out_elems * num_elements(dims[1:])
+        else:
+            complete = False
+    return macs, complete
+
+
+def _inspect_onnx(model: OnnxModel) -> dict[str, Any]:
+    histogram = model.op_histogram()
+    macs, complete = _onnx_macs(model)
+
+    def io(v: Any) -> dict[str, Any]:
+        return {"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "quantization": None}
+
+    return {
+        "path": model.path,
+        "format": "onnx",
+        "size_bytes": model.size_bytes,
+        "inputs": [io(v) for v in model.inputs],
+        "outputs": [io(v) for v in model.outputs],
+        "ops_total": sum(histogram.values()),
+        "op_histogram": histogram,
+        "params": int(sum(num_elements(dims) for _, dims in model.initializers.values())),
+        "macs": int(macs),
+        "macs_complete": complete,
+        "quantization": _onnx_quantization(model),
+        "ir_version": model.ir_version,
+        "opsets": model.opsets,
+        "producer": model.producer,
+        "signatures": {},
+        "metadata": model.metadata,
+        "edgetpu_compiled": False,
+    }
