@@ -44,7 +44,7 @@ def progress_bar(description: str) -> Progress:
     """A transient progress bar on stderr."""
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True,
+        console=err, transient=True, disable=not err.is_terminal,
     )  # fmt: skip
 
 

@@ -6,6 +6,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from edgekit.errors import InferenceError, ModelFormatError, TargetUnavailableError
@@ -21,7 +23,14 @@ ORT_DTYPES = {
     "tensor(uint16)": "uint16", "tensor(int32)": "int32", "tensor(int64)": "int64",
     "tensor(bool)": "bool",
 }  # fmt: skip
+_ORT_LOCATION = re.compile(r"\S+\.(?:cc|h|cpp):\d+ .*?\)\s(?=[A-Z])")
 GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider")
+
+
+def _ort_message(exc: BaseException) -> str:
+    """ORT's message without the C++ source location and signature it starts with."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _ORT_LOCATION.sub("", text).strip()
 
 
 def _spec(arg: object) -> TensorSpec:
@@ -69,8 +78,7 @@ class OnnxRunner(Runner):
         try:
             self._session = ort.InferenceSession(blob, sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own pybind exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFormatError(f"{self.path}: ONNX Runtime cannot load it: {first}") from None
+            raise ModelFormatError(f"{self.path}: ONNX Runtime cannot load it: {_ort_message(exc)}") from None
         if target == "gpu" and self._session.get_providers()[0] not in GPU_PROVIDERS:
             raise TargetUnavailableError(
                 f"gpu unavailable: ONNX Runtime fell back to {self._session.get_providers()[0]}"
@@ -83,5 +91,4 @@ class OnnxRunner(Runner):
         try:
             return list(self._session.run(None, dict(zip(self._names, arrays, strict=True))))
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InferenceError(f"{self.path}: invoke failed: {first}") from None
+            raise InferenceError(f"{self.path}: invoke failed: {_ort_message(exc)}") from None

@@ -1,0 +1,43 @@
+"""Shared fixtures: the Coral models in ../shared/coral and a CLI runner in a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared"))
+CORAL = SHARED / "coral"
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> CliResult:
+    """Run ``python -m edgekit ARGS`` in a fresh interpreter, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=timeout,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def coral() -> Path:
+    if not (CORAL / "mobilenet_v1_0.25_128_quant.tflite").is_file():
+        pytest.skip(f"Coral test data not found at {CORAL} (set EDGEKIT_SHARED)")
+    return CORAL

@@ -1,0 +1,36 @@
+"""The runtime lane never imports TensorFlow (nor the converters)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import REPO
+
+BUILD_LANE = ["tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "tensorflow_model_optimization"]
+
+
+def test_inspect_bench_doctor_do_not_import_tensorflow(coral, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from edgekit.cli import main
+        model = {str(coral / "mobilenet_v1_0.25_128_quant.tflite")!r}
+        codes = [
+            main(["inspect", model, "--json"]),
+            main(["bench", model, "--runs", "3", "--json"]),
+            main(["bench", model, "--runs", "3", "--target", "gpu", "--json"]),
+            main(["doctor", "--json"]),
+        ]
+        import edgekit
+        edgekit.load(model).run(__import__("numpy").zeros((1, 128, 128, 3), "uint8"))
+        loaded = [m for m in {BUILD_LANE!r} if m in sys.modules]
+        sys.stderr.write(json.dumps({{"codes": codes, "loaded": loaded}}) + "\\n")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert result == {"codes": [0, 0, 0, 0], "loaded": []}
