@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return inspect_model
     if name == "benchmark":
-        from edgekit.benchmark import benchmark
+        from edgekit.bench import benchmark
 
         return benchmark
     raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

@@ -131,7 +131,7 @@ def bench_cmd(
     as_json: bool,
 ) -> None:
     """Measure init time, latency percentiles, throughput and peak memory."""
-    from edgekit.benchmark import benchmark
+    from edgekit.bench import benchmark
 
     with progress_bar("bench") as bar:
         task = bar.add_task(f"bench {os.path.basename(model)}", total=runs)

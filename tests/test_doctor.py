@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
+from pathlib import Path
 
 from edgekit.doctor import cpu_features
 from edgekit.runtime import targets
@@ -27,7 +28,7 @@ def test_doctor_json_matches_this_machine():
             assert r["targets"][name]["reason"]
     assert r["tools"]["edgetpu_compiler"]["available"] is targets.edgetpu_compiler().available
     if platform.machine() == "x86_64":
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
         assert r["cpu_features"]["avx2"] is (" avx2" in flags)
 
 

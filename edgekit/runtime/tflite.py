@@ -126,16 +126,19 @@ class TFLiteRunner(Runner):
         if err is not None:
             raise err from None
         del log
-        self._in_idx = [d["index"] for d in self._interp.get_input_details()]
+        details = self._interp.get_input_details()
+        self._in_idx = [d["index"] for d in details]
+        self._in_shapes = [tuple(d["shape"]) for d in details]
         self._out_idx = [d["index"] for d in self._interp.get_output_details()]
         self._run_native = self._run_interpreter
 
     def _run_interpreter(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp
-        for idx, arr in zip(self._in_idx, arrays, strict=True):
-            if tuple(interp.get_tensor(idx).shape) != arr.shape:
+        for pos, (idx, arr) in enumerate(zip(self._in_idx, arrays, strict=True)):
+            if self._in_shapes[pos] != arr.shape:
                 interp.resize_tensor_input(idx, arr.shape)
                 interp.allocate_tensors()
+                self._in_shapes[pos] = arr.shape
             interp.set_tensor(idx, arr)
         interp.invoke()
         return [interp.get_tensor(idx) for idx in self._out_idx]

@@ -1,0 +1,79 @@
+"""``make bench``: measure edgekit's figures on this machine and write ``bench/results.json``.
+
+Each section is one function returning a dict of named figures. Ratios are
+measured within one run (interleaved where it matters): these machines are noisy.
+
+Example:
+    $ python bench/run.py --out bench/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgekit.bench import benchmark, harness_overhead
+from edgekit.doctor import cpu_features, package_versions
+
+REPO = Path(__file__).resolve().parents[1]
+CORAL = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "coral"
+CPU_MODELS = ["mobilenet_v1_0.25_128_quant", "mobilenet_v2_1.0_224_quant", "keras_lstm_mnist_ptq", "deeplabv3_mnv2_dm05_pascal_quant"]
+log = logging.getLogger("edgekit.bench")
+
+
+def runtime_section() -> dict[str, Any]:
+    """Harness overhead against a bare invoke() loop, and latency of the Coral CPU models."""
+    overhead = harness_overhead(CORAL / "mobilenet_v1_0.25_128_quant.tflite", threads=1, runs=300, rounds=7)
+    log.info("harness overhead ratio %.4f", overhead["ratio"])
+    latency = {}
+    for name in CPU_MODELS:
+        path = CORAL / f"{name}.tflite"
+        for threads in (1, 2):
+            r = benchmark(path, threads=threads, runs=100 if "deeplab" not in name else 20, warmup=5)
+            latency[f"{name}@{threads}t"] = {
+                "size_bytes": path.stat().st_size,
+                "init_ms": r["init_ms"],
+                "latency_ms": r["latency_ms"],
+                "throughput_per_s": r["throughput_per_s"],
+            }
+            log.info("%s threads=%d p50 %.3f ms", name, threads, r["latency_ms"]["p50"])
+    return {"harness_overhead": overhead, "latency": latency}
+
+
+SECTIONS = {"runtime": runtime_section}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = Path(args.out)
+    results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() and args.only else {}
+    results["machine"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu_features": cpu_features(),
+        "packages": {k: v.get("version") for lane in package_versions().values() for k, v in lane.items() if v["available"]},
+    }
+    for name in args.only or SECTIONS:
+        results[name] = SECTIONS[name]()
+        results[name]["measured_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out)
+    log.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
