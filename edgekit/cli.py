@@ -160,6 +160,59 @@ def bench_cmd(
     out.print(table)
 
 
+# -- convert --------------------------------------------------------------------------------
+
+
+@app.command("convert")
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory (default: runs/<model name>).")
+@click.option("--to", default=None, help="Comma-separated outputs, e.g. tflite:fp32,tflite:int8,onnx:int8 (default: all the data allows).")
+@click.option("--calib", type=click.Path(path_type=str), default=None, help="Calibration data: image folder, .npy/.npz or .csv.")
+@click.option("--calib-samples", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--check-samples", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Static batch size of the artifacts.")
+@click.option("--opset", type=click.IntRange(min=11, max=21), default=17, show_default=True, help="ONNX opset.")
+@click.option("--int8-io", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True)
+@click.option("--custom-objects", type=click.Path(path_type=str), default=None, help="Python file defining custom layers.")
+@click.option("--unsafe", is_flag=True, help="Turn Keras safe_mode off (loads Lambda layers: trusted files only).")
+@click.option("--allow-select-tf-ops", is_flag=True, help="Keep ops TFLite builtins lack as TensorFlow ops.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def convert_cmd(source: str, out_dir: str | None, as_json: bool, **options: Any) -> None:
+    """Convert a Keras model (.keras, .h5, or a run directory) to TFLite and ONNX, checked against the source."""
+    from pathlib import Path
+
+    from edgekit.convert import convert
+
+    out_dir = out_dir or str(Path("runs") / Path(source).stem)
+    with err.status("converting") as status:
+        manifest = convert(source, out_dir, progress=lambda msg: status.update(msg), **options)
+    if as_json:
+        emit_json(manifest)
+    else:
+        _print_conversion(manifest, out_dir)
+    if manifest["failed"]:
+        for failure in manifest["failed"]:
+            err.print(f"edgekit: failed: {failure['error']}", markup=False)
+        raise click.exceptions.Exit(3)
+
+
+def _print_conversion(manifest: dict[str, Any], out_dir: str) -> None:
+    arts = manifest["artifacts"]
+    fp32 = next((a["size_bytes"] for a in arts if a["precision_token"] == "tflite:fp32"), None)
+    table = Table("artifact", "size", "vs fp32", "parity", "time", title=f"{out_dir} ({manifest['conversion'].get('route', '')})", title_justify="left")
+    for a in arts:
+        p = a["parity"]
+        parity = f"max abs {p['max_abs_error']:.2g}"
+        if "top1_agreement" in p:
+            parity += f", top-1 {p['top1_agreement']:.1%}"
+        if "within_tolerance" in p:
+            parity += " ok" if p["within_tolerance"] else " [red]OUT OF TOLERANCE[/]"
+        ratio = f"{a['size_bytes'] / fp32:.2f}x" if fp32 else "-"
+        when = "reused" if a.get("reused") else f"{a['convert_seconds']:.1f} s"
+        table.add_row(a["path"], _kb(a["size_bytes"]), ratio, parity, when)
+    out.print(table)
+
+
 # -- doctor ---------------------------------------------------------------------------------
 
 

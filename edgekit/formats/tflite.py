@@ -81,6 +81,7 @@ class TensorInfo:
     dtype: str
     buffer: int
     is_constant: bool
+    is_variable: bool = False
     scales: tuple[float, ...] = ()
     zero_points: tuple[int, ...] = ()
 
@@ -168,6 +169,7 @@ def _tensor(t: Any, buffers: list[np.ndarray]) -> TensorInfo:
         dtype=tensor_type_name(t.type),
         buffer=t.buffer,
         is_constant=bool(t.buffer and len(buffers[t.buffer])),
+        is_variable=bool(t.isVariable),
         scales=tuple(float(s) for s in q.scale) if q is not None and q.scale is not None else (),
         zero_points=tuple(int(z) for z in q.zeroPoint) if q is not None and q.zeroPoint is not None else (),
     )

@@ -126,6 +126,9 @@ class TFLiteRunner(Runner):
         if err is not None:
             raise err from None
         del log
+        # Fused RNN ops keep their state in variable tensors that persist across invokes;
+        # Keras models are stateless, so each inference starts from the zero state.
+        self._stateful = any(t.is_variable for g in self.model.subgraphs for t in g.tensors)
         details = self._interp.get_input_details()
         self._in_idx = [d["index"] for d in details]
         self._in_shapes = [tuple(d["shape"]) for d in details]
@@ -140,6 +143,8 @@ class TFLiteRunner(Runner):
                 interp.allocate_tensors()
                 self._in_shapes[pos] = arr.shape
             interp.set_tensor(idx, arr)
+        if self._stateful:
+            interp.reset_all_variables()
         interp.invoke()
         return [interp.get_tensor(idx) for idx in self._out_idx]
 

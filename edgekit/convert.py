@@ -1,0 +1,265 @@
+"""``edgekit convert``: Keras → TFLite and ONNX artifacts, each checked against the source.
+
+The parent never imports TensorFlow: it plans the artifacts, reuses those whose
+content-addressed key is unchanged, runs the converters in a child process
+(:mod:`edgekit.converters.worker`), survives a crash of that child (naming the
+artifact and carrying on with the rest), checks parity with the runtime lane,
+and writes the manifest.
+
+Example:
+    >>> manifest = convert("lstm.keras", "runs/lstm", to="tflite:fp32,tflite:int8", calib="windows.npz")  # doctest: +SKIP
+    >>> [a["precision"] for a in manifest["artifacts"]]  # doctest: +SKIP
+    ['fp32', 'int8']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import ConversionError, InputError
+from edgekit.manifest import now, read_manifest, sha256_file, sha256_tree, tool_versions, write_manifest
+from edgekit.parity import compare
+
+log = logging.getLogger(__name__)
+
+TOKENS = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "tflite:16x8", "onnx:fp32", "onnx:int8")
+DEFAULT_WITH_CALIB = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "onnx:fp32", "onnx:int8")
+DEFAULT_WITHOUT_CALIB = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "onnx:fp32")
+NEEDS_CALIB = {"tflite:int8", "tflite:16x8", "onnx:int8"}
+Progress = Callable[[str], None]
+
+
+def parse_tokens(to: str | None, has_calib: bool) -> list[str]:
+    """Validate ``--to``; default to every output the data allows.
+
+    Example:
+        >>> parse_tokens("tflite:fp32, onnx:fp32", has_calib=False)
+        ['tflite:fp32', 'onnx:fp32']
+    """
+    if not to:
+        return list(DEFAULT_WITH_CALIB if has_calib else DEFAULT_WITHOUT_CALIB)
+    tokens = [t.strip() for t in to.split(",") if t.strip()]
+    unknown = [t for t in tokens if t not in TOKENS]
+    if unknown or not tokens:
+        raise InputError(f"--to: unknown output {', '.join(unknown) or '(none)'} (choose from {', '.join(TOKENS)})")
+    if not has_calib and (needs := [t for t in tokens if t in NEEDS_CALIB]):
+        raise InputError(f"{', '.join(needs)} need calibration data: pass --calib (image folder, .npy/.npz or .csv)")
+    return list(dict.fromkeys(tokens))
+
+
+def resolve_source(source: str | Path) -> Path:
+    """The Keras model file behind ``source`` (a model file or a run directory).
+
+    Example:
+        >>> resolve_source("missing.keras")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: missing.keras: no such file or directory
+    """
+    p = Path(source)
+    if not p.exists():
+        raise InputError(f"{source}: no such file or directory")
+    if p.is_dir():
+        if (p / "saved_model.pb").is_file():
+            raise InputError(f"{source}: SavedModel directories are not supported yet; save the model as .keras")
+        manifest = read_manifest(p) or {}
+        for art in manifest.get("artifacts", []):
+            if art.get("format") == "keras":
+                return p / art["path"]
+        if (p / "model.keras").is_file():
+            return p / "model.keras"
+        raise InputError(f"{source}: not a run directory with a Keras model (no manifest entry, no model.keras)")
+    if p.suffix not in (".keras", ".h5"):
+        raise InputError(f"{source}: not a Keras model (expected .keras, .h5 or a run directory)")
+    if p.stat().st_size == 0:
+        raise InputError(f"{source}: file is empty")
+    return p
+
+
+def _prepare_out(out: str | Path) -> Path:
+    p = Path(out)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        (p / ".edgekit").mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p / ".edgekit"):
+            pass
+    except OSError as exc:
+        raise InputError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+    return p
+
+
+def _converter_code_sha() -> str:
+    """sha256 over the converter sources, so a changed converter never reuses an old artifact."""
+    import edgekit.converters
+
+    return sha256_tree(Path(edgekit.converters.__file__).parent)
+
+
+def _cache_key(source_sha: str, calib_sha: str | None, settings: dict[str, Any], token: str) -> str:
+    blob = json.dumps(
+        {"source": source_sha, "calib": calib_sha, "settings": settings, "token": token, "tools": tool_versions(), "code": _converter_code_sha()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _run_worker(job_path: Path, timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgekit.converters.worker", str(job_path)],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )  # fmt: skip
+    return proc.returncode, proc.stderr[-4000:]
+
+
+def convert(
+    source: str | Path,
+    out: str | Path,
+    *,
+    to: str | None = None,
+    calib: str | Path | None = None,
+    calib_samples: int = 200,
+    check_samples: int = 64,
+    batch: int = 1,
+    opset: int = 17,
+    int8_io: str = "int8",
+    custom_objects: str | Path | None = None,
+    unsafe: bool = False,
+    allow_select_tf_ops: bool = False,
+    timeout: float = 1800,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Convert ``source`` into ``out``; return the manifest (also written to ``out/manifest.json``).
+
+    Example:
+        >>> m = convert("model.keras", "runs/m", to="tflite:fp32")  # doctest: +SKIP
+        >>> m["artifacts"][0]["parity"]["within_tolerance"]  # doctest: +SKIP
+        True
+    """
+    model_path = resolve_source(source)
+    tokens = parse_tokens(to, calib is not None)
+    if calib is not None and not Path(calib).exists():
+        raise InputError(f"{calib}: calibration data not found")
+    if int8_io not in ("int8", "uint8", "float32"):
+        raise InputError(f"--int8-io must be int8, uint8 or float32, got {int8_io!r}")
+    if batch < 1 or calib_samples < 1 or check_samples < 1:
+        raise InputError("--batch, --calib-samples and --check-samples must be >= 1")
+    run_dir = _prepare_out(out)
+    work = run_dir / ".edgekit"
+    settings = {
+        "batch": batch, "opset": opset, "int8_io": int8_io, "calib_samples": calib_samples,
+        "check_samples": check_samples, "allow_select_tf_ops": allow_select_tf_ops, "unsafe": unsafe,
+    }  # fmt: skip
+    source_sha = sha256_file(model_path)
+    calib_sha = sha256_tree(calib) if calib is not None else None
+    previous = {a["precision_token"]: a for a in (read_manifest(run_dir) or {}).get("artifacts", []) if "precision_token" in a}
+    stem = model_path.stem
+    planned, reused = [], []
+    for token in tokens:
+        fmt, precision = token.split(":")
+        path = run_dir / f"{stem}_{precision}.{fmt}"
+        key = _cache_key(source_sha, calib_sha, settings, token)
+        old = previous.get(token)
+        if old and old.get("cache_key") == key and path.is_file() and sha256_file(path) == old.get("sha256"):
+            reused.append({**old, "reused": True})
+        else:
+            planned.append({"token": token, "path": str(path), "key": key})
+    results: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+    meta: dict[str, Any] = {}
+    if planned:
+        for stale in ("result.json", "current"):
+            (work / stale).unlink(missing_ok=True)
+        job = {
+            "source": str(model_path), "custom_objects": str(custom_objects) if custom_objects else None,
+            "calib": str(calib) if calib is not None else None, "artifacts": planned, **settings,
+        }  # fmt: skip
+        job_path = work / "job.json"
+        job_path.write_text(json.dumps(job, indent=2))
+        for _attempt in range(len(planned) + 1):
+            if progress:
+                progress(f"converting {len(planned) - len(results)} artifact(s) in a child process")
+            code, stderr = _run_worker(job_path, timeout)
+            state = json.loads((work / "result.json").read_text()) if (work / "result.json").is_file() else {"artifacts": {}}
+            if state.get("fatal"):
+                err = InputError if state["fatal"]["exit_code"] == 2 else ConversionError
+                raise err(state["fatal"]["message"])
+            results = state["artifacts"]
+            if code == 0:
+                break
+            current = (work / "current").read_text().strip() if (work / "current").is_file() else None
+            why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            log.debug("converter stderr:\n%s", stderr)
+            if current is None or current in results:
+                raise ConversionError(f"the converter process died before converting ({why}): {stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
+            results[current] = {"ok": False, "error": f"{current}: the converter process crashed ({why}); other artifacts go on"}
+            state["artifacts"] = results
+            (work / "result.json").write_text(json.dumps(state))
+            (work / "current").unlink(missing_ok=True)
+        meta = json.loads((work / "meta.json").read_text()) if (work / "meta.json").is_file() else {}
+    else:
+        meta = (read_manifest(run_dir) or {}).get("conversion", {})
+    artifacts = list(reused)
+    if planned:
+        ref = np.load(work / "reference.npz")
+        x, reference = ref["x"], [ref[k] for k in sorted(f for f in ref.files if f.startswith("y"))]
+        for item in planned:
+            token, path = item["token"], Path(item["path"])
+            outcome = results.get(token, {"ok": False, "error": f"{token}: not produced"})
+            if not outcome["ok"]:
+                failures[token] = outcome["error"]
+                path.unlink(missing_ok=True)
+                continue
+            if progress:
+                progress(f"checking {path.name}")
+            artifacts.append(_describe(path, run_dir, token, item["key"], outcome["seconds"], x, reference, meta))
+    order = {t: i for i, t in enumerate(tokens)}
+    artifacts.sort(key=lambda a: order[a["precision_token"]])
+    manifest = {
+        "edgekit_manifest": 1,
+        "stage": "convert",
+        "created_at": now(),
+        "source": {"path": str(model_path), "sha256": source_sha, "calibration": str(calib) if calib else None, "calibration_sha256": calib_sha},
+        "settings": {**settings, "to": tokens},
+        "tools": tool_versions(),
+        "conversion": meta,
+        "artifacts": artifacts,
+        "failed": [{"token": t, "error": e} for t, e in failures.items()],
+    }
+    write_manifest(run_dir, manifest)
+    return manifest
+
+
+def _describe(path: Path, run_dir: Path, token: str, key: str, seconds: float, x: np.ndarray, reference: list[np.ndarray], meta: dict[str, Any]) -> dict[str, Any]:
+    from edgekit.runtime import load
+
+    fmt, precision = token.split(":")
+    start = time.perf_counter()
+    outputs = load(path).run(x)
+    parity = compare(reference, outputs, task=meta.get("task", "regressor"), precision=precision)
+    parity["check_seconds"] = round(time.perf_counter() - start, 3)
+    return {
+        "path": path.name if path.parent == run_dir else str(path.relative_to(run_dir)),
+        "format": fmt,
+        "precision": precision,
+        "precision_token": token,
+        "size_bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "parity": parity,
+        "convert_seconds": seconds,
+        "cache_key": key,
+        "reused": False,
+    }
