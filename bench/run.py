@@ -23,8 +23,14 @@ from edgekit.bench import benchmark, harness_overhead
 from edgekit.doctor import cpu_features, package_versions
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the convert section builds its models with tests/keras_models.py
 CORAL = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "coral"
-CPU_MODELS = ["mobilenet_v1_0.25_128_quant", "mobilenet_v2_1.0_224_quant", "keras_lstm_mnist_ptq", "deeplabv3_mnv2_dm05_pascal_quant"]
+CPU_MODELS = [
+    "mobilenet_v1_0.25_128_quant",
+    "mobilenet_v2_1.0_224_quant",
+    "keras_lstm_mnist_ptq",
+    "deeplabv3_mnv2_dm05_pascal_quant",
+]
 log = logging.getLogger("edgekit.bench")
 
 
@@ -47,7 +53,56 @@ def runtime_section() -> dict[str, Any]:
     return {"harness_overhead": overhead, "latency": latency}
 
 
-SECTIONS = {"runtime": runtime_section}
+def convert_section() -> dict[str, Any]:
+    """Conversion time and size per artifact, parity, and the warm-rerun ratio (same source, same settings)."""
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from edgekit.convert import convert
+    from tests import keras_models
+
+    tokens = "tflite:fp32,tflite:fp16,tflite:dynamic,tflite:int8,tflite:16x8,onnx:fp32,onnx:int8"
+    section: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for name, build in (
+            ("mobilenet_v2_035_96", keras_models.mobilenet_digits),
+            ("stacked_lstm", keras_models.stacked_lstm),
+            ("dense_autoencoder", keras_models.dense_autoencoder),
+        ):
+            path, x = build(d / f"{name}.keras")
+            np.save(d / f"{name}_calib.npy", x)
+            start = time.perf_counter()
+            cold = convert(path, d / name, to=tokens, calib=d / f"{name}_calib.npy")
+            cold_s = time.perf_counter() - start
+            start = time.perf_counter()
+            warm = convert(path, d / name, to=tokens, calib=d / f"{name}_calib.npy")
+            warm_s = time.perf_counter() - start
+            fp32 = next(a["size_bytes"] for a in cold["artifacts"] if a["precision_token"] == "tflite:fp32")
+            section[name] = {
+                "route": cold["conversion"]["route"],
+                "cold_seconds": round(cold_s, 2),
+                "warm_seconds": round(warm_s, 3),
+                "warm_over_cold": round(warm_s / cold_s, 4),
+                "all_reused_warm": all(a["reused"] for a in warm["artifacts"]),
+                "artifacts": {
+                    a["precision_token"]: {
+                        "convert_seconds": a["convert_seconds"],
+                        "size_bytes": a["size_bytes"],
+                        "size_vs_tflite_fp32": round(a["size_bytes"] / fp32, 3),
+                        "parity": {k: v for k, v in a["parity"].items() if k != "check_seconds"},
+                    }
+                    for a in cold["artifacts"]
+                },
+                "failed": cold["failed"],
+            }
+            log.info("%s: cold %.1f s, warm %.2f s", name, cold_s, warm_s)
+    return section
+
+
+SECTIONS = {"runtime": runtime_section, "convert": convert_section}
 
 
 def main() -> int:
@@ -62,7 +117,9 @@ def main() -> int:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "cpu_features": cpu_features(),
-        "packages": {k: v.get("version") for lane in package_versions().values() for k, v in lane.items() if v["available"]},
+        "packages": {
+            k: v.get("version") for lane in package_versions().values() for k, v in lane.items() if v["available"]
+        },
     }
     for name in args.only or SECTIONS:
         results[name] = SECTIONS[name]()

@@ -82,5 +82,7 @@ def quantize_onnx(fp32: bytes, *, calibration: np.ndarray) -> bytes:
                 calibrate_method=CalibrationMethod.MinMax,
             )  # fmt: skip
         except Exception as exc:
-            raise ConversionError(f"onnx:int8: ONNX Runtime quantization failed: {str(exc).splitlines()[0][:300]}") from None
+            raise ConversionError(
+                f"onnx:int8: ONNX Runtime quantization failed: {str(exc).splitlines()[0][:300]}"
+            ) from None
         return dst.read_bytes()

@@ -66,7 +66,10 @@ def load_keras(path: str | Path, *, custom_objects: str | Path | None = None, un
 def _explain_load_error(path: str | Path, exc: Exception) -> str:
     text = str(exc)
     if "Lambda" in text and "safe_mode" in text:
-        return f"{path}: contains a Lambda layer, which Keras safe_mode refuses to load; pass --unsafe if you trust this file"
+        return (
+            f"{path}: contains a Lambda layer, which Keras safe_mode refuses to load; "
+            "pass --unsafe if you trust this file"
+        )
     unknown = re.search(r"[Cc]ould not locate (?:class|function) '([^']+)'", text) or re.search(
         r"Unknown (?:layer|object)[^']*'([^']+)'", text
     )
@@ -106,7 +109,10 @@ def as_float32(model: Any) -> Any:
         if isinstance(node, dict):
             if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and "config" in node:
                 return "float32"
-            return {k: ("float32" if k == "dtype" and isinstance(v, str) and "mixed" in v else scrub(v)) for k, v in node.items()}
+            return {
+                k: ("float32" if k == "dtype" and isinstance(v, str) and "mixed" in v else scrub(v))
+                for k, v in node.items()
+            }
         if isinstance(node, list):
             return [scrub(v) for v in node]
         return node

@@ -22,9 +22,9 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from edgekit.errors import ConversionError, EdgekitError  # noqa: E402
+from edgekit.errors import ConversionError, EdgekitError
 
 log = logging.getLogger("edgekit.converters.worker")
 
@@ -57,7 +57,9 @@ def prepare(job: dict[str, Any], work: Path) -> tuple[Any, Any, np.ndarray | Non
 
     model = as_float32(load_keras(job["source"], custom_objects=job.get("custom_objects"), unsafe=job["unsafe"]))
     if len(model.inputs) != 1:
-        raise ConversionError(f"{job['source']}: only single-input models are supported (this one has {len(model.inputs)})")
+        raise ConversionError(
+            f"{job['source']}: only single-input models are supported (this one has {len(model.inputs)})"
+        )
     shape = tuple(model.inputs[0].shape)
     calib = check = None
     if job.get("calib"):

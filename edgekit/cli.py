@@ -165,15 +165,27 @@ def bench_cmd(
 
 @app.command("convert")
 @click.argument("source", type=click.Path(path_type=str))
-@click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory (default: runs/<model name>).")
-@click.option("--to", default=None, help="Comma-separated outputs, e.g. tflite:fp32,tflite:int8,onnx:int8 (default: all the data allows).")
-@click.option("--calib", type=click.Path(path_type=str), default=None, help="Calibration data: image folder, .npy/.npz or .csv.")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory (default: runs/<model name>)."
+)
+@click.option(
+    "--to",
+    default=None,
+    help="Comma-separated outputs, e.g. tflite:fp32,tflite:int8,onnx:int8 (default: all the data allows).",
+)
+@click.option(
+    "--calib", type=click.Path(path_type=str), default=None, help="Calibration data: image folder, .npy/.npz or .csv."
+)
 @click.option("--calib-samples", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--check-samples", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Static batch size of the artifacts.")
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Static batch size of the artifacts."
+)
 @click.option("--opset", type=click.IntRange(min=11, max=21), default=17, show_default=True, help="ONNX opset.")
 @click.option("--int8-io", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True)
-@click.option("--custom-objects", type=click.Path(path_type=str), default=None, help="Python file defining custom layers.")
+@click.option(
+    "--custom-objects", type=click.Path(path_type=str), default=None, help="Python file defining custom layers."
+)
 @click.option("--unsafe", is_flag=True, help="Turn Keras safe_mode off (loads Lambda layers: trusted files only).")
 @click.option("--allow-select-tf-ops", is_flag=True, help="Keep ops TFLite builtins lack as TensorFlow ops.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
@@ -199,7 +211,15 @@ def convert_cmd(source: str, out_dir: str | None, as_json: bool, **options: Any)
 def _print_conversion(manifest: dict[str, Any], out_dir: str) -> None:
     arts = manifest["artifacts"]
     fp32 = next((a["size_bytes"] for a in arts if a["precision_token"] == "tflite:fp32"), None)
-    table = Table("artifact", "size", "vs fp32", "parity", "time", title=f"{out_dir} ({manifest['conversion'].get('route', '')})", title_justify="left")
+    table = Table(
+        "artifact",
+        "size",
+        "vs fp32",
+        "parity",
+        "time",
+        title=f"{out_dir} ({manifest['conversion'].get('route', '')})",
+        title_justify="left",
+    )
     for a in arts:
         p = a["parity"]
         parity = f"max abs {p['max_abs_error']:.2g}"

@@ -7,7 +7,7 @@ artifact and carrying on with the rest), checks parity with the runtime lane,
 and writes the manifest.
 
 Example:
-    >>> manifest = convert("lstm.keras", "runs/lstm", to="tflite:fp32,tflite:int8", calib="windows.npz")  # doctest: +SKIP
+    >>> manifest = convert("lstm.keras", "runs/lstm", to="tflite:int8", calib="windows.npz")  # doctest: +SKIP
     >>> [a["precision"] for a in manifest["artifacts"]]  # doctest: +SKIP
     ['fp32', 'int8']
 """
@@ -110,7 +110,14 @@ def _converter_code_sha() -> str:
 
 def _cache_key(source_sha: str, calib_sha: str | None, settings: dict[str, Any], token: str) -> str:
     blob = json.dumps(
-        {"source": source_sha, "calib": calib_sha, "settings": settings, "token": token, "tools": tool_versions(), "code": _converter_code_sha()},
+        {
+            "source": source_sha,
+            "calib": calib_sha,
+            "settings": settings,
+            "token": token,
+            "tools": tool_versions(),
+            "code": _converter_code_sha(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -165,7 +172,9 @@ def convert(
     }  # fmt: skip
     source_sha = sha256_file(model_path)
     calib_sha = sha256_tree(calib) if calib is not None else None
-    previous = {a["precision_token"]: a for a in (read_manifest(run_dir) or {}).get("artifacts", []) if "precision_token" in a}
+    previous = {
+        a["precision_token"]: a for a in (read_manifest(run_dir) or {}).get("artifacts", []) if "precision_token" in a
+    }
     stem = model_path.stem
     planned, reused = [], []
     for token in tokens:
@@ -193,7 +202,11 @@ def convert(
             if progress:
                 progress(f"converting {len(planned) - len(results)} artifact(s) in a child process")
             code, stderr = _run_worker(job_path, timeout)
-            state = json.loads((work / "result.json").read_text()) if (work / "result.json").is_file() else {"artifacts": {}}
+            state = (
+                json.loads((work / "result.json").read_text())
+                if (work / "result.json").is_file()
+                else {"artifacts": {}}
+            )
             if state.get("fatal"):
                 err = InputError if state["fatal"]["exit_code"] == 2 else ConversionError
                 raise err(state["fatal"]["message"])
@@ -204,8 +217,11 @@ def convert(
             why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
             log.debug("converter stderr:\n%s", stderr)
             if current is None or current in results:
-                raise ConversionError(f"the converter process died before converting ({why}): {stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
-            results[current] = {"ok": False, "error": f"{current}: the converter process crashed ({why}); other artifacts go on"}
+                raise ConversionError(f"the converter process died before converting ({why}): {_last_line(stderr)}")
+            results[current] = {
+                "ok": False,
+                "error": f"{current}: the converter process crashed ({why}); other artifacts go on",
+            }
             state["artifacts"] = results
             (work / "result.json").write_text(json.dumps(state))
             (work / "current").unlink(missing_ok=True)
@@ -232,7 +248,12 @@ def convert(
         "edgekit_manifest": 1,
         "stage": "convert",
         "created_at": now(),
-        "source": {"path": str(model_path), "sha256": source_sha, "calibration": str(calib) if calib else None, "calibration_sha256": calib_sha},
+        "source": {
+            "path": str(model_path),
+            "sha256": source_sha,
+            "calibration": str(calib) if calib else None,
+            "calibration_sha256": calib_sha,
+        },
         "settings": {**settings, "to": tokens},
         "tools": tool_versions(),
         "conversion": meta,
@@ -243,7 +264,21 @@ def convert(
     return manifest
 
 
-def _describe(path: Path, run_dir: Path, token: str, key: str, seconds: float, x: np.ndarray, reference: list[np.ndarray], meta: dict[str, Any]) -> dict[str, Any]:
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _describe(
+    path: Path,
+    run_dir: Path,
+    token: str,
+    key: str,
+    seconds: float,
+    x: np.ndarray,
+    reference: list[np.ndarray],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
     from edgekit.runtime import load
 
     fmt, precision = token.split(":")

@@ -19,7 +19,17 @@ from edgekit import __version__
 from edgekit.errors import InputError
 
 MANIFEST = "manifest.json"
-TOOLS = ("tensorflow", "keras", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy")
+TOOLS = (
+    "tensorflow",
+    "keras",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "ai-edge-litert",
+    "numpy",
+)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -16,7 +16,7 @@ FLOAT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs error relative to the 
 
 
 def compare(reference: list[np.ndarray], outputs: list[np.ndarray], *, task: str, precision: str) -> dict[str, Any]:
-    """Max / mean abs error, relative error, top-1 agreement (classifiers), and a float-tolerance verdict."""
+    """Max / mean abs error, max / mean relative error, top-1 agreement (classifiers), and a float-tolerance verdict."""
     ref = np.concatenate([r.reshape(len(r), -1) for r in reference], axis=1).astype(np.float64)
     got = np.concatenate([o.reshape(len(o), -1) for o in outputs], axis=1).astype(np.float64)
     err = np.abs(ref - got)
@@ -26,6 +26,7 @@ def compare(reference: list[np.ndarray], outputs: list[np.ndarray], *, task: str
         "max_abs_error": float(err.max()),
         "mean_abs_error": float(err.mean()),
         "max_rel_error": float(err.max() / scale),
+        "mean_rel_error": float(err.mean() / max(float(np.abs(ref).mean()), 1e-12)),
     }
     if task == "classifier":
         result["top1_agreement"] = float(np.mean(reference[0].argmax(-1) == outputs[0].argmax(-1)))

@@ -41,7 +41,9 @@ def classify_photos(model: Path) -> None:
 
 
 def bench_targets(model: Path) -> None:
-    table = Table("target", "used", "p50 ms", "p90 ms", "p99 ms", "note", title="latency, 2 threads", title_justify="left")
+    table = Table(
+        "target", "used", "p50 ms", "p90 ms", "p99 ms", "note", title="latency, 2 threads", title_justify="left"
+    )
     for target in TARGETS:
         r = edgekit.benchmark(model, threads=2, runs=50, warmup=5, target=target)
         lat = r["latency_ms"]

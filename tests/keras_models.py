@@ -50,7 +50,14 @@ def stacked_lstm(path: Path) -> tuple[Path, np.ndarray]:
     series = np.sin(t / 8) + 0.1 * np.random.default_rng(0).standard_normal(len(t)).astype(np.float32)
     windows = np.stack([series[i : i + 25] for i in range(0, len(series) - 25, 3)])
     x, y = windows[:, :24, None], windows[:, 24:]
-    model = keras.Sequential([keras.Input((24, 1)), keras.layers.LSTM(24, return_sequences=True), keras.layers.LSTM(12), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((24, 1)),
+            keras.layers.LSTM(24, return_sequences=True),
+            keras.layers.LSTM(12),
+            keras.layers.Dense(1),
+        ]
+    )
     model.compile("adam", "mse")
     model.fit(x, y, epochs=3, batch_size=32, verbose=0)
     model.save(path)
