@@ -172,11 +172,13 @@ def convert(
     }  # fmt: skip
     source_sha = sha256_file(model_path)
     calib_sha = sha256_tree(calib) if calib is not None else None
-    previous = {
-        a["precision_token"]: a for a in (read_manifest(run_dir) or {}).get("artifacts", []) if "precision_token" in a
-    }
+    old_manifest = read_manifest(run_dir) or {}
+    previous = {a["precision_token"]: a for a in old_manifest.get("artifacts", []) if "precision_token" in a}
+    # A deterministic failure (e.g. no 16x8 LSTM kernel) is remembered under its key; a crash is retried.
+    failed_before = {f["token"]: f for f in old_manifest.get("failed", []) if f.get("cache_key") and not f.get("crash")}
     stem = model_path.stem
     planned, reused = [], []
+    failures: dict[str, dict[str, Any]] = {}
     for token in tokens:
         fmt, precision = token.split(":")
         path = run_dir / f"{stem}_{precision}.{fmt}"
@@ -184,10 +186,11 @@ def convert(
         old = previous.get(token)
         if old and old.get("cache_key") == key and path.is_file() and sha256_file(path) == old.get("sha256"):
             reused.append({**old, "reused": True})
+        elif token in failed_before and failed_before[token]["cache_key"] == key:
+            failures[token] = failed_before[token]
         else:
             planned.append({"token": token, "path": str(path), "key": key})
     results: dict[str, Any] = {}
-    failures: dict[str, str] = {}
     meta: dict[str, Any] = {}
     if planned:
         for stale in ("result.json", "current"):
@@ -220,6 +223,7 @@ def convert(
                 raise ConversionError(f"the converter process died before converting ({why}): {_last_line(stderr)}")
             results[current] = {
                 "ok": False,
+                "crash": True,
                 "error": f"{current}: the converter process crashed ({why}); other artifacts go on",
             }
             state["artifacts"] = results
@@ -236,7 +240,12 @@ def convert(
             token, path = item["token"], Path(item["path"])
             outcome = results.get(token, {"ok": False, "error": f"{token}: not produced"})
             if not outcome["ok"]:
-                failures[token] = outcome["error"]
+                failures[token] = {
+                    "token": token,
+                    "error": outcome["error"],
+                    "cache_key": item["key"],
+                    "crash": bool(outcome.get("crash")),
+                }
                 path.unlink(missing_ok=True)
                 continue
             if progress:
@@ -258,7 +267,7 @@ def convert(
         "tools": tool_versions(),
         "conversion": meta,
         "artifacts": artifacts,
-        "failed": [{"token": t, "error": e} for t, e in failures.items()],
+        "failed": [failures[t] for t in tokens if t in failures],
     }
     write_manifest(run_dir, manifest)
     return manifest

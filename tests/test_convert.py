@@ -126,3 +126,10 @@ def test_cli_json_and_exit_codes(autoencoder, tmp_path):
     res = run_cli("convert", str(path), "--out", str(tmp_path / "cli"), "--to", "tflite:fp32", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["artifacts"][0]["path"] == "ae_fp32.tflite"
+
+
+def test_lstm_warm_rerun_remembers_the_16x8_failure(lstm):
+    d, first = lstm
+    again = convert(d / "lstm.keras", d / "run", to=ALL, calib=d / "calib.npz")
+    assert all(a["reused"] for a in again["artifacts"])
+    assert again["failed"] == first["failed"]
