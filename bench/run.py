@@ -21,6 +21,7 @@ from typing import Any
 
 from edgekit.bench import benchmark, harness_overhead
 from edgekit.doctor import cpu_features, package_versions
+from edgekit.manifest import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the convert section builds its models with tests/keras_models.py
@@ -125,9 +126,7 @@ def main() -> int:
         results[name] = SECTIONS[name]()
         results[name]["measured_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(out)
+    write_json(out, results)
     log.info("wrote %s", out)
     return 0
 

@@ -89,16 +89,14 @@ def _copy_weights(source: Any, made: dict[int, Any]) -> None:
             twin.set_weights([np.asarray(w, dtype=np.float32) for w in layer.get_weights()])
 
 
+def _arrays(outputs: Any) -> list[np.ndarray]:
+    """A model's prediction (one tensor or a list) as a list of float32 arrays."""
+    return [np.asarray(o, np.float32) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+
+
 def max_abs_diff(a: Any, b: Any) -> float:
     """Largest absolute difference over all outputs of two models' predictions."""
-    a_list = a if isinstance(a, (list, tuple)) else [a]
-    b_list = b if isinstance(b, (list, tuple)) else [b]
-    return float(
-        max(
-            np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)))
-            for x, y in zip(a_list, b_list, strict=True)
-        )
-    )
+    return float(max(np.max(np.abs(x - y)) for x, y in zip(_arrays(a), _arrays(b), strict=True)))
 
 
 def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None) -> tuple[Any, float]:
@@ -123,15 +121,7 @@ def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None) -> tuple[Any
     feed = sample if len(sample) > 1 else sample[0]
     reference = model(feed, training=False)
     diff = max_abs_diff(reference, legacy(feed, training=False))
-    scale = max(
-        1.0,
-        max_abs_diff(
-            reference,
-            np.zeros_like(reference)
-            if not isinstance(reference, (list, tuple))
-            else [np.zeros_like(r) for r in reference],
-        ),
-    )
+    scale = max(1.0, *(float(np.max(np.abs(r))) for r in _arrays(reference)))
     if not diff <= PARITY_ATOL * scale:
         raise ConversionError(
             f"the tf_keras rebuild of {model.name!r} differs from the source (max abs diff {diff:.3g})"

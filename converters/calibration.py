@@ -21,13 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import InputError
+from edgekit.runtime.base import format_shape as _fmt
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 Shape = tuple[int | None, ...]
-
-
-def _fmt(shape: Shape) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
 def _images(folder: Path, shape: Shape) -> np.ndarray:

@@ -25,20 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from edgekit.errors import ConversionError, EdgekitError
+from edgekit.manifest import write_atomic, write_json
 
 log = logging.getLogger("edgekit.converters.worker")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_bytes(data)
-    part.replace(path)
-
-
-def _save_json(path: Path, payload: dict[str, Any]) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(payload, indent=2))
-    part.replace(path)
 
 
 def _predict(model: Any, x: np.ndarray, chunk: int = 32) -> list[np.ndarray]:
@@ -49,8 +38,11 @@ def _predict(model: Any, x: np.ndarray, chunk: int = 32) -> list[np.ndarray]:
     return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
 
 
-def prepare(job: dict[str, Any], work: Path) -> tuple[Any, Any, np.ndarray | None, dict[str, Any]]:
-    """Load the model, pick the route, load calibration data, save the reference outputs."""
+def prepare(job: dict[str, Any], work: Path) -> tuple[Any, np.ndarray | None]:
+    """Load the model, pick the route, load calibration data, save the reference outputs.
+
+    Returns the model to convert (the tf_keras rebuild for recurrent models) and the calibration sample.
+    """
     from edgekit.converters.bridge import to_tf_keras
     from edgekit.converters.calibration import load_calibration, split_sample
     from edgekit.converters.source import as_float32, classify_task, is_recurrent, load_keras
@@ -81,8 +73,8 @@ def prepare(job: dict[str, Any], work: Path) -> tuple[Any, Any, np.ndarray | Non
         converted, diff = to_tf_keras(model, [check[:8]])
         meta.update(route="tf_keras bridge (fused LSTM)", bridge_max_abs_diff=diff)
     np.savez(work / "reference.npz", x=check, **{f"y{i}": y for i, y in enumerate(reference)})
-    _save_json(work / "meta.json", meta)
-    return model, converted, calib, meta
+    write_json(work / "meta.json", meta)
+    return converted, calib
 
 
 def run(job_path: Path) -> int:
@@ -94,10 +86,10 @@ def run(job_path: Path) -> int:
     result_path = work / "result.json"
     result: dict[str, Any] = json.loads(result_path.read_text()) if result_path.is_file() else {"artifacts": {}}
     try:
-        _, converted, calib, _ = prepare(job, work)
+        converted, calib = prepare(job, work)
     except EdgekitError as exc:
         result["fatal"] = {"message": str(exc), "exit_code": exc.exit_code}
-        _save_json(result_path, result)
+        write_json(result_path, result)
         return 3
     onnx_fp32: bytes | None = None
     for art in job["artifacts"]:
@@ -122,11 +114,11 @@ def run(job_path: Path) -> int:
                     raise ConversionError("onnx:int8 needs calibration data (--calib)")
                 onnx_fp32 = onnx_fp32 or to_onnx(converted, opset=job["opset"], batch=job["batch"])
                 blob = quantize_onnx(onnx_fp32, calibration=calib)
-            _write_atomic(Path(art["path"]), blob)
+            write_atomic(art["path"], blob)
             result["artifacts"][token] = {"ok": True, "seconds": round(time.perf_counter() - start, 2)}
         except EdgekitError as exc:
             result["artifacts"][token] = {"ok": False, "error": str(exc)}
-        _save_json(result_path, result)
+        write_json(result_path, result)
     (work / "current").unlink(missing_ok=True)
     return 0
 

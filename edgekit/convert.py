@@ -30,7 +30,15 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import ConversionError, InputError
-from edgekit.manifest import now, read_manifest, sha256_file, sha256_tree, tool_versions, write_manifest
+from edgekit.manifest import (
+    now,
+    read_manifest,
+    sha256_file,
+    sha256_tree,
+    tool_versions,
+    write_json,
+    write_manifest,
+)
 from edgekit.parity import compare
 
 log = logging.getLogger(__name__)
@@ -108,18 +116,9 @@ def _converter_code_sha() -> str:
     return sha256_tree(Path(edgekit.converters.__file__).parent)
 
 
-def _cache_key(source_sha: str, calib_sha: str | None, settings: dict[str, Any], token: str) -> str:
-    blob = json.dumps(
-        {
-            "source": source_sha,
-            "calib": calib_sha,
-            "settings": settings,
-            "token": token,
-            "tools": tool_versions(),
-            "code": _converter_code_sha(),
-        },
-        sort_keys=True,
-    )
+def _cache_key(inputs: dict[str, Any], token: str) -> str:
+    """Content address of one artifact: everything that shapes it (``inputs``) plus its token."""
+    blob = json.dumps({**inputs, "token": token}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -172,6 +171,10 @@ def convert(
     }  # fmt: skip
     source_sha = sha256_file(model_path)
     calib_sha = sha256_tree(calib) if calib is not None else None
+    tools = tool_versions()
+    key_inputs = {
+        "source": source_sha, "calib": calib_sha, "settings": settings, "tools": tools, "code": _converter_code_sha(),
+    }  # fmt: skip
     old_manifest = read_manifest(run_dir) or {}
     previous = {a["precision_token"]: a for a in old_manifest.get("artifacts", []) if "precision_token" in a}
     # A deterministic failure (e.g. no 16x8 LSTM kernel) is remembered under its key; a crash is retried.
@@ -182,7 +185,7 @@ def convert(
     for token in tokens:
         fmt, precision = token.split(":")
         path = run_dir / f"{stem}_{precision}.{fmt}"
-        key = _cache_key(source_sha, calib_sha, settings, token)
+        key = _cache_key(key_inputs, token)
         old = previous.get(token)
         if old and old.get("cache_key") == key and path.is_file() and sha256_file(path) == old.get("sha256"):
             reused.append({**old, "reused": True})
@@ -227,11 +230,11 @@ def convert(
                 "error": f"{current}: the converter process crashed ({why}); other artifacts go on",
             }
             state["artifacts"] = results
-            (work / "result.json").write_text(json.dumps(state))
+            write_json(work / "result.json", state)
             (work / "current").unlink(missing_ok=True)
         meta = json.loads((work / "meta.json").read_text()) if (work / "meta.json").is_file() else {}
     else:
-        meta = (read_manifest(run_dir) or {}).get("conversion", {})
+        meta = old_manifest.get("conversion", {})
     artifacts = list(reused)
     if planned:
         ref = np.load(work / "reference.npz")
@@ -250,7 +253,7 @@ def convert(
                 continue
             if progress:
                 progress(f"checking {path.name}")
-            artifacts.append(_describe(path, run_dir, token, item["key"], outcome["seconds"], x, reference, meta))
+            artifacts.append(_describe(path, token, item["key"], outcome["seconds"], x, reference, meta))
     order = {t: i for i, t in enumerate(tokens)}
     artifacts.sort(key=lambda a: order[a["precision_token"]])
     manifest = {
@@ -264,7 +267,7 @@ def convert(
             "calibration_sha256": calib_sha,
         },
         "settings": {**settings, "to": tokens},
-        "tools": tool_versions(),
+        "tools": tools,
         "conversion": meta,
         "artifacts": artifacts,
         "failed": [failures[t] for t in tokens if t in failures],
@@ -280,7 +283,6 @@ def _last_line(text: str) -> str:
 
 def _describe(
     path: Path,
-    run_dir: Path,
     token: str,
     key: str,
     seconds: float,
@@ -296,7 +298,7 @@ def _describe(
     parity = compare(reference, outputs, task=meta.get("task", "regressor"), precision=precision)
     parity["check_seconds"] = round(time.perf_counter() - start, 3)
     return {
-        "path": path.name if path.parent == run_dir else str(path.relative_to(run_dir)),
+        "path": path.name,  # artifacts sit at the top of the run directory
         "format": fmt,
         "precision": precision,
         "precision_token": token,

@@ -73,13 +73,30 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``path`` through ``<name>.part`` and a rename, so readers never see half a file.
+
+    Example:
+        >>> write_atomic(run_dir / "model.tflite", blob)  # doctest: +SKIP
+    """
+    target = Path(path)
+    part = target.with_name(target.name + ".part")
+    if isinstance(data, str):
+        part.write_text(data)
+    else:
+        part.write_bytes(data)
+    part.replace(target)
+    return target
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON, atomically."""
+    return write_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
 def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
     """Write ``manifest.json`` atomically (temporary name, then rename)."""
-    path = Path(run_dir) / MANIFEST
-    part = path.with_name(MANIFEST + ".part")
-    part.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    part.replace(path)
-    return path
+    return write_json(Path(run_dir) / MANIFEST, manifest)
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any] | None:
