@@ -82,6 +82,10 @@ def convert_section() -> dict[str, Any]:
             warm = convert(path, d / name, to=tokens, calib=d / f"{name}_calib.npy")
             warm_s = time.perf_counter() - start
             fp32 = next(a["size_bytes"] for a in cold["artifacts"] if a["precision_token"] == "tflite:fp32")
+            per_tensor = convert(
+                path, d / f"{name}_per_tensor", to="tflite:int8", calib=d / f"{name}_calib.npy",
+                int8_granularity="per-tensor",
+            )["artifacts"][0]  # fmt: skip
             section[name] = {
                 "route": cold["conversion"]["route"],
                 "cold_seconds": round(cold_s, 2),
@@ -98,6 +102,11 @@ def convert_section() -> dict[str, Any]:
                     for a in cold["artifacts"]
                 },
                 "failed": cold["failed"],
+                "tflite:int8 per-tensor": {
+                    "size_bytes": per_tensor["size_bytes"],
+                    "size_vs_tflite_fp32": round(per_tensor["size_bytes"] / fp32, 3),
+                    "parity": {k: v for k, v in per_tensor["parity"].items() if k != "check_seconds"},
+                },
             }
             log.info("%s: cold %.1f s, warm %.2f s", name, cold_s, warm_s)
     return section

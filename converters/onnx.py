@@ -56,8 +56,8 @@ class _Reader:
         return None if row is None else {self._name: row[None]}
 
 
-def quantize_onnx(fp32: bytes, *, calibration: np.ndarray) -> bytes:
-    """Static int8 quantization (QDQ, per-channel weights, int8 activations) with ONNX Runtime.
+def quantize_onnx(fp32: bytes, *, calibration: np.ndarray, per_channel: bool = True) -> bytes:
+    """Static int8 quantization (QDQ, per-channel or per-tensor weights, int8 activations) with ONNX Runtime.
 
     Example:
         >>> quantize_onnx(fp32_bytes, calibration=x)[:2]  # doctest: +SKIP
@@ -77,7 +77,7 @@ def quantize_onnx(fp32: bytes, *, calibration: np.ndarray) -> bytes:
         try:
             quantize_static(
                 str(prep), str(dst), _Reader(name, calibration),
-                quant_format=QuantFormat.QDQ, per_channel=True,
+                quant_format=QuantFormat.QDQ, per_channel=per_channel,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
             )  # fmt: skip

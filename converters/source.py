@@ -1,9 +1,10 @@
 """Load the Keras model a conversion starts from (build lane: imports Keras).
 
-Handles ``.keras`` (safe_mode on unless ``unsafe``), legacy ``.h5``, custom
-objects from a Python file, mixed-precision sources (rebuilt as float32), and
-the route to take: recurrent models go through the tf_keras bridge so they
-convert to the fused TFLite LSTM.
+Handles ``.keras`` (safe_mode on unless ``unsafe``), legacy ``.h5``, SavedModel
+directories (wrapped as a one-layer Keras model around their serving endpoint),
+custom objects from a Python file, mixed-precision sources (rebuilt as
+float32), and the route to take: recurrent models go through the tf_keras
+bridge so they convert to the fused TFLite LSTM.
 
 Example:
     >>> model = load_keras("model.keras", custom_objects="layers.py")  # doctest: +SKIP
@@ -43,17 +44,19 @@ def custom_objects_from(path: str | Path | None) -> dict[str, Any]:
 
 
 def load_keras(path: str | Path, *, custom_objects: str | Path | None = None, unsafe: bool = False) -> Any:
-    """Load a ``.keras`` or ``.h5`` model with clear errors for the usual failures.
+    """Load a ``.keras`` / ``.h5`` model or a SavedModel directory, with clear errors for the usual failures.
 
     Example:
         >>> load_keras("model.txt")
         Traceback (most recent call last):
         ...
-        edgekit.errors.InputError: model.txt: not a Keras model (expected .keras, .h5 or a run directory)
+        edgekit.errors.InputError: model.txt: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)
     """
     p = Path(path)
+    if p.is_dir() and (p / "saved_model.pb").is_file():
+        return load_saved_model(p)
     if p.suffix not in (".keras", ".h5"):
-        raise InputError(f"{path}: not a Keras model (expected .keras, .h5 or a run directory)")
+        raise InputError(f"{path}: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)")
     import keras
 
     objects = custom_objects_from(custom_objects)
@@ -61,6 +64,45 @@ def load_keras(path: str | Path, *, custom_objects: str | Path | None = None, un
         return keras.models.load_model(p, custom_objects=objects, compile=False, safe_mode=not unsafe)
     except Exception as exc:
         raise InputError(_explain_load_error(path, exc)) from None
+
+
+def load_saved_model(path: str | Path) -> Any:
+    """A single-input SavedModel as a Keras 3 model: one layer calling its ``serve`` or ``serving_default`` endpoint.
+
+    ``serve`` is what ``keras.Model.export`` writes; ``serving_default`` is the
+    signature ``tf.saved_model.save`` and tf_keras write (called with keyword
+    arguments, returning a dict whose entries become the outputs in name order).
+
+    Example:
+        >>> load_saved_model("exported/").inputs[0].shape  # doctest: +SKIP
+        (None, 30)
+    """
+    import keras
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise InputError(f"{path}: TensorFlow cannot load this SavedModel: {str(exc).splitlines()[0][:200]}") from None
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        raise InputError(f"{path}: the SavedModel has no serving_default signature (found: {list(loaded.signatures)})")
+    specs = signature.structured_input_signature[1]
+    if len(specs) != 1:
+        raise InputError(f"{path}: only single-input SavedModels are supported (inputs: {', '.join(specs)})")
+    (input_name, spec), *_ = specs.items()
+    output_names = sorted(signature.structured_outputs)
+    endpoint = "serve" if hasattr(loaded, "serve") else "serving_default"
+
+    class SavedModelEndpoint(keras.layers.TFSMLayer):
+        def call(self, inputs: Any, training: bool = False) -> Any:
+            if endpoint == "serve":
+                return self.call_endpoint_fn(inputs)
+            outputs = self.call_endpoint_fn(**{input_name: inputs})
+            return outputs[output_names[0]] if len(output_names) == 1 else [outputs[k] for k in output_names]
+
+    inputs = keras.Input(batch_shape=tuple(spec.shape), name=input_name)
+    return keras.Model(inputs, SavedModelEndpoint(str(path), call_endpoint=endpoint)(inputs), name=Path(path).name)
 
 
 def _explain_load_error(path: str | Path, exc: Exception) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, UnsupportedOpError
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "16x8")
 
@@ -46,12 +46,14 @@ def to_tflite(
     calibration: np.ndarray | None = None,
     batch: int = 1,
     int8_io: str = "int8",
+    per_channel: bool = True,
     allow_select_tf_ops: bool = False,
 ) -> bytes:
     """Convert a Keras (3 or tf_keras) model to TFLite bytes at ``precision``.
 
     Full int8 uses ``int8_io`` (``int8``, ``uint8`` or ``float32``) for inputs
-    and outputs; 16x8 keeps float I/O. Both need ``calibration``.
+    and outputs; 16x8 keeps float I/O. Both need ``calibration``. With
+    ``per_channel=False`` quantized weights get one scale per tensor.
 
     Example:
         >>> to_tflite(model, "fp16")[4:8]  # doctest: +SKIP
@@ -77,6 +79,7 @@ def to_tflite(
                 yield [row[None].astype(np.float32)]
 
         converter.representative_dataset = representative
+        converter._experimental_disable_per_channel = not per_channel  # the converter's only switch for it
         if precision == "int8":
             ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             io_type = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[int8_io]
@@ -89,16 +92,17 @@ def to_tflite(
     try:
         return bytes(converter.convert())
     except Exception as exc:
-        raise ConversionError(_explain(exc, precision)) from None
+        raise _explain(exc, precision) from None
 
 
-def _explain(exc: Exception, precision: str) -> str:
+def _explain(exc: Exception, precision: str) -> ConversionError:
+    """The converter's failure as one line: unsupported ops named (a user-fixable input problem), else its last line."""
     text = str(exc)
-    missing = sorted(set(re.findall(r"\btf\.(\w+)\b", text)))
+    missing = sorted(set(re.findall(r"'tf\.([A-Z]\w*)'", text)))
     if "not supported" in text and missing:
-        return (
+        return UnsupportedOpError(
             f"tflite:{precision}: op(s) {', '.join(missing)} cannot be expressed in TFLite builtins; "
             "pass --allow-select-tf-ops to keep them as TensorFlow ops"
         )
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return f"tflite:{precision}: converter failed: {lines[-1][:300] if lines else type(exc).__name__}"
+    return ConversionError(f"tflite:{precision}: converter failed: {lines[-1][:300] if lines else type(exc).__name__}")

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-from edgekit.errors import ConversionError, EdgekitError
+from edgekit.errors import ConversionError, EdgekitError, UnsupportedOpError
 from edgekit.manifest import write_atomic, write_json
 
 log = logging.getLogger("edgekit.converters.worker")
@@ -105,7 +105,8 @@ def run(job_path: Path) -> int:
             if fmt == "tflite":
                 blob = to_tflite(
                     converted, precision, calibration=calib, batch=job["batch"],
-                    int8_io=job["int8_io"], allow_select_tf_ops=job["allow_select_tf_ops"],
+                    int8_io=job["int8_io"], per_channel=job["int8_granularity"] == "per-channel",
+                    allow_select_tf_ops=job["allow_select_tf_ops"],
                 )  # fmt: skip
             elif precision == "fp32":
                 blob = onnx_fp32 = to_onnx(converted, opset=job["opset"], batch=job["batch"])
@@ -113,11 +114,12 @@ def run(job_path: Path) -> int:
                 if calib is None:
                     raise ConversionError("onnx:int8 needs calibration data (--calib)")
                 onnx_fp32 = onnx_fp32 or to_onnx(converted, opset=job["opset"], batch=job["batch"])
-                blob = quantize_onnx(onnx_fp32, calibration=calib)
+                blob = quantize_onnx(onnx_fp32, calibration=calib, per_channel=job["int8_granularity"] == "per-channel")
             write_atomic(art["path"], blob)
             result["artifacts"][token] = {"ok": True, "seconds": round(time.perf_counter() - start, 2)}
         except EdgekitError as exc:
-            result["artifacts"][token] = {"ok": False, "error": str(exc)}
+            unsupported = isinstance(exc, UnsupportedOpError)
+            result["artifacts"][token] = {"ok": False, "error": str(exc), "unsupported_op": unsupported}
         write_json(result_path, result)
     (work / "current").unlink(missing_ok=True)
     return 0

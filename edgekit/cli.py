@@ -184,13 +184,20 @@ def bench_cmd(
 @click.option("--opset", type=click.IntRange(min=11, max=21), default=17, show_default=True, help="ONNX opset.")
 @click.option("--int8-io", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True)
 @click.option(
+    "--int8-granularity",
+    type=click.Choice(["per-channel", "per-tensor"]),
+    default="per-channel",
+    show_default=True,
+    help="Weight scales of int8 artifacts: per output channel (accurate) or per tensor (smaller).",
+)
+@click.option(
     "--custom-objects", type=click.Path(path_type=str), default=None, help="Python file defining custom layers."
 )
 @click.option("--unsafe", is_flag=True, help="Turn Keras safe_mode off (loads Lambda layers: trusted files only).")
 @click.option("--allow-select-tf-ops", is_flag=True, help="Keep ops TFLite builtins lack as TensorFlow ops.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def convert_cmd(source: str, out_dir: str | None, as_json: bool, **options: Any) -> None:
-    """Convert a Keras model (.keras, .h5, or a run directory) to TFLite and ONNX, checked against the source."""
+    """Convert a Keras model (.keras, .h5, SavedModel or run directory) to TFLite and ONNX, checked against it."""
     from pathlib import Path
 
     from edgekit.convert import convert
@@ -202,9 +209,11 @@ def convert_cmd(source: str, out_dir: str | None, as_json: bool, **options: Any)
         emit_json(manifest)
     else:
         _print_conversion(manifest, out_dir)
+    for failure in manifest["failed"]:
+        err.print(f"edgekit: failed: {failure['error']}", markup=False)
+    if any(f.get("unsupported_op") for f in manifest["failed"]):
+        raise click.exceptions.Exit(2)  # the model needs a flag or a change: bad input, not a converter fault
     if manifest["failed"]:
-        for failure in manifest["failed"]:
-            err.print(f"edgekit: failed: {failure['error']}", markup=False)
         raise click.exceptions.Exit(3)
 
 
@@ -222,6 +231,9 @@ def _print_conversion(manifest: dict[str, Any], out_dir: str) -> None:
     )
     for a in arts:
         p = a["parity"]
+        if "unavailable" in p:
+            table.add_row(a["path"], _kb(a["size_bytes"]), "-", "[yellow]unchecked[/]: " + p["unavailable"], "-")
+            continue
         parity = f"max abs {p['max_abs_error']:.2g}"
         if "top1_agreement" in p:
             parity += f", top-1 {p['top1_agreement']:.1%}"
@@ -286,7 +298,7 @@ def main(argv: list[str] | None = None, *, entry: Callable[..., Any] = app) -> i
     """
     atexit.register(_silence_native_teardown)
     try:
-        entry.main(args=argv, prog_name="edgekit", standalone_mode=False)
+        code = entry.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as exc:
         err.print(f"edgekit: error: {exc}", markup=False)
         return exc.exit_code
@@ -306,7 +318,7 @@ def main(argv: list[str] | None = None, *, entry: Callable[..., Any] = app) -> i
             markup=False,
         )
         return 1
-    return 0
+    return code if isinstance(code, int) else 0  # click returns the code of click.exceptions.Exit here
 
 
 def run() -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import ConversionError, InputError
+from edgekit.errors import ConversionError, EdgekitError, InputError
 from edgekit.manifest import (
     now,
     read_manifest,
@@ -69,7 +69,7 @@ def parse_tokens(to: str | None, has_calib: bool) -> list[str]:
 
 
 def resolve_source(source: str | Path) -> Path:
-    """The Keras model file behind ``source`` (a model file or a run directory).
+    """The model behind ``source``: a ``.keras``/``.h5`` file, a SavedModel directory, or a run directory's model.
 
     Example:
         >>> resolve_source("missing.keras")
@@ -82,16 +82,19 @@ def resolve_source(source: str | Path) -> Path:
         raise InputError(f"{source}: no such file or directory")
     if p.is_dir():
         if (p / "saved_model.pb").is_file():
-            raise InputError(f"{source}: SavedModel directories are not supported yet; save the model as .keras")
+            return p
         manifest = read_manifest(p) or {}
         for art in manifest.get("artifacts", []):
             if art.get("format") == "keras":
                 return p / art["path"]
         if (p / "model.keras").is_file():
             return p / "model.keras"
-        raise InputError(f"{source}: not a run directory with a Keras model (no manifest entry, no model.keras)")
+        raise InputError(
+            f"{source}: not a SavedModel nor a run directory with a Keras model (no saved_model.pb, "
+            "no manifest entry, no model.keras)"
+        )
     if p.suffix not in (".keras", ".h5"):
-        raise InputError(f"{source}: not a Keras model (expected .keras, .h5 or a run directory)")
+        raise InputError(f"{source}: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)")
     if p.stat().st_size == 0:
         raise InputError(f"{source}: file is empty")
     return p
@@ -107,6 +110,36 @@ def _prepare_out(out: str | Path) -> Path:
     except OSError as exc:
         raise InputError(f"--out {out}: not writable ({exc.strerror or exc})") from None
     return p
+
+
+def _save_model_object(model: Any, work: Path) -> Path:
+    """Save a Keras model object given through the API as ``.edgekit/source/<name>.keras``."""
+    path = work / "source" / f"{model.name}.keras"
+    path.parent.mkdir(exist_ok=True)
+    try:
+        model.save(path)
+    except Exception as exc:
+        raise InputError(f"model {model.name!r} cannot be saved as .keras: {type(exc).__name__}: {exc}") from None
+    return path
+
+
+def _model_object_sha(model: Any) -> str:
+    """Content address of a model object: its config and weights (a saved .keras carries a timestamp)."""
+    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def _materialize_calibration(make: Callable[[], np.ndarray], work: Path) -> Path:
+    """Call a calibration callable once and store its array, so the converter process can read it."""
+    try:
+        data = np.asarray(make(), dtype=np.float32)
+    except Exception as exc:
+        raise InputError(f"the calibration callable failed: {type(exc).__name__}: {exc}") from None
+    path = work / "calib.npy"
+    np.save(path, data)
+    return path
 
 
 def _converter_code_sha() -> str:
@@ -132,16 +165,17 @@ def _run_worker(job_path: Path, timeout: float) -> tuple[int, str]:
 
 
 def convert(
-    source: str | Path,
+    source: str | Path | Any,
     out: str | Path,
     *,
     to: str | None = None,
-    calib: str | Path | None = None,
+    calib: str | Path | Callable[[], np.ndarray] | None = None,
     calib_samples: int = 200,
     check_samples: int = 64,
     batch: int = 1,
     opset: int = 17,
     int8_io: str = "int8",
+    int8_granularity: str = "per-channel",
     custom_objects: str | Path | None = None,
     unsafe: bool = False,
     allow_select_tf_ops: bool = False,
@@ -150,26 +184,44 @@ def convert(
 ) -> dict[str, Any]:
     """Convert ``source`` into ``out``; return the manifest (also written to ``out/manifest.json``).
 
+    ``source`` is a model file, a SavedModel or run directory, or a Keras model
+    object (saved into the run directory first). ``calib`` is a path or a
+    callable returning an array (materialized as ``.edgekit/calib.npy``).
+    ``int8_granularity`` is ``per-channel`` (weights scaled per output
+    channel: the accurate default) or ``per-tensor`` (one scale per weight
+    tensor: smaller files, as the quantization parameters of thin layers
+    stop dominating).
+
     Example:
         >>> m = convert("model.keras", "runs/m", to="tflite:fp32")  # doctest: +SKIP
         >>> m["artifacts"][0]["parity"]["within_tolerance"]  # doctest: +SKIP
         True
     """
-    model_path = resolve_source(source)
+    is_path = isinstance(source, (str, os.PathLike))
+    if not is_path and not (hasattr(source, "save") and hasattr(source, "inputs")):
+        raise InputError(f"source must be a model path or a Keras model, not {type(source).__name__}")
+    model_path = resolve_source(source) if is_path else None
     tokens = parse_tokens(to, calib is not None)
-    if calib is not None and not Path(calib).exists():
+    if calib is not None and not callable(calib) and not Path(calib).exists():
         raise InputError(f"{calib}: calibration data not found")
     if int8_io not in ("int8", "uint8", "float32"):
         raise InputError(f"--int8-io must be int8, uint8 or float32, got {int8_io!r}")
+    if int8_granularity not in ("per-channel", "per-tensor"):
+        raise InputError(f"--int8-granularity must be per-channel or per-tensor, got {int8_granularity!r}")
     if batch < 1 or calib_samples < 1 or check_samples < 1:
         raise InputError("--batch, --calib-samples and --check-samples must be >= 1")
     run_dir = _prepare_out(out)
     work = run_dir / ".edgekit"
+    if model_path is None:
+        model_path = _save_model_object(source, work)
+    if callable(calib):
+        calib = _materialize_calibration(calib, work)
     settings = {
-        "batch": batch, "opset": opset, "int8_io": int8_io, "calib_samples": calib_samples,
-        "check_samples": check_samples, "allow_select_tf_ops": allow_select_tf_ops, "unsafe": unsafe,
+        "batch": batch, "opset": opset, "int8_io": int8_io, "int8_granularity": int8_granularity,
+        "calib_samples": calib_samples, "check_samples": check_samples,
+        "allow_select_tf_ops": allow_select_tf_ops, "unsafe": unsafe,
     }  # fmt: skip
-    source_sha = sha256_file(model_path)
+    source_sha = _model_object_sha(source) if not is_path else sha256_tree(model_path)
     calib_sha = sha256_tree(calib) if calib is not None else None
     tools = tool_versions()
     key_inputs = {
@@ -179,7 +231,7 @@ def convert(
     previous = {a["precision_token"]: a for a in old_manifest.get("artifacts", []) if "precision_token" in a}
     # A deterministic failure (e.g. no 16x8 LSTM kernel) is remembered under its key; a crash is retried.
     failed_before = {f["token"]: f for f in old_manifest.get("failed", []) if f.get("cache_key") and not f.get("crash")}
-    stem = model_path.stem
+    stem = model_path.stem if model_path.is_file() else model_path.name
     planned, reused = [], []
     failures: dict[str, dict[str, Any]] = {}
     for token in tokens:
@@ -248,6 +300,7 @@ def convert(
                     "error": outcome["error"],
                     "cache_key": item["key"],
                     "crash": bool(outcome.get("crash")),
+                    "unsupported_op": bool(outcome.get("unsupported_op")),
                 }
                 path.unlink(missing_ok=True)
                 continue
@@ -294,8 +347,12 @@ def _describe(
 
     fmt, precision = token.split(":")
     start = time.perf_counter()
-    outputs = load(path).run(x)
-    parity = compare(reference, outputs, task=meta.get("task", "regressor"), precision=precision)
+    try:
+        outputs = load(path).run(x)
+    except EdgekitError as exc:  # e.g. TF select ops: LiteRT has no Flex delegate
+        parity: dict[str, Any] = {"unavailable": f"the runtime lane cannot run it: {exc}"}
+    else:
+        parity = compare(reference, outputs, task=meta.get("task", "regressor"), precision=precision)
     parity["check_seconds"] = round(time.perf_counter() - start, 3)
     return {
         "path": path.name,  # artifacts sit at the top of the run directory

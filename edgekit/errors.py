@@ -44,3 +44,7 @@ class ConversionError(EdgekitError):
     """A converter failed (it may have crashed in a child process); names the artifact."""
 
     exit_code = 2
+
+
+class UnsupportedOpError(ConversionError):
+    """The model uses an op the target format cannot express (e.g. no TFLite builtin); names the op."""

@@ -58,9 +58,23 @@ def test_mobilenet_every_output(mobilenet):
     assert inspect_model(d / "run" / arts["tflite:16x8"]["path"])["quantization"] == "int16x8"
     assert inspect_model(d / "run" / arts["tflite:dynamic"]["path"])["quantization"] == "dynamic"
     assert inspect_model(d / "run" / arts["onnx:int8"]["path"])["quantization"] == "int8"
-    # At α=0.35 per-channel scales and zero points are a quarter of the int8 file (see README).
+    # At α=0.35 per-channel scales and int64 zero points are a quarter of the int8 file (see README).
     assert arts["tflite:int8"]["size_bytes"] <= 0.42 * arts["tflite:fp32"]["size_bytes"]
     assert arts["tflite:fp16"]["size_bytes"] <= 0.55 * arts["tflite:fp32"]["size_bytes"]
+
+
+def test_mobilenet_per_tensor_int8_is_under_0_3x_fp32(mobilenet):
+    d, per_channel = mobilenet
+    fp32_size = _by_token(per_channel)["tflite:fp32"]["size_bytes"]
+    manifest = convert(
+        d / "mobilenet.keras", d / "run_per_tensor", to="tflite:int8,onnx:int8", calib=d / "calib.npy",
+        int8_granularity="per-tensor",
+    )  # fmt: skip
+    arts = _by_token(manifest)
+    assert arts["tflite:int8"]["size_bytes"] <= 0.3 * fp32_size, arts["tflite:int8"]["size_bytes"] / fp32_size
+    for token in ("tflite:int8", "onnx:int8"):
+        assert arts[token]["parity"]["top1_agreement"] >= 0.9, (token, arts[token]["parity"])
+    assert inspect_model(d / "run_per_tensor" / arts["tflite:int8"]["path"])["quantization"] == "int8"
 
 
 def test_manifest_records_every_artifact(mobilenet):
@@ -121,11 +135,15 @@ def test_a_crashing_converter_names_the_artifact_and_the_rest_is_produced(autoen
     assert not list((tmp_path / "run").glob("*fp16*"))
 
 
-def test_cli_json_and_exit_codes(autoencoder, tmp_path):
+def test_cli_json_and_exit_codes(autoencoder, tmp_path, monkeypatch):
     _, path, _ = autoencoder
     res = run_cli("convert", str(path), "--out", str(tmp_path / "cli"), "--to", "tflite:fp32", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["artifacts"][0]["path"] == "ae_fp32.tflite"
+    monkeypatch.setenv("EDGEKIT_CRASH_ON", "onnx:fp32")
+    res = run_cli("convert", str(path), "--out", str(tmp_path / "crash"), "--to", "tflite:fp32,onnx:fp32")
+    assert res.returncode == 3 and "onnx:fp32: the converter process crashed" in res.stderr, res.stderr
+    assert (tmp_path / "crash" / "ae_fp32.tflite").is_file() and not (tmp_path / "crash" / "ae_fp32.onnx").exists()
 
 
 def test_lstm_warm_rerun_remembers_the_16x8_failure(lstm):
