@@ -40,8 +40,33 @@ def to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, batch: int = 1) -> bytes:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset)
     except Exception as exc:
         raise ConversionError(f"onnx:fp32: tf2onnx failed: {str(exc).splitlines()[0][:300]}") from None
+    _freeze_captured_constants(proto, serve.get_concrete_function(), len(specs))
     proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
     return proto.SerializeToString()
+
+
+def _freeze_captured_constants(proto: Any, function: Any, num_inputs: int) -> None:
+    """Turn graph inputs that are captured eager constants into initializers, in place.
+
+    tf2onnx freezes captured variables but leaves captured eager tensors (a
+    tf_keras Normalization's mean and variance) as graph inputs, which makes
+    the model unusable; anything else left over is an error.
+    """
+    from onnx import numpy_helper
+
+    values = {
+        internal.name: external.numpy()
+        for external, internal in function.graph.captures
+        if hasattr(external, "numpy") and external.dtype.name != "resource"
+    }
+    initialized = {t.name for t in proto.graph.initializer}
+    extra = [i for i in proto.graph.input if i.name not in initialized][num_inputs:]
+    unknown = [i.name for i in extra if i.name not in values]
+    if unknown:
+        raise ConversionError(f"onnx:fp32: tf2onnx left captured tensors as graph inputs: {', '.join(unknown)}")
+    for graph_input in extra:
+        proto.graph.initializer.append(numpy_helper.from_array(values[graph_input.name], graph_input.name))
+        proto.graph.input.remove(graph_input)
 
 
 class _Reader:

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -198,8 +199,6 @@ def bench_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def convert_cmd(source: str, out_dir: str | None, as_json: bool, **options: Any) -> None:
     """Convert a Keras model (.keras, .h5, SavedModel or run directory) to TFLite and ONNX, checked against it."""
-    from pathlib import Path
-
     from edgekit.convert import convert
 
     out_dir = out_dir or str(Path("runs") / Path(source).stem)
@@ -242,6 +241,86 @@ def _print_conversion(manifest: dict[str, Any], out_dir: str) -> None:
         ratio = f"{a['size_bytes'] / fp32:.2f}x" if fp32 else "-"
         when = "reused" if a.get("reused") else f"{a['convert_seconds']:.1f} s"
         table.add_row(a["path"], _kb(a["size_bytes"]), ratio, parity, when)
+    out.print(table)
+
+
+# -- train / run ----------------------------------------------------------------------------
+
+_train_options = [
+    click.argument("recipe", type=click.Path(path_type=str)),
+    click.option("--data", default=None, help="Train on this data instead of the recipe's (same formats)."),
+    click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory."),
+    click.option(
+        "--strategy",
+        type=click.Choice(["default", "mirrored", "multiworker"]),
+        default="default",
+        show_default=True,
+        help="tf.distribute strategy; multiworker reads TF_CONFIG.",
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print the run manifest as JSON."),
+]
+
+
+def _with_train_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_train_options):
+        f = option(f)
+    return f
+
+
+def _epoch_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
+    bar = progress_bar("training")
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done)
+
+    return bar, update
+
+
+@app.command("train")
+@_with_train_options
+def train_cmd(recipe: str, data: str | None, out_dir: str | None, strategy: str, as_json: bool) -> None:
+    """Train a recipe (models/*.yaml) into a run directory: model.keras, history, metrics, manifest."""
+    from edgekit.train import train
+
+    bar, update = _epoch_progress()
+    with bar:
+        manifest = train(recipe, data=data, out=out_dir, strategy=strategy, progress=update)
+    emit_json(manifest) if as_json else _print_training(manifest)
+
+
+@app.command("run")
+@_with_train_options
+def run_cmd(recipe: str, data: str | None, out_dir: str | None, strategy: str, as_json: bool) -> None:
+    """Run every stage that exists for a recipe: train, then convert (into <run>/convert)."""
+    from edgekit.train import run
+
+    bar, update = _epoch_progress()
+    with bar:
+        manifests = run(recipe, data=data, out=out_dir, strategy=strategy, progress=update)
+    if as_json:
+        emit_json(manifests)
+        return
+    _print_training(manifests["train"])
+    _print_conversion(manifests["convert"], str(Path(manifests["train"]["artifacts"][0]["path"]).parent))
+    for failure in manifests["convert"]["failed"]:
+        err.print(f"edgekit: failed: {failure['error']}", markup=False)
+    if manifests["convert"]["failed"]:
+        raise click.exceptions.Exit(3)
+
+
+def _print_training(manifest: dict[str, Any]) -> None:
+    recipe = manifest["recipe"]
+    table = Table("metric", "value", title=f"{recipe['name']} ({recipe['family']})", title_justify="left")
+    for key, value in manifest["metrics"].items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("precision", f"{manifest['precision']['policy']} ({manifest['precision']['reason']})")
+    table.add_row(
+        "data", f"{manifest['data']['train']} train / {manifest['data']['val']} val / {manifest['data']['test']} test"
+    )
+    table.add_row("time", f"{manifest['seconds']:.1f} s")
     out.print(table)
 
 

@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from edgekit.errors import ConversionError, EdgekitError, InputError
 from edgekit.manifest import (
     now,
+    prepare_run_dir,
     read_manifest,
     sha256_file,
     sha256_tree,
@@ -97,18 +97,6 @@ def resolve_source(source: str | Path) -> Path:
         raise InputError(f"{source}: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)")
     if p.stat().st_size == 0:
         raise InputError(f"{source}: file is empty")
-    return p
-
-
-def _prepare_out(out: str | Path) -> Path:
-    p = Path(out)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        (p / ".edgekit").mkdir(exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p / ".edgekit"):
-            pass
-    except OSError as exc:
-        raise InputError(f"--out {out}: not writable ({exc.strerror or exc})") from None
     return p
 
 
@@ -210,7 +198,7 @@ def convert(
         raise InputError(f"--int8-granularity must be per-channel or per-tensor, got {int8_granularity!r}")
     if batch < 1 or calib_samples < 1 or check_samples < 1:
         raise InputError("--batch, --calib-samples and --check-samples must be >= 1")
-    run_dir = _prepare_out(out)
+    run_dir = prepare_run_dir(out)
     work = run_dir / ".edgekit"
     if model_path is None:
         model_path = _save_model_object(source, work)
@@ -306,7 +294,11 @@ def convert(
                 continue
             if progress:
                 progress(f"checking {path.name}")
-            artifacts.append(_describe(path, token, item["key"], outcome["seconds"], x, reference, meta))
+            try:
+                artifacts.append(_describe(path, token, item["key"], outcome["seconds"], x, reference, meta))
+            except ConversionError as exc:
+                failures[token] = {"token": token, "error": str(exc), "cache_key": item["key"], "crash": False}
+                path.unlink(missing_ok=True)
     order = {t: i for i, t in enumerate(tokens)}
     artifacts.sort(key=lambda a: order[a["precision_token"]])
     manifest = {
@@ -321,12 +313,20 @@ def convert(
         },
         "settings": {**settings, "to": tokens},
         "tools": tools,
+        "task": _task_of(source),
         "conversion": meta,
         "artifacts": artifacts,
         "failed": [failures[t] for t in tokens if t in failures],
     }
     write_manifest(run_dir, manifest)
     return manifest
+
+
+def _task_of(source: Any) -> dict[str, Any]:
+    """How to read the model's output (labels, scaler, anomaly threshold), carried over from a run directory."""
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        return (read_manifest(source) or {}).get("task", {})
+    return {}
 
 
 def _last_line(text: str) -> str:
@@ -343,14 +343,18 @@ def _describe(
     reference: list[np.ndarray],
     meta: dict[str, Any],
 ) -> dict[str, Any]:
+    from edgekit.inspection import inspect_model
     from edgekit.runtime import load
 
     fmt, precision = token.split(":")
     start = time.perf_counter()
     try:
         outputs = load(path).run(x)
-    except EdgekitError as exc:  # e.g. TF select ops: LiteRT has no Flex delegate
-        parity: dict[str, Any] = {"unavailable": f"the runtime lane cannot run it: {exc}"}
+    except EdgekitError as exc:
+        flex = fmt == "tflite" and any(op.startswith("CUSTOM:Flex") for op in inspect_model(path)["op_histogram"])
+        if not flex:
+            raise ConversionError(f"{token}: the converted file does not run: {exc}") from None
+        parity: dict[str, Any] = {"unavailable": f"LiteRT's pip wheel has no Flex delegate for TF select ops: {exc}"}
     else:
         parity = compare(reference, outputs, task=meta.get("task", "regressor"), precision=precision)
     parity["check_seconds"] = round(time.perf_counter() - start, 3)

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import importlib.metadata
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,23 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable manifest ({exc})") from None
+
+
+def prepare_run_dir(out: str | Path) -> Path:
+    """Create the run directory and its ``.edgekit`` work folder; fail with one line if it is not writable.
+
+    Example:
+        >>> prepare_run_dir("/proc/edgekit")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: --out /proc/edgekit: not writable (No such file or directory)
+    """
+    p = Path(out)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        (p / ".edgekit").mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p / ".edgekit"):
+            pass
+    except OSError as exc:
+        raise InputError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+    return p

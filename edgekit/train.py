@@ -1,0 +1,154 @@
+"""``edgekit train`` and ``edgekit run``: a recipe in, a run directory out.
+
+The run directory holds ``model.keras`` (float32, preprocessing inside, no
+augmentation), ``calib.npy`` (training inputs for int8 calibration), the
+per-stage history CSVs, best checkpoints, and ``manifest.json`` with the
+recipe, data splits, precision decision, strategy, metrics and the scoring a
+deployed model needs (labels, forecaster scaler, anomaly threshold). ``convert``
+continues from it; ``run`` chains train → convert.
+
+Example:
+    >>> manifest = train("models/autoencoder_breast_cancer.yaml", out="runs/ae")  # doctest: +SKIP
+    >>> manifest["metrics"]["roc_auc"] >= 0.9  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.manifest import now, prepare_run_dir, sha256_file, tool_versions, write_manifest
+from edgekit.recipes import Recipe, load_recipe, recipe_to_dict
+
+log = logging.getLogger(__name__)
+
+FAMILY_TRAINERS = {
+    "image_classifier": ("edgekit.models.mobilenet", "train"),
+    "forecaster": ("edgekit.models.lstm", "train_forecaster"),
+    "sequence_classifier": ("edgekit.models.lstm", "train_sequence_classifier"),
+    "autoencoder": ("edgekit.models.autoencoder", "train"),
+}
+CALIBRATION_SAMPLES = 300
+Progress = Callable[[str, int, int], None]
+
+
+def train(
+    recipe: str | Path | Recipe,
+    *,
+    data: str | None = None,
+    out: str | Path | None = None,
+    strategy: str = "default",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train a recipe; return the run manifest (also written to ``out/manifest.json``).
+
+    Under ``--strategy multiworker`` only the chief writes ``out``; other
+    workers write to a temporary folder that is removed afterwards.
+
+    Example:
+        >>> m = train("models/lstm_sunspots.yaml")  # doctest: +SKIP
+        >>> m["metrics"]["mae"] < m["metrics"]["naive_mae"]  # doctest: +SKIP
+        True
+    """
+    from edgekit.datasets import load_splits
+
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    if data is not None:
+        recipe.data.source = data
+    start = time.perf_counter()
+    splits = load_splits(recipe.data, recipe.family, recipe.train.seed)  # bad data fails here, before TensorFlow
+    pretrain_splits = (
+        load_splits(recipe.pretrain.data, "image_classifier", recipe.train.seed) if recipe.pretrain else None
+    )
+    from edgekit.training import Trainer, is_chief
+
+    chief = is_chief()
+    target = Path(out or Path("runs") / recipe.name)
+    run_dir = prepare_run_dir(target if chief else tempfile.mkdtemp(prefix="edgekit-worker-"))
+    trainer = Trainer(run_dir, recipe.train, strategy, progress)
+    module, name = FAMILY_TRAINERS[recipe.family]
+    family_train = getattr(importlib.import_module(module), name)
+    args = (
+        (recipe, splits, trainer, pretrain_splits) if recipe.family == "image_classifier" else (recipe, splits, trainer)
+    )
+    result = family_train(*args)
+    model_path = _save_float32(result.model, run_dir)
+    calib = splits.x_train[np.random.default_rng(0).permutation(len(splits.x_train))[:CALIBRATION_SAMPLES]]
+    np.save(run_dir / "calib.npy", calib.astype(np.float32))
+    manifest = {
+        "edgekit_manifest": 1,
+        "stage": "train",
+        "created_at": now(),
+        "recipe": recipe_to_dict(recipe),
+        "recipe_path": recipe.path,
+        "data": {
+            **{k: v for k, v in splits.info.items() if k != "labels"},
+            "train": len(splits.x_train),
+            "val": len(splits.x_val),
+            "test": len(splits.x_test),
+            "input_shape": list(splits.x_train.shape[1:]),
+        },
+        "precision": {"policy": trainer.policy, "reason": trainer.policy_reason, "saved_as": "float32"},
+        "strategy": {"name": strategy, "replicas": trainer.replicas},
+        "metrics": {**{k: round(v, 6) for k, v in result.metrics.items()}, **trainer.extra},
+        "task": result.task,
+        "history": trainer.history,
+        "seconds": round(time.perf_counter() - start, 1),
+        "tools": tool_versions(),
+        "artifacts": [
+            _artifact(run_dir, model_path, "keras", "model"),
+            _artifact(run_dir, run_dir / "calib.npy", "npy", "calibration"),
+        ],
+    }
+    write_manifest(run_dir, manifest)
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return manifest
+
+
+def _save_float32(model: Any, run_dir: Path) -> Path:
+    """Save the inference model as float32 (a mixed-precision model is rebuilt with the same weights)."""
+    import keras
+
+    from edgekit.converters.source import as_float32
+
+    keras.mixed_precision.set_global_policy("float32")
+    part = run_dir / ".edgekit" / "model.keras"
+    as_float32(model).save(part)
+    return part.replace(run_dir / "model.keras")
+
+
+def _artifact(run_dir: Path, path: Path, fmt: str, role: str) -> dict[str, Any]:
+    return {
+        "path": str(path.relative_to(run_dir)), "format": fmt, "role": role,
+        "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
+    }  # fmt: skip
+
+
+def run(recipe: str | Path, *, data: str | None = None, out: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Every stage that exists, in order: train, then convert into ``<run>/convert`` with the recipe's outputs.
+
+    Example:
+        >>> m = run("models/autoencoder_breast_cancer.yaml", out="runs/ae")  # doctest: +SKIP
+        >>> sorted(m)  # doctest: +SKIP
+        ['convert', 'train']
+    """
+    from edgekit.convert import convert
+
+    parsed = load_recipe(recipe)
+    trained = train(parsed, data=data, out=out, **kwargs)
+    run_dir = Path(out or Path("runs") / parsed.name)
+    converted = convert(
+        run_dir, run_dir / "convert", to=parsed.convert.to, calib=run_dir / "calib.npy",
+        calib_samples=parsed.convert.calib_samples,
+    )  # fmt: skip
+    return {"train": trained, "convert": converted}
