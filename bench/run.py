@@ -112,7 +112,50 @@ def convert_section() -> dict[str, Any]:
     return section
 
 
-SECTIONS = {"runtime": runtime_section, "convert": convert_section}
+QUALITY_BARS = {
+    "mobilenet_digits": ("accuracy", ">=", 0.95),
+    "lstm_sunspots": ("mae_vs_naive", "<=", 0.8),
+    "autoencoder_breast_cancer": ("roc_auc", ">=", 0.90),
+    "autoencoder_sensor": ("roc_auc", ">=", 0.90),
+    "lstm_digits_rows": ("accuracy", ">=", 0.9),
+}
+
+
+def train_section() -> dict[str, Any]:
+    """Each shipped recipe trained on its shipped data: test metrics against the issue's bars, seconds;
+    and whether mixed_bfloat16 would pay off on this CPU (median training-step time against float32)."""
+    import tempfile
+    import time
+
+    from edgekit.train import train
+    from edgekit.training import measure_step_seconds
+
+    section: dict[str, Any] = {"recipes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (metric, op, bar) in QUALITY_BARS.items():
+            start = time.perf_counter()
+            manifest = train(REPO / "models" / f"{name}.yaml", out=Path(tmp) / name)
+            value = manifest["metrics"][metric]
+            section["recipes"][name] = {
+                "metrics": manifest["metrics"],
+                "bar": f"{metric} {op} {bar}",
+                "meets_bar": value >= bar if op == ">=" else value <= bar,
+                "precision": manifest["precision"]["policy"],
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            log.info("%s: %s = %.4f (bar %s %s)", name, metric, value, op, bar)
+    fp32 = [measure_step_seconds("float32") for _ in range(3)]
+    bf16 = [measure_step_seconds("mixed_bfloat16") for _ in range(3)]
+    section["mixed_bfloat16_vs_float32"] = {
+        "float32_step_ms": round(1e3 * min(fp32), 3),
+        "mixed_bfloat16_step_ms": round(1e3 * min(bf16), 3),
+        "bf16_over_fp32": round(min(bf16) / min(fp32), 3),
+        "cpu_bf16_instructions": [k for k, here in cpu_features().items() if here and k.endswith("bf16")],
+    }
+    return section
+
+
+SECTIONS = {"runtime": runtime_section, "convert": convert_section, "train": train_section}
 
 
 def main() -> int:

@@ -84,6 +84,11 @@ class _Reader:
 def quantize_onnx(fp32: bytes, *, calibration: np.ndarray, per_channel: bool = True) -> bytes:
     """Static int8 quantization (QDQ, per-channel or per-tensor weights, int8 activations) with ONNX Runtime.
 
+    Weights use 7 bits (``reduce_range``): ONNX Runtime's x86 int8 kernels
+    without VNNI (AVX2, plain AVX-512) multiply u8×s8 pairs into int16 and
+    saturate on full-range weights. Measured on the MobileNet digits model
+    on this AVX2 CPU: top-1 agreement 66 % at full range, 100 % reduced.
+
     Example:
         >>> quantize_onnx(fp32_bytes, calibration=x)[:2]  # doctest: +SKIP
     """
@@ -102,7 +107,7 @@ def quantize_onnx(fp32: bytes, *, calibration: np.ndarray, per_channel: bool = T
         try:
             quantize_static(
                 str(prep), str(dst), _Reader(name, calibration),
-                quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
             )  # fmt: skip

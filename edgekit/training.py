@@ -25,21 +25,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from edgekit.doctor import cpu_features
 from edgekit.errors import InputError, TargetUnavailableError
 from edgekit.recipes import TrainConfig
 
 log = logging.getLogger(__name__)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 Progress = Callable[[str, int, int], None]  # (stage, epoch done, epochs)
-
-
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of this machine (empty where /proc/cpuinfo does not exist)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def measure_step_seconds(policy: str, steps: int = 20) -> float:
@@ -81,7 +73,7 @@ def choose_precision(requested: str) -> tuple[str, str]:
 
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16", "a GPU is present"
-    present = sorted(set(BF16_FLAGS) & cpu_flags())
+    present = [name for name, here in cpu_features().items() if here and name in BF16_FLAGS]
     if not present:
         return "float32", f"no GPU and no bf16 CPU instructions ({', '.join(BF16_FLAGS)} absent)"
     bf16, fp32 = measure_step_seconds("mixed_bfloat16"), measure_step_seconds("float32")
@@ -208,6 +200,7 @@ class Trainer:
             validation_data=self.dataset(x_val, y_val, shuffle=False),
             epochs=epochs,
             callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
             verbose=0,
         )
         record = {k: [float(v) for v in vals] for k, vals in history.history.items()}

@@ -206,10 +206,10 @@ def test_mobilenet_transfer_on_digits(tmp_path):
     assert metrics["accuracy"] >= 0.95, metrics  # the quality bar, on digits 5-9 held out
     assert metrics["pretrain_accuracy"] >= 0.9, metrics  # the base really learned digits 0-4 first
     assert [h["stage"] for h in manifest["history"]] == ["pretrain", "head", "fine_tune"]
-    converted = convert(
-        tmp_path / "mn", tmp_path / "mn" / "convert", to="tflite:int8", calib=tmp_path / "mn" / "calib.npy"
-    )
-    art = converted["artifacts"][0]
-    assert art["parity"]["top1_agreement"] >= 0.95, art["parity"]
-    ops = inspect_model(tmp_path / "mn" / "convert" / art["path"])["op_histogram"]
+    run_dir = tmp_path / "mn"
+    converted = convert(run_dir, run_dir / "convert", to="tflite:int8,onnx:int8", calib=run_dir / "calib.npy")
+    arts = {a["precision_token"]: a for a in converted["artifacts"]}
+    for art in arts.values():  # onnx:int8 with full-range weights saturated on AVX2: 66 % (see converters/onnx.py)
+        assert art["parity"]["top1_agreement"] >= 0.95, art
+    ops = inspect_model(run_dir / "convert" / arts["tflite:int8"]["path"])["op_histogram"]
     assert "RESIZE_BILINEAR" in ops and not any("RANDOM" in op for op in ops), ops
