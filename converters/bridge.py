@@ -29,8 +29,8 @@ BASE_LAYER_KEYS = {"name", "trainable", "dtype"}
 PARITY_ATOL = 1e-5
 
 
-def _clean_config(layer_cls: type, config: dict[str, Any]) -> dict[str, Any]:
-    """Keep the keys the tf_keras class accepts; drop initializers; float32 policies."""
+def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any) -> dict[str, Any]:
+    """Keep the keys the tf_keras class accepts; drop initializers; float32 policies; clean wrapped layers too."""
     accepted = set(inspect.signature(layer_cls.__init__).parameters) | BASE_LAYER_KEYS
     clean = {}
     for key, value in config.items():
@@ -38,8 +38,17 @@ def _clean_config(layer_cls: type, config: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "dtype":
             value = "float32"  # mixed-precision sources convert as float32 graphs
+        if key in ("layer", "backward_layer") and isinstance(value, dict):  # TimeDistributed, Bidirectional
+            inner_cls = getattr(tf_keras.layers, value["class_name"])
+            value = {"class_name": value["class_name"], "config": _clean_config(inner_cls, value["config"], tf_keras)}
         clean[key] = value
     return clean
+
+
+def _is_functional(layer: Any) -> bool:
+    return type(layer).__name__ in ("Functional", "Sequential", "Model") and hasattr(
+        getattr(layer, "_functional", None) or layer, "_run_through_graph"
+    )
 
 
 def _twin(layer: Any, made: dict[int, Any], tf_keras: Any) -> Any:
@@ -56,14 +65,15 @@ def _twin(layer: Any, made: dict[int, Any], tf_keras: Any) -> Any:
                 f"the tf_keras bridge cannot rebuild layer {layer.name!r} ({name}): no tf_keras equivalent"
             )
         try:
-            twin = layer_cls.from_config(_clean_config(layer_cls, layer.get_config()))
+            twin = layer_cls.from_config(_clean_config(layer_cls, layer.get_config(), tf_keras))
         except Exception as exc:
             raise ConversionError(f"the tf_keras bridge cannot rebuild layer {layer.name!r} ({name}): {exc}") from None
     made[id(layer)] = twin
     return twin
 
 
-def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any) -> Any:
+def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any, flatten: bool = False) -> Any:
+    """Replay ``model``'s graph on tf_keras inputs; nested models become nested twins, or are inlined (``flatten``)."""
     graph = getattr(model, "_functional", None) or model
     if not hasattr(graph, "_run_through_graph"):
         raise ConversionError(
@@ -74,11 +84,20 @@ def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any) -> Any:
         tf_keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype if "int" in str(t.dtype) else "float32", name=t.name)
         for t in graph.inputs
     ]
-    outputs = graph._run_through_graph(
-        inputs if len(inputs) > 1 else inputs[0],
-        operation_fn=lambda op: _twin(op, made, tf_keras),
-        call_fn=lambda op, *args, **kwargs: op(*args, **kwargs),
-    )
+
+    def operation(op: Any) -> Any:
+        return op if flatten and _is_functional(op) else _twin(op, made, tf_keras)
+
+    def call(op: Any, *args: Any, **kwargs: Any) -> Any:
+        if flatten and _is_functional(op):  # inline the nested model's graph (TFMOT wraps top-level layers only)
+            inner = getattr(op, "_functional", None) or op
+            return inner._run_through_graph(args[0], operation_fn=operation, call_fn=call)
+        # Keras 3 records the resolved `training` flag (often False) on each node; baked into a tf_keras graph it
+        # would pin layers to one mode, e.g. TFMOT's pruning wrapper never updating an LSTM's masks.
+        kwargs.pop("training", None)
+        return op(*args, **kwargs)
+
+    outputs = graph._run_through_graph(inputs if len(inputs) > 1 else inputs[0], operation_fn=operation, call_fn=call)
     return tf_keras.Model(inputs, outputs, name=model.name)
 
 
@@ -99,10 +118,12 @@ def max_abs_diff(a: Any, b: Any) -> float:
     return float(max(np.max(np.abs(x - y)) for x, y in zip(_arrays(a), _arrays(b), strict=True)))
 
 
-def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None) -> tuple[Any, float]:
+def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None, *, flatten: bool = False) -> tuple[Any, float]:
     """Rebuild ``model`` in tf_keras; return it with the parity (max abs diff) on ``sample``.
 
-    Raises :class:`ConversionError` naming the layer it cannot rebuild, or when
+    ``flatten`` inlines nested models (a MobileNet base inside a transfer
+    model) so every layer is top-level, as TFMOT needs. Raises
+    :class:`ConversionError` naming the layer it cannot rebuild, or when
     parity exceeds 1e-5.
 
     Example:
@@ -113,7 +134,7 @@ def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None) -> tuple[Any
     import tf_keras
 
     made: dict[int, Any] = {}
-    legacy = _rebuild(model, made, tf_keras)
+    legacy = _rebuild(model, made, tf_keras, flatten)
     _copy_weights(model, made)
     if sample is None:
         rng = np.random.default_rng(0)
@@ -128,3 +149,27 @@ def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None) -> tuple[Any
         )
     log.info("tf_keras bridge: %s rebuilt, max abs diff %.3g", model.name, diff)
     return legacy, diff
+
+
+def copy_weights_back(legacy: Any, model: Any) -> list[str]:
+    """Copy a tf_keras model's weights into the Keras 3 ``model`` it was bridged from, matching layers by name.
+
+    Used after a pass whose result keeps the architecture (stripped pruning or
+    clustering). Returns the names of the layers copied.
+
+    Example:
+        >>> copy_weights_back(stripped, keras3_model)[:2]  # doctest: +SKIP
+        ['Conv1', 'bn_Conv1']
+    """
+    by_name = {layer.name: layer for layer in legacy._flatten_layers(include_self=False, recursive=True)}
+    copied = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        twin = by_name.get(layer.name)
+        if twin is None or not layer.weights or _is_functional(layer):
+            continue
+        weights = twin.get_weights()
+        if [w.shape for w in weights] != [tuple(w.shape) for w in layer.weights]:
+            raise ConversionError(f"layer {layer.name!r}: the optimized weights do not fit the source model")
+        layer.set_weights(weights)
+        copied.append(layer.name)
+    return copied

@@ -324,6 +324,54 @@ def _print_training(manifest: dict[str, Any]) -> None:
     out.print(table)
 
 
+# -- optimize -------------------------------------------------------------------------------
+
+
+@app.command("optimize")
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--prune", type=float, default=None, help="Target sparsity in [0, 1), e.g. 0.5.")
+@click.option(
+    "--prune-schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial", show_default=True
+)
+@click.option("--structured-2-4", is_flag=True, help="2:4 structured sparsity (two zeros in every four weights).")
+@click.option("--cluster", type=int, default=None, help="Number of weight clusters (>= 2), e.g. 16.")
+@click.option(
+    "--cluster-init", type=click.Choice(["kmeans++", "linear", "density", "random"]), default="kmeans++",
+    show_default=True,
+)  # fmt: skip
+@click.option("--qat", is_flag=True, help="Quantization-aware training (PQAT / CQAT after --prune / --cluster).")
+@click.option("--leave-float", default="", help="Comma-separated layer names QAT keeps in float.")
+@click.option("--data", default=None, help="Fine-tuning data (default: the train run's recipe data).")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs per pass.")
+@click.option("--learning-rate", type=float, default=1e-4, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run manifest as JSON.")
+def optimize_cmd(source: str, leave_float: str, out_dir: str | None, as_json: bool, **options: Any) -> None:
+    """Prune, cluster and/or quantization-aware-train a Keras model (via tf_keras + TFMOT); convert and measure."""
+    from edgekit.optimize import optimize
+
+    with err.status("optimizing") as status:
+        manifest = optimize(
+            source, leave_float=[n for n in leave_float.split(",") if n], out=out_dir,
+            progress=lambda msg: status.update(msg), **options,
+        )  # fmt: skip
+    if as_json:
+        emit_json(manifest)
+        return
+    table = Table("figure", "before", "after", title=f"optimize {source}", title_justify="left")
+    report = manifest["report"]
+    for key in [k for k in manifest["metrics"] if k.endswith("_before")]:
+        stem = key[: -len("_before")]
+        table.add_row(stem, f"{manifest['metrics'][key]:.4f}", f"{manifest['metrics'][stem + '_after']:.4f}")
+    for precision in ("fp32", "int8"):
+        b, a = report["before"]["artifacts"][precision], report["after"]["artifacts"][precision]
+        table.add_row(f"{precision} size / gzip", f"{_kb(b['size_bytes'])} / {_kb(b['gzip_bytes'])}",
+                      f"{_kb(a['size_bytes'])} / {_kb(a['gzip_bytes'])}")  # fmt: skip
+    table.add_row("int8 weight sparsity", f"{report['before']['weights']['sparsity']:.1%}",
+                  f"{report['after']['weights']['sparsity']:.1%}")  # fmt: skip
+    out.print(table)
+
+
 # -- doctor ---------------------------------------------------------------------------------
 
 

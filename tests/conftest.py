@@ -41,3 +41,12 @@ def coral() -> Path:
     if not (CORAL / "mobilenet_v1_0.25_128_quant.tflite").is_file():
         pytest.skip(f"Coral test data not found at {CORAL} (set EDGEKIT_SHARED)")
     return CORAL
+
+
+@pytest.fixture(scope="session")
+def mobilenet_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The shipped MobileNet transfer recipe trained once per session (about two minutes on two cores)."""
+    from edgekit.train import train
+
+    out = tmp_path_factory.mktemp("mobilenet_digits") / "run"
+    return out, train(REPO / "models" / "mobilenet_digits.yaml", out=out)

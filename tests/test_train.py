@@ -200,13 +200,12 @@ def test_augmentation_lives_only_in_the_training_twin(arch):
     assert [w.name for w in model.weights] == [w.name for w in twin.weights]  # one set of weights
 
 
-def test_mobilenet_transfer_on_digits(tmp_path):
-    manifest = train(MODELS / "mobilenet_digits.yaml", out=tmp_path / "mn")
+def test_mobilenet_transfer_on_digits(mobilenet_run):
+    run_dir, manifest = mobilenet_run
     metrics = manifest["metrics"]
     assert metrics["accuracy"] >= 0.95, metrics  # the quality bar, on digits 5-9 held out
     assert metrics["pretrain_accuracy"] >= 0.9, metrics  # the base really learned digits 0-4 first
     assert [h["stage"] for h in manifest["history"]] == ["pretrain", "head", "fine_tune"]
-    run_dir = tmp_path / "mn"
     converted = convert(run_dir, run_dir / "convert", to="tflite:int8,onnx:int8", calib=run_dir / "calib.npy")
     arts = {a["precision_token"]: a for a in converted["artifacts"]}
     for art in arts.values():  # onnx:int8 with full-range weights saturated on AVX2: 66 % (see converters/onnx.py)

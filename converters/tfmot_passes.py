@@ -1,0 +1,167 @@
+"""TFMOT passes on tf_keras models: pruning, weight clustering, quantization-aware training.
+
+Each pass takes a tf_keras model (from :func:`edgekit.converters.bridge.to_tf_keras`
+with ``flatten=True``), wraps the layers it supports, fine-tunes, and returns
+the stripped result (QAT keeps its fake-quant graph: that is what converts to
+int8). Chained passes become TFMOT's collaborative variants: clustering after
+pruning preserves sparsity; QAT after pruning is PQAT, after clustering CQAT.
+
+Example:
+    >>> pruned = prune(legacy, PruneConfig(sparsity=0.5), fine_tune)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgekit.errors import InputError
+
+log = logging.getLogger(__name__)
+FineTune = Callable[[Any, list[Any]], None]  # (wrapped model, extra callbacks) → fits it in place
+PREPROCESSING = {"Resizing", "Rescaling", "Normalization", "InputLayer"}
+
+
+@dataclass
+class PruneConfig:
+    """Magnitude pruning to ``sparsity`` with a ``polynomial`` (0 → target) or ``constant`` schedule."""
+
+    sparsity: float
+    schedule: str = "polynomial"
+    structured_2_4: bool = False
+
+
+@dataclass
+class ClusterConfig:
+    """Weight clustering into ``clusters`` centroids (``kmeans++``, ``linear``, ``density`` or ``random`` init)."""
+
+    clusters: int
+    init: str = "kmeans++"
+
+
+@dataclass
+class QatConfig:
+    """Quantization-aware training; ``leave_float`` names layers to keep in float."""
+
+    leave_float: list[str] = field(default_factory=list)
+
+
+def _tfmot() -> Any:
+    import tensorflow_model_optimization as tfmot  # sets TF_USE_LEGACY_KERAS for tf.keras in this process
+
+    return tfmot
+
+
+def _clone(model: Any, wrap: Callable[[Any], Any]) -> Any:
+    import tf_keras
+
+    return tf_keras.models.clone_model(model, clone_function=wrap)
+
+
+def prune(model: Any, config: PruneConfig, fine_tune: FineTune, steps: int) -> Any:
+    """Prune every prunable layer with weights to ``config.sparsity``; fine-tune over ``steps``; strip."""
+    if not 0 <= config.sparsity < 1:
+        raise InputError(f"--prune: sparsity must be in [0, 1), got {config.sparsity}")
+    tfmot = _tfmot()
+    sparsity = tfmot.sparsity.keras
+    if config.schedule == "constant":
+        schedule = sparsity.ConstantSparsity(config.sparsity, begin_step=0, frequency=max(1, steps // 20))
+    elif config.schedule == "polynomial":
+        end = max(2, int(steps * 0.7))  # reach the target with a third of the steps left to recover
+        schedule = sparsity.PolynomialDecay(
+            0.0, config.sparsity, begin_step=0, end_step=end, frequency=max(1, end // 20)
+        )
+    else:
+        raise InputError(f"--prune-schedule must be polynomial or constant, got {config.schedule!r}")
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry as registry
+
+    extra = {"sparsity_m_by_n": (2, 4)} if config.structured_2_4 else {}
+
+    def wrap(layer: Any) -> Any:
+        if layer.weights and registry.supports(layer) and type(layer).__name__ != "BatchNormalization":
+            return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, **extra)
+        return layer
+
+    wrapped = _clone(model, wrap)
+    fine_tune(wrapped, [sparsity.UpdatePruningStep()])
+    return sparsity.strip_pruning(wrapped)
+
+
+def cluster(model: Any, config: ClusterConfig, fine_tune: FineTune, preserve_sparsity: bool = False) -> Any:
+    """Cluster the kernels of every clusterable layer into ``config.clusters`` centroids; fine-tune; strip."""
+    if config.clusters < 2:
+        raise InputError(f"--cluster: the number of clusters must be >= 2, got {config.clusters}")
+    tfmot = _tfmot()
+    clustering = tfmot.clustering.keras
+    inits = {
+        "kmeans++": clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+        "linear": clustering.CentroidInitialization.LINEAR,
+        "density": clustering.CentroidInitialization.DENSITY_BASED,
+        "random": clustering.CentroidInitialization.RANDOM,
+    }
+    if config.init not in inits:
+        raise InputError(f"--cluster-init must be one of {', '.join(inits)}, got {config.init!r}")
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import (
+        ClusteringRegistry as registry,
+    )
+
+    params = {"number_of_clusters": config.clusters, "cluster_centroids_init": inits[config.init]}
+    if preserve_sparsity:
+        params["preserve_sparsity"] = True
+
+    def wrap(layer: Any) -> Any:
+        if layer.weights and registry.supports(layer) and type(layer).__name__ != "BatchNormalization":
+            return clustering.cluster_weights(layer, **params)
+        return layer
+
+    wrapped = _clone(model, wrap)
+    fine_tune(wrapped, [])
+    return clustering.strip_clustering(wrapped)
+
+
+def quantize_aware(
+    model: Any, config: QatConfig, fine_tune: FineTune, after: str | None = None, sparse: bool = False
+) -> Any:
+    """Quantization-aware training; ``after`` = ``prune`` (PQAT) or ``cluster`` (CQAT) preserves that structure.
+
+    Preprocessing layers (Resizing, Rescaling, Normalization) stay float; any
+    other layer the 8-bit scheme does not support is refused by name.
+    """
+    tfmot = _tfmot()
+    quantize = tfmot.quantization.keras
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import default_8bit_quantize_registry
+
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    unknown = sorted(set(config.leave_float) - {layer.name for layer in model.layers})
+    if unknown:
+        raise InputError(f"--leave-float: no layer named {', '.join(unknown)}")
+    unsupported = [
+        f"{layer.name} ({type(layer).__name__})"
+        for layer in model.layers
+        if layer.name not in config.leave_float
+        and type(layer).__name__ not in PREPROCESSING
+        and not registry.supports(layer)
+    ]
+    if unsupported:
+        raise InputError(
+            f"quantization-aware training does not support layer(s) {', '.join(unsupported)}; "
+            f"leave them float with --leave-float {','.join(u.split(' ')[0] for u in unsupported)}"
+        )
+
+    def annotate(layer: Any) -> Any:
+        skip = layer.name in config.leave_float or type(layer).__name__ in PREPROCESSING
+        return layer if skip else quantize.quantize_annotate_layer(layer)
+
+    annotated = _clone(model, annotate)
+    combine = tfmot.experimental.combine
+    scheme = {
+        "prune": combine.Default8BitPrunePreserveQuantizeScheme(),
+        "cluster": combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=sparse),
+        None: quantize.default_8bit.Default8BitQuantizeScheme(),
+    }[after]
+    with quantize.quantize_scope():
+        qat = quantize.quantize_apply(annotated, scheme)
+    fine_tune(qat, [])
+    return qat

@@ -1,0 +1,119 @@
+"""`edgekit optimize` on the trained zoo models: TFMOT through the tf_keras bridge, measured on real artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekit.optimize import optimize
+from tests.conftest import REPO, run_cli
+
+
+@pytest.fixture(scope="module")
+def pruned(mobilenet_run, tmp_path_factory):
+    run_dir, _ = mobilenet_run
+    return optimize(run_dir, prune=0.5, epochs=3, out=tmp_path_factory.mktemp("pruned") / "run")
+
+
+def test_pruning_50_percent_survives_into_int8(pruned):
+    metrics, report = pruned["metrics"], pruned["report"]
+    assert metrics["sparsity"] >= 0.45, metrics  # counted in the int8 TFLite weight buffers
+    assert metrics["accuracy_int8_after"] >= metrics["accuracy_before"] - 0.01, metrics  # bar: drop <= 1 point
+    before, after = report["before"]["artifacts"]["int8"], report["after"]["artifacts"]["int8"]
+    assert after["gzip_bytes"] <= 0.6 * before["gzip_bytes"], (after, before)  # bar: gzip <= 0.6x unpruned int8
+    assert pruned["artifacts"][0]["path"] == "model.keras"  # weights went back into the Keras 3 model
+
+
+def test_clustering_16_shrinks_gzip(mobilenet_run, tmp_path):
+    run_dir, _ = mobilenet_run
+    manifest = optimize(run_dir, cluster=16, epochs=2, out=tmp_path / "clustered")
+    metrics, report = manifest["metrics"], manifest["report"]
+    assert metrics["accuracy_int8_after"] >= metrics["accuracy_before"] - 0.015, metrics  # bar: drop <= 1.5 points
+    fp32_gzip = report["before"]["artifacts"]["fp32"]["gzip_bytes"]
+    assert report["after"]["artifacts"]["int8"]["gzip_bytes"] <= 0.35 * fp32_gzip, report
+    # Per-channel scales keep 16 centroids distinct only within a channel.
+    conv = [v for v in report["after"]["weights"]["layers"].values() if v["elements"] >= 1000]
+    assert conv and max(v["unique_per_channel"] for v in conv) <= 16, conv
+
+
+def test_qat_int8_matches_post_training_int8(mobilenet_run, tmp_path):
+    run_dir, _ = mobilenet_run
+    manifest = optimize(run_dir, qat=True, epochs=2, out=tmp_path / "qat")
+    metrics = manifest["metrics"]
+    assert metrics["accuracy_int8_after"] >= metrics["accuracy_int8_before"] - 0.002, metrics  # bar: >= PTQ - 0.2
+    assert manifest["artifacts"][0] == {"path": "model_qat", "format": "savedmodel", "role": "model"}
+
+
+def test_lstm_forecaster_pruned(tmp_path):
+    from edgekit.train import train
+
+    train(REPO / "models" / "lstm_sunspots.yaml", out=tmp_path / "lstm")
+    manifest = optimize(tmp_path / "lstm", prune=0.5, epochs=20, learning_rate=1e-3, out=tmp_path / "pruned")
+    metrics = manifest["metrics"]
+    assert metrics["mae_int8_after"] <= 1.05 * metrics["mae_int8_before"], metrics  # bar: MAE increase <= 5 %
+    dense = manifest["report"]["after"]["weights"]["layers"]
+    assert any(v["zeros"] >= 0.45 for v in dense.values()), dense
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prune", "1.0"], "sparsity must be in [0, 1)"),
+        (["--cluster", "1"], "clusters must be >= 2"),
+        ([], "nothing to do"),
+    ],
+)
+def test_bad_options(tmp_path, args, message):
+    import keras
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "m.keras")
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, 4), np.float32), y=np.arange(20) % 2)
+    res = run_cli("optimize", str(tmp_path / "m.keras"), "--data", str(tmp_path / "d.npz"), *args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-500:]
+
+
+def test_no_data_and_subclassed_model(tmp_path):
+    import keras
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "m.keras")
+    res = run_cli("optimize", str(tmp_path / "m.keras"), "--prune", "0.5")
+    assert res.returncode == 2 and "no data to fine-tune on" in res.stderr, res.stderr[-500:]
+
+    from edgekit.converters.bridge import to_tf_keras
+    from edgekit.errors import ConversionError
+
+    class Tiny(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    tiny = Tiny()
+    tiny(np.zeros((1, 4), np.float32))
+    with pytest.raises(ConversionError, match="needs a Functional or Sequential model"):
+        to_tf_keras(tiny)
+
+
+def test_qat_names_an_unsupported_layer(tmp_path):
+    import keras
+
+    inputs = keras.Input((8,))
+    h = keras.layers.LayerNormalization(name="norm")(keras.layers.Dense(8)(inputs))
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h)).save(tmp_path / "ln.keras")
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).standard_normal((60, 8)).astype(np.float32),
+             y=np.arange(60) % 2)  # fmt: skip
+    res = run_cli("optimize", str(tmp_path / "ln.keras"), "--data", str(tmp_path / "d.npz"), "--qat", "--json")
+    assert res.returncode == 2 and "norm (LayerNormalization)" in res.stderr, res.stderr[-800:]
+    assert "--leave-float norm" in res.stderr
+    res = run_cli(
+        "optimize", str(tmp_path / "ln.keras"), "--data", str(tmp_path / "d.npz"), "--qat", "--leave-float", "norm",
+        "--epochs", "1", "--json", "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-800:]
+    assert json.loads(res.stdout)["settings"]["passes"]["qat"]["leave_float"] == ["norm"]
