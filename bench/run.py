@@ -155,7 +155,67 @@ def train_section() -> dict[str, Any]:
     return section
 
 
-SECTIONS = {"runtime": runtime_section, "convert": convert_section, "train": train_section}
+def optimize_section() -> dict[str, Any]:
+    """The issue-5 figures: each pass on the MobileNet digits model (and 50 % pruning of the LSTM forecaster),
+    with accuracy before / after, int8 accuracy against post-training int8, raw and gzip sizes, sparsity."""
+    import tempfile
+
+    from edgekit.optimize import optimize
+    from edgekit.train import train
+
+    def summary(m: dict[str, Any]) -> dict[str, Any]:
+        report = m["report"]
+        sizes = {
+            f"{stage}_{p}": {k: report[stage]["artifacts"][p][k] for k in ("size_bytes", "gzip_bytes")}
+            for stage in ("before", "after") for p in ("fp32", "int8")
+        }  # fmt: skip
+        return {"metrics": m["metrics"], "sizes": sizes, "seconds": m["seconds"], "passes": m["settings"]["passes"]}
+
+    section: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        train(REPO / "models" / "mobilenet_digits.yaml", out=d / "mn")
+        runs = {
+            "mobilenet_prune_50": {"prune": 0.5, "epochs": 8, "learning_rate": 3e-4},
+            "mobilenet_cluster_16": {"cluster": 16, "epochs": 2},
+            "mobilenet_qat": {"qat": True, "epochs": 2},
+        }
+        for name, options in runs.items():
+            section[name] = summary(optimize(d / "mn", out=d / name, **options))
+            log.info("%s: %s", name, section[name]["metrics"])
+        train(REPO / "models" / "lstm_sunspots.yaml", out=d / "lstm")
+        m = optimize(d / "lstm", prune=0.5, epochs=20, learning_rate=1e-3, out=d / "lstm_prune_50")
+        section["lstm_prune_50"] = summary(m)
+    s = section
+    pruned_int8 = s["mobilenet_prune_50"]["sizes"]
+    clustered = s["mobilenet_cluster_16"]
+    section["bars"] = {
+        "prune_50_int8_accuracy_drop_points": round(
+            100 * (s["mobilenet_prune_50"]["metrics"]["accuracy_before"]
+                   - s["mobilenet_prune_50"]["metrics"]["accuracy_int8_after"]), 2),
+        "prune_50_int8_gzip_over_unpruned_int8_gzip": round(
+            pruned_int8["after_int8"]["gzip_bytes"] / pruned_int8["before_int8"]["gzip_bytes"], 3),
+        "qat_int8_minus_ptq_int8_points": round(
+            100 * (s["mobilenet_qat"]["metrics"]["accuracy_int8_after"]
+                   - s["mobilenet_qat"]["metrics"]["accuracy_int8_before"]), 2),
+        "cluster_16_int8_gzip_over_fp32_gzip": round(
+            clustered["sizes"]["after_int8"]["gzip_bytes"] / clustered["sizes"]["before_fp32"]["gzip_bytes"], 3),
+        "cluster_16_fp32_gzip_over_fp32_gzip": round(
+            clustered["sizes"]["after_fp32"]["gzip_bytes"] / clustered["sizes"]["before_fp32"]["gzip_bytes"], 3),
+        "cluster_16_int8_accuracy_drop_points": round(
+            100 * (clustered["metrics"]["accuracy_before"] - clustered["metrics"]["accuracy_int8_after"]), 2),
+        "lstm_prune_50_int8_mae_increase": round(
+            s["lstm_prune_50"]["metrics"]["mae_int8_after"] / s["lstm_prune_50"]["metrics"]["mae_int8_before"] - 1, 4),
+    }  # fmt: skip
+    return section
+
+
+SECTIONS = {
+    "runtime": runtime_section,
+    "convert": convert_section,
+    "train": train_section,
+    "optimize": optimize_section,
+}
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ from edgekit.errors import InputError
 log = logging.getLogger(__name__)
 FineTune = Callable[[Any, list[Any]], None]  # (wrapped model, extra callbacks) → fits it in place
 PREPROCESSING = {"Resizing", "Rescaling", "Normalization", "InputLayer"}
+FOLDED = {"BatchNormalization"}  # the 8-bit scheme's transforms fold it into the conv before it
 
 
 @dataclass
@@ -141,7 +142,7 @@ def quantize_aware(
         f"{layer.name} ({type(layer).__name__})"
         for layer in model.layers
         if layer.name not in config.leave_float
-        and type(layer).__name__ not in PREPROCESSING
+        and type(layer).__name__ not in PREPROCESSING | FOLDED
         and not registry.supports(layer)
     ]
     if unsupported:

@@ -342,8 +342,8 @@ def _print_training(manifest: dict[str, Any]) -> None:
 @click.option("--qat", is_flag=True, help="Quantization-aware training (PQAT / CQAT after --prune / --cluster).")
 @click.option("--leave-float", default="", help="Comma-separated layer names QAT keeps in float.")
 @click.option("--data", default=None, help="Fine-tuning data (default: the train run's recipe data).")
-@click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs per pass.")
-@click.option("--learning-rate", type=float, default=1e-4, show_default=True)
+@click.option("--epochs", type=int, default=5, show_default=True, help="Fine-tuning epochs per pass.")
+@click.option("--learning-rate", type=float, default=3e-4, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run manifest as JSON.")
 def optimize_cmd(source: str, leave_float: str, out_dir: str | None, as_json: bool, **options: Any) -> None:

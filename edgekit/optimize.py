@@ -63,7 +63,11 @@ def weight_stats(path: str | Path) -> dict[str, Any]:
             values = model.buffers[tensor.buffer].view(dtypes[tensor.dtype]).reshape(tensor.shape)
             zero = tensor.zero_points[0] if tensor.zero_points else 0
             n_zero = int(np.count_nonzero(values == zero))
-            per_channel = max(len(np.unique(c)) for c in values.reshape(values.shape[0], -1))
+            # The output-channel axis: the one the scales run along; else 0 (3 for depthwise [1, h, w, C]).
+            sizes = [i for i, d in enumerate(values.shape) if len(tensor.scales) > 1 and d == len(tensor.scales)]
+            axis = sizes[0] if sizes else (values.ndim - 1 if values.shape[0] == 1 else 0)
+            channels = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+            per_channel = max(len(np.unique(c)) for c in channels)
             layers[tensor.name] = {
                 "elements": int(values.size),
                 "zeros": round(n_zero / values.size, 4),
@@ -127,8 +131,8 @@ def optimize(
     qat: bool = False,
     leave_float: list[str] | None = None,
     data: str | None = None,
-    epochs: int = 3,
-    learning_rate: float = 1e-4,
+    epochs: int = 5,
+    learning_rate: float = 3e-4,
     batch_size: int = 32,
     out: str | Path | None = None,
     progress: Progress | None = None,
@@ -274,7 +278,7 @@ def _convert_and_measure(
     from edgekit.runtime import load
 
     metric = "accuracy" if classifier else "mae"
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"test_samples": len(splits.x_test)}
     for name, source, out in (
         ("before", model_path, run_dir / "baseline"),
         ("after", result["path"], run_dir / "convert"),
