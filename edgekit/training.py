@@ -177,7 +177,7 @@ class Trainer:
         """
         epochs = epochs or self.config.epochs
         if self.multi_worker:
-            record = self._fit_custom_loop(model, stage, x, y, x_val, y_val, loss, epochs, learning_rate)
+            record = self._fit_custom_loop(model, stage, (x, y, x_val, y_val), loss, epochs, learning_rate)
             self.history.append({"stage": stage, "epochs_run": len(record["loss"]), "loop": "custom", **record})
             return record
         with self.scope():
@@ -208,16 +208,7 @@ class Trainer:
         return record
 
     def _fit_custom_loop(
-        self,
-        model: Any,
-        stage: str,
-        x: np.ndarray,
-        y: np.ndarray | None,
-        x_val: np.ndarray,
-        y_val: np.ndarray | None,
-        loss: str,
-        epochs: int,
-        learning_rate: float | None,
+        self, model: Any, stage: str, data: tuple[np.ndarray | None, ...], loss: str, epochs: int, lr: float | None
     ) -> dict[str, list[float]]:
         """A custom distributed loop for MultiWorkerMirroredStrategy.
 
@@ -229,9 +220,10 @@ class Trainer:
         """
         import tensorflow as tf
 
+        x, y, x_val, y_val = data
         global_batch = self.config.batch_size * self.replicas
         with self.scope():
-            optimizer = keras.optimizers.Adam(learning_rate or self.config.learning_rate)
+            optimizer = keras.optimizers.Adam(lr or self.config.learning_rate)
             if self.policy == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         loss_fn = keras.losses.get(loss)

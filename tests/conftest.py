@@ -36,6 +36,11 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> CliRes
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def by_token(manifest: dict) -> dict[str, dict]:
+    """A convert manifest's artifacts by their ``--to`` token."""
+    return {a["precision_token"]: a for a in manifest["artifacts"]}
+
+
 @pytest.fixture(scope="session")
 def coral() -> Path:
     if not (CORAL / "mobilenet_v1_0.25_128_quant.tflite").is_file():

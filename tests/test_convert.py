@@ -10,13 +10,9 @@ import pytest
 from edgekit.convert import convert
 from edgekit.inspection import inspect_model
 from tests import keras_models
-from tests.conftest import run_cli
+from tests.conftest import by_token, run_cli
 
 ALL = "tflite:fp32,tflite:fp16,tflite:dynamic,tflite:int8,tflite:16x8,onnx:fp32,onnx:int8"
-
-
-def _by_token(manifest: dict) -> dict[str, dict]:
-    return {a["precision_token"]: a for a in manifest["artifacts"]}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +41,7 @@ def autoencoder(tmp_path_factory):
 
 def test_mobilenet_every_output(mobilenet):
     d, manifest = mobilenet
-    arts = _by_token(manifest)
+    arts = by_token(manifest)
     assert set(arts) == set(ALL.split(",")) and manifest["failed"] == []
     assert manifest["conversion"]["task"] == "classifier"
     for token in ("tflite:fp32", "tflite:fp16", "onnx:fp32"):
@@ -65,12 +61,12 @@ def test_mobilenet_every_output(mobilenet):
 
 def test_mobilenet_per_tensor_int8_is_under_0_3x_fp32(mobilenet):
     d, per_channel = mobilenet
-    fp32_size = _by_token(per_channel)["tflite:fp32"]["size_bytes"]
+    fp32_size = by_token(per_channel)["tflite:fp32"]["size_bytes"]
     manifest = convert(
         d / "mobilenet.keras", d / "run_per_tensor", to="tflite:int8,onnx:int8", calib=d / "calib.npy",
         int8_granularity="per-tensor",
     )  # fmt: skip
-    arts = _by_token(manifest)
+    arts = by_token(manifest)
     assert arts["tflite:int8"]["size_bytes"] <= 0.3 * fp32_size, arts["tflite:int8"]["size_bytes"] / fp32_size
     for token in ("tflite:int8", "onnx:int8"):
         assert arts[token]["parity"]["top1_agreement"] >= 0.9, (token, arts[token]["parity"])
@@ -91,7 +87,7 @@ def test_manifest_records_every_artifact(mobilenet):
 
 def test_lstm_is_fused_in_float_and_int8(lstm):
     d, manifest = lstm
-    arts = _by_token(manifest)
+    arts = by_token(manifest)
     assert manifest["conversion"]["route"].startswith("tf_keras bridge")
     assert manifest["conversion"]["bridge_max_abs_diff"] <= 1e-5
     for token in ("tflite:fp32", "tflite:int8"):
@@ -109,7 +105,7 @@ def test_lstm_is_fused_in_float_and_int8(lstm):
 
 def test_autoencoder_every_output(autoencoder):
     _, _, manifest = autoencoder
-    arts = _by_token(manifest)
+    arts = by_token(manifest)
     assert manifest["failed"] == [] and manifest["conversion"]["task"] == "regressor"
     for token in ("tflite:fp32", "tflite:fp16", "onnx:fp32"):
         assert arts[token]["parity"]["within_tolerance"], token
@@ -131,7 +127,7 @@ def test_a_crashing_converter_names_the_artifact_and_the_rest_is_produced(autoen
     manifest = convert(path, tmp_path / "run", to="tflite:fp32,tflite:fp16,onnx:fp32")
     assert [f["token"] for f in manifest["failed"]] == ["tflite:fp16"]
     assert "crashed (signal SIGSEGV)" in manifest["failed"][0]["error"]
-    assert sorted(_by_token(manifest)) == ["onnx:fp32", "tflite:fp32"]
+    assert sorted(by_token(manifest)) == ["onnx:fp32", "tflite:fp32"]
     assert not list((tmp_path / "run").glob("*fp16*"))
 
 

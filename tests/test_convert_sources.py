@@ -11,7 +11,7 @@ import pytest
 from edgekit.convert import convert
 from edgekit.inspection import inspect_model
 from tests import keras_models
-from tests.conftest import run_cli
+from tests.conftest import by_token, run_cli
 
 DETERMINANT_LAYER = """
 import keras
@@ -21,10 +21,6 @@ class Determinant(keras.layers.Layer):
     def call(self, x):
         return keras.ops.expand_dims(keras.ops.linalg.det(keras.ops.reshape(x, (-1, 2, 2))), -1)
 """
-
-
-def _by_token(manifest: dict) -> dict[str, dict]:
-    return {a["precision_token"]: a for a in manifest["artifacts"]}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +36,7 @@ def test_keras3_export_savedmodel(autoencoder):
     d, path, _ = autoencoder
     keras.models.load_model(path).export(d / "exported", verbose=False)
     manifest = convert(d / "exported", d / "run_export", to="tflite:fp32,onnx:fp32")
-    arts = _by_token(manifest)
+    arts = by_token(manifest)
     assert manifest["failed"] == [] and arts["tflite:fp32"]["path"] == "exported_fp32.tflite"
     for art in arts.values():
         assert art["parity"]["within_tolerance"] and art["parity"]["max_abs_error"] < 1e-4, art["parity"]
@@ -71,7 +67,7 @@ def test_model_object_with_calibration_callable(autoencoder, tmp_path):
     _, path, x = autoencoder
     model = keras.models.load_model(path)
     manifest = convert(model, tmp_path / "run", to="tflite:int8,onnx:int8", calib=lambda: x[:120])
-    arts = _by_token(manifest)
+    arts = by_token(manifest)
     assert manifest["failed"] == [] and manifest["conversion"]["calibration_samples"] > 0
     assert inspect_model(tmp_path / "run" / arts["tflite:int8"]["path"])["quantization"] == "int8"
     assert arts["tflite:int8"]["parity"]["mean_rel_error"] <= 0.1, arts["tflite:int8"]["parity"]
@@ -99,7 +95,7 @@ def test_mixed_float16_model_converts_as_float32(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
     np.save(tmp_path / "calib.npy", x)
     manifest = convert(tmp_path / "mixed.keras", tmp_path / "run", to="tflite:fp32,tflite:fp16,onnx:fp32")
-    arts = _by_token(manifest)
+    arts = by_token(manifest)
     fp32 = inspect_model(tmp_path / "run" / arts["tflite:fp32"]["path"])
     assert "CAST" not in fp32["op_histogram"] and "DEQUANTIZE" not in fp32["op_histogram"], fp32["op_histogram"]
     assert fp32["quantization"] == "float32"
