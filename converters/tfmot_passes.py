@@ -12,14 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgekit.errors import InputError
 
-log = logging.getLogger(__name__)
 FineTune = Callable[[Any, list[Any]], None]  # (wrapped model, extra callbacks) → fits it in place
 PREPROCESSING = {"Resizing", "Rescaling", "Normalization", "InputLayer"}
 FOLDED = {"BatchNormalization"}  # the 8-bit scheme's transforms fold it into the conv before it

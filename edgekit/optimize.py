@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import gzip
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import InputError
+from edgekit.errors import ConversionError, InputError
 from edgekit.manifest import now, prepare_run_dir, read_manifest, sha256_file, tool_versions, write_manifest
 
-log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
@@ -287,7 +285,7 @@ def _convert_and_measure(
             progress(f"converting the {'source' if name == 'before' else 'optimized'} model")
         manifest = convert(source, out, to="tflite:fp32,tflite:int8", calib=run_dir / "calib.npy")
         if manifest["failed"]:
-            raise InputError(f"converting the {name} model failed: {manifest['failed'][0]['error']}")
+            raise ConversionError(f"converting the {name} model failed: {manifest['failed'][0]['error']}")
         arts = {a["precision"]: out / a["path"] for a in manifest["artifacts"]}
         entry: dict[str, Any] = {"artifacts": {}}
         for precision, path in arts.items():

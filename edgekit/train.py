@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import logging
 import shutil
 import tempfile
 import time
@@ -28,8 +27,6 @@ import numpy as np
 
 from edgekit.manifest import now, prepare_run_dir, sha256_file, tool_versions, write_manifest
 from edgekit.recipes import Recipe, load_recipe, recipe_to_dict
-
-log = logging.getLogger(__name__)
 
 FAMILY_TRAINERS = {
     "image_classifier": ("edgekit.models.mobilenet", "train"),
