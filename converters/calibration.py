@@ -20,30 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.datasets import IMAGE_SUFFIXES, read_image
 from edgekit.errors import InputError
 from edgekit.runtime.base import format_shape as _fmt
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 Shape = tuple[int | None, ...]
 
 
 def _images(folder: Path, shape: Shape) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise InputError(f"{folder}: calibration folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     if len(shape) != 4:
         raise InputError(f"{folder}: image calibration needs an image model; the model takes {_fmt(shape)}")
     height, width, channels = shape[1] or 224, shape[2] or 224, shape[3] or 3
-    images = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("L" if channels == 1 else "RGB").resize((width, height))
-                images.append(np.asarray(im, dtype=np.float32).reshape(height, width, channels))
-        except (UnidentifiedImageError, OSError):
-            continue  # unreadable files are skipped; an all-unreadable folder fails below
+    read = (read_image(f, (width, height), "L" if channels == 1 else "RGB") for f in files)
+    images = [image for image in read if image is not None]  # unreadable files are skipped; all-unreadable fails
     if not images:
         raise InputError(f"{folder}: none of the {len(files)} image files could be read")
     return np.stack(images)

@@ -20,6 +20,7 @@ from edgekit.errors import InputError
 
 FineTune = Callable[[Any, list[Any]], None]  # (wrapped model, extra callbacks) → fits it in place
 PREPROCESSING = {"Resizing", "Rescaling", "Normalization", "InputLayer"}
+CLUSTER_INITS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
 FOLDED = {"BatchNormalization"}  # the 8-bit scheme's transforms fold it into the conv before it
 
 
@@ -31,6 +32,12 @@ class PruneConfig:
     schedule: str = "polynomial"
     structured_2_4: bool = False
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.sparsity < 1:
+            raise InputError(f"--prune: sparsity must be in [0, 1), got {self.sparsity}")
+        if self.schedule not in ("polynomial", "constant"):
+            raise InputError(f"--prune-schedule must be polynomial or constant, got {self.schedule!r}")
+
 
 @dataclass
 class ClusterConfig:
@@ -38,6 +45,12 @@ class ClusterConfig:
 
     clusters: int
     init: str = "kmeans++"
+
+    def __post_init__(self) -> None:
+        if self.clusters < 2:
+            raise InputError(f"--cluster: the number of clusters must be >= 2, got {self.clusters}")
+        if self.init not in CLUSTER_INITS:
+            raise InputError(f"--cluster-init must be one of {', '.join(CLUSTER_INITS)}, got {self.init!r}")
 
 
 @dataclass
@@ -59,63 +72,51 @@ def _clone(model: Any, wrap: Callable[[Any], Any]) -> Any:
     return tf_keras.models.clone_model(model, clone_function=wrap)
 
 
+def _wrap_supported(model: Any, registry: Any, wrap: Callable[[Any], Any]) -> Any:
+    """A clone of ``model`` with ``wrap`` applied to each layer with weights that ``registry`` supports, but not to
+    BatchNorm (the converter folds it into the convolution before it)."""
+    return _clone(
+        model,
+        lambda layer: (
+            wrap(layer) if layer.weights and registry.supports(layer) and type(layer).__name__ not in FOLDED else layer
+        ),
+    )
+
+
 def prune(model: Any, config: PruneConfig, fine_tune: FineTune, steps: int) -> Any:
     """Prune every prunable layer with weights to ``config.sparsity``; fine-tune over ``steps``; strip."""
-    if not 0 <= config.sparsity < 1:
-        raise InputError(f"--prune: sparsity must be in [0, 1), got {config.sparsity}")
     tfmot = _tfmot()
     sparsity = tfmot.sparsity.keras
     if config.schedule == "constant":
         schedule = sparsity.ConstantSparsity(config.sparsity, begin_step=0, frequency=max(1, steps // 20))
-    elif config.schedule == "polynomial":
+    else:
         end = max(2, int(steps * 0.7))  # reach the target with a third of the steps left to recover
         schedule = sparsity.PolynomialDecay(
             0.0, config.sparsity, begin_step=0, end_step=end, frequency=max(1, end // 20)
         )
-    else:
-        raise InputError(f"--prune-schedule must be polynomial or constant, got {config.schedule!r}")
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry as registry
 
     extra = {"sparsity_m_by_n": (2, 4)} if config.structured_2_4 else {}
-
-    def wrap(layer: Any) -> Any:
-        if layer.weights and registry.supports(layer) and type(layer).__name__ != "BatchNormalization":
-            return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, **extra)
-        return layer
-
-    wrapped = _clone(model, wrap)
+    wrapped = _wrap_supported(
+        model, registry, lambda layer: sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, **extra)
+    )
     fine_tune(wrapped, [sparsity.UpdatePruningStep()])
     return sparsity.strip_pruning(wrapped)
 
 
 def cluster(model: Any, config: ClusterConfig, fine_tune: FineTune, preserve_sparsity: bool = False) -> Any:
     """Cluster the kernels of every clusterable layer into ``config.clusters`` centroids; fine-tune; strip."""
-    if config.clusters < 2:
-        raise InputError(f"--cluster: the number of clusters must be >= 2, got {config.clusters}")
     tfmot = _tfmot()
     clustering = tfmot.clustering.keras
-    inits = {
-        "kmeans++": clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
-        "linear": clustering.CentroidInitialization.LINEAR,
-        "density": clustering.CentroidInitialization.DENSITY_BASED,
-        "random": clustering.CentroidInitialization.RANDOM,
-    }
-    if config.init not in inits:
-        raise InputError(f"--cluster-init must be one of {', '.join(inits)}, got {config.init!r}")
+    init = getattr(clustering.CentroidInitialization, CLUSTER_INITS[config.init])
     from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import (
         ClusteringRegistry as registry,
     )
 
-    params = {"number_of_clusters": config.clusters, "cluster_centroids_init": inits[config.init]}
+    params = {"number_of_clusters": config.clusters, "cluster_centroids_init": init}
     if preserve_sparsity:
         params["preserve_sparsity"] = True
-
-    def wrap(layer: Any) -> Any:
-        if layer.weights and registry.supports(layer) and type(layer).__name__ != "BatchNormalization":
-            return clustering.cluster_weights(layer, **params)
-        return layer
-
-    wrapped = _clone(model, wrap)
+    wrapped = _wrap_supported(model, registry, lambda layer: clustering.cluster_weights(layer, **params))
     fine_tune(wrapped, [])
     return clustering.strip_clustering(wrapped)
 

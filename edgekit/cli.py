@@ -208,6 +208,11 @@ def convert_cmd(source: str, out_dir: str | None, as_json: bool, **options: Any)
         emit_json(manifest)
     else:
         _print_conversion(manifest, out_dir)
+    _exit_on_failed_artifacts(manifest)
+
+
+def _exit_on_failed_artifacts(manifest: dict[str, Any]) -> None:
+    """Name each artifact a conversion could not produce; exit 2 for an unsupported op (bad input), else 3."""
     for failure in manifest["failed"]:
         err.print(f"edgekit: failed: {failure['error']}", markup=False)
     if any(f.get("unsupported_op") for f in manifest["failed"]):
@@ -304,11 +309,8 @@ def run_cmd(recipe: str, data: str | None, out_dir: str | None, strategy: str, a
         emit_json(manifests)
         return
     _print_training(manifests["train"])
-    _print_conversion(manifests["convert"], str(Path(manifests["train"]["artifacts"][0]["path"]).parent))
-    for failure in manifests["convert"]["failed"]:
-        err.print(f"edgekit: failed: {failure['error']}", markup=False)
-    if manifests["convert"]["failed"]:
-        raise click.exceptions.Exit(3)
+    _print_conversion(manifests["convert"], str(Path(manifests["convert"]["source"]["path"]).parent / "convert"))
+    _exit_on_failed_artifacts(manifests["convert"])
 
 
 def _print_training(manifest: dict[str, Any]) -> None:

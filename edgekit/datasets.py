@@ -65,10 +65,27 @@ def _labelled_source(source: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any
     raise InputError(f"{source}: labelled data must be an image folder, an .npz (x, y) or sklearn:digits")
 
 
-def _image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Every readable image, resized to the first image's size; unreadable files are skipped and counted."""
+def read_image(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray | None:
+    """An image file as float32 (height, width, channels), resized to ``size`` = (width, height) if given;
+    None when Pillow cannot read it.
+
+    Example:
+        >>> read_image(Path("not_an_image.png")) is None
+        True
+    """
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            pixels = np.asarray(im if size is None else im.resize(size), np.float32)
+    except (UnidentifiedImageError, OSError):
+        return None
+    return pixels.reshape(*pixels.shape[:2], -1)
+
+
+def _image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every readable image, resized to the first image's size; unreadable files are skipped and counted."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if len(classes) < 2:
         raise InputError(f"{folder}: an image folder needs one sub-folder per class and at least two classes")
@@ -78,13 +95,13 @@ def _image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]
         for f in sorted((folder / name).rglob("*")):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            try:
-                with Image.open(f) as im:
-                    size = size or im.size
-                    images.append(np.asarray(im.convert("RGB").resize(size), np.float32))
-                    labels.append(label)
-            except (UnidentifiedImageError, OSError):
+            image = read_image(f, size)
+            if image is None:
                 skipped.append(str(f.relative_to(folder)))
+                continue
+            size = size or (image.shape[1], image.shape[0])
+            images.append(image)
+            labels.append(label)
     if skipped:
         log.warning("%s: skipped %d unreadable image(s), e.g. %s", folder, len(skipped), skipped[0])
     if len(set(labels)) < 2:

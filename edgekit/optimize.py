@@ -146,20 +146,16 @@ def optimize(
 
     if prune is None and cluster is None and not qat:
         raise InputError("nothing to do: pass --prune SPARSITY, --cluster N and/or --qat")
-    if prune is not None and not 0 <= prune < 1:
-        raise InputError(f"--prune: sparsity must be in [0, 1), got {prune}")
-    if cluster is not None and cluster < 2:
-        raise InputError(f"--cluster: the number of clusters must be >= 2, got {cluster}")
     if epochs < 1:
         raise InputError("--epochs must be >= 1")
-    model_path, task, splits = _source(source, data)
-    run_dir = prepare_run_dir(out or Path("runs") / f"{model_path.parent.name or model_path.stem}_optimized")
-    start = time.perf_counter()
-    passes = {
+    passes = {  # each config checks its own values, before any data or model is loaded
         "prune": PruneConfig(prune, prune_schedule, structured_2_4) if prune is not None else None,
         "cluster": ClusterConfig(cluster, cluster_init) if cluster is not None else None,
         "qat": QatConfig(list(leave_float or [])) if qat else None,
     }
+    model_path, task, splits = _source(source, data)
+    run_dir = prepare_run_dir(out or Path("runs") / f"{model_path.parent.name or model_path.stem}_optimized")
+    start = time.perf_counter()
     result = _run_passes(model_path, passes, splits, run_dir, epochs, learning_rate, batch_size, progress)
     classifier = result.pop("classifier")
     metric = "accuracy" if classifier else "mae"
@@ -216,6 +212,7 @@ def _run_passes(
     from edgekit.converters.bridge import copy_weights_back, to_tf_keras
     from edgekit.converters.source import classify_task, load_keras
     from edgekit.converters.tfmot_passes import cluster, prune, quantize_aware
+    from edgekit.train import save_calibration
 
     model = load_keras(model_path)
     classifier = classify_task(model) == "classifier"
@@ -261,7 +258,7 @@ def _run_passes(
         path = run_dir / "model.keras"
         model.save(path)
         artifact = {"path": "model.keras", "format": "keras", "role": "model", "sha256": sha256_file(path)}
-    np.save(run_dir / "calib.npy", splits.x_train[:300].astype(np.float32))
+    save_calibration(run_dir, splits.x_train)
     return {
         "before": round(before, 6), "after": round(after_score, 6), "bridge_max_abs_diff": diff,
         "history": history, "artifact": artifact, "path": path, "classifier": classifier,

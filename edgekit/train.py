@@ -69,8 +69,7 @@ def train(
     from edgekit.training import Trainer, is_chief
 
     chief = is_chief()
-    target = Path(out or Path("runs") / recipe.name)
-    run_dir = prepare_run_dir(target if chief else tempfile.mkdtemp(prefix="edgekit-worker-"))
+    run_dir = prepare_run_dir(run_dir_for(recipe, out) if chief else tempfile.mkdtemp(prefix="edgekit-worker-"))
     trainer = Trainer(run_dir, recipe.train, strategy, progress)
     module, name = FAMILY_TRAINERS[recipe.family]
     family_train = getattr(importlib.import_module(module), name)
@@ -79,8 +78,7 @@ def train(
     )
     result = family_train(*args)
     model_path = _save_float32(result.model, run_dir)
-    calib = splits.x_train[np.random.default_rng(0).permutation(len(splits.x_train))[:CALIBRATION_SAMPLES]]
-    np.save(run_dir / "calib.npy", calib.astype(np.float32))
+    save_calibration(run_dir, splits.x_train)
     manifest = {
         "edgekit_manifest": 1,
         "stage": "train",
@@ -110,6 +108,29 @@ def train(
     if not chief:
         shutil.rmtree(run_dir, ignore_errors=True)
     return manifest
+
+
+def run_dir_for(recipe: Recipe, out: str | Path | None) -> Path:
+    """``out``, or ``runs/<recipe name>`` by default.
+
+    Example:
+        >>> from edgekit.recipes import recipe_from_dict
+        >>> run_dir_for(recipe_from_dict({"name": "ae", "family": "autoencoder", "data": {"source": "x"}}), None)
+        PosixPath('runs/ae')
+    """
+    return Path(out or Path("runs") / recipe.name)
+
+
+def save_calibration(run_dir: Path, x_train: np.ndarray) -> Path:
+    """A seeded sample of training inputs as ``calib.npy``: what ``convert`` calibrates int8 artifacts with.
+
+    Example:
+        >>> save_calibration(Path("runs/ae"), x_train).name  # doctest: +SKIP
+        'calib.npy'
+    """
+    sample = x_train[np.random.default_rng(0).permutation(len(x_train))[:CALIBRATION_SAMPLES]]
+    np.save(run_dir / "calib.npy", sample.astype(np.float32))
+    return run_dir / "calib.npy"
 
 
 def _save_float32(model: Any, run_dir: Path) -> Path:
@@ -143,7 +164,7 @@ def run(recipe: str | Path, *, data: str | None = None, out: str | Path | None =
 
     parsed = load_recipe(recipe)
     trained = train(parsed, data=data, out=out, **kwargs)
-    run_dir = Path(out or Path("runs") / parsed.name)
+    run_dir = run_dir_for(parsed, out)
     converted = convert(
         run_dir, run_dir / "convert", to=parsed.convert.to, calib=run_dir / "calib.npy",
         calib_samples=parsed.convert.calib_samples,
