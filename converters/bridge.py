@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BASE_LAYER_KEYS = {"name", "trainable", "dtype"}
 PARITY_ATOL = 1e-5
+FOLDABLE = {"Conv1D", "Conv2D", "DepthwiseConv2D", "Dense"}  # a linear layer BatchNorm can fold into
 
 
 def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any) -> dict[str, Any]:
@@ -118,6 +119,14 @@ def max_abs_diff(a: Any, b: Any) -> float:
     return float(max(np.max(np.abs(x - y)) for x, y in zip(_arrays(a), _arrays(b), strict=True)))
 
 
+def _parity(reference_model: Any, model: Any, sample: list[np.ndarray]) -> tuple[float, float]:
+    """Max abs diff of two models' inference outputs on ``sample``, and the scale it is relative to (≥ 1)."""
+    feed = sample if len(sample) > 1 else sample[0]
+    reference = reference_model(feed, training=False)
+    diff = max_abs_diff(reference, model(feed, training=False))
+    return diff, max(1.0, *(float(np.max(np.abs(r))) for r in _arrays(reference)))
+
+
 def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None, *, flatten: bool = False) -> tuple[Any, float]:
     """Rebuild ``model`` in tf_keras; return it with the parity (max abs diff) on ``sample``.
 
@@ -139,16 +148,88 @@ def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None, *, flatten: 
     if sample is None:
         rng = np.random.default_rng(0)
         sample = [rng.standard_normal([d or 2 for d in t.shape]).astype(np.float32) for t in model.inputs]
-    feed = sample if len(sample) > 1 else sample[0]
-    reference = model(feed, training=False)
-    diff = max_abs_diff(reference, legacy(feed, training=False))
-    scale = max(1.0, *(float(np.max(np.abs(r))) for r in _arrays(reference)))
+    diff, scale = _parity(model, legacy, sample)
     if not diff <= PARITY_ATOL * scale:
         raise ConversionError(
             f"the tf_keras rebuild of {model.name!r} differs from the source (max abs diff {diff:.3g})"
         )
     log.info("tf_keras bridge: %s rebuilt, max abs diff %.3g", model.name, diff)
     return legacy, diff
+
+
+def _foldable_pairs(legacy: Any) -> dict[str, Any]:
+    """``{layer name: BatchNorm}`` for each BatchNorm over the last axis whose only input is a linear Conv/Dense
+    layer used by nothing else."""
+    pairs = {}
+    for bn in legacy.layers:
+        if type(bn).__name__ != "BatchNormalization" or len(bn._inbound_nodes) != 1:
+            continue
+        producer = bn._inbound_nodes[0].inbound_layers
+        if (
+            type(producer).__name__ in FOLDABLE
+            and len(producer._inbound_nodes) == 1
+            and len(producer._outbound_nodes) == 1
+            and producer.get_config().get("activation") == "linear"
+            and list(bn.axis) == [len(bn.input_shape) - 1]
+            and (bn.center or producer.use_bias)  # somewhere to keep the shift
+        ):
+            pairs[producer.name] = bn
+    return pairs
+
+
+def _bn_scale_shift(bn: Any) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNorm in inference as ``x * scale + shift``, per channel."""
+    mean, var = (np.asarray(w, np.float64) for w in (bn.moving_mean, bn.moving_variance))
+    gamma = np.asarray(bn.gamma, np.float64) if bn.scale else np.ones_like(mean)
+    beta = np.asarray(bn.beta, np.float64) if bn.center else np.zeros_like(mean)
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    return scale, beta - mean * scale
+
+
+def fold_batchnorm(legacy: Any, sample: list[np.ndarray]) -> list[str]:
+    """Fold each BatchNorm into the Conv/Dense layer before it, in place; return the folded layers' names.
+
+    The layer's kernel takes the BatchNorm's per-channel scale; the BatchNorm
+    keeps only the shift (gamma 1, mean 0, variance 1 - epsilon), so the
+    architecture, and the write-back by name, are unchanged. Clustering needs
+    this: the converter folds BatchNorm after clustering, rescaling every
+    channel's centroids differently, so a clustered float file would not keep
+    its few values per tensor. BatchNorm layers must stay frozen afterwards.
+    Parity on ``sample`` is checked (1e-4 relative).
+
+    Example:
+        >>> fold_batchnorm(legacy, [x])[:1]  # doctest: +SKIP
+        ['Conv1']
+    """
+    feed = sample if len(sample) > 1 else sample[0]
+    reference = legacy(feed, training=False)
+    pairs = _foldable_pairs(legacy)
+    for name, bn in pairs.items():
+        layer = legacy.get_layer(name)
+        kernel = np.asarray(layer.weights[0], np.float64)
+        bias = np.asarray(layer.bias, np.float64) if layer.use_bias else 0.0
+        scale, shift = _bn_scale_shift(bn)
+        shift = shift + bias * scale
+        if type(layer).__name__ == "DepthwiseConv2D":  # [h, w, in, multiplier]: output channel = in * mult + m
+            kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
+        else:
+            kernel = kernel * scale
+        zeros = np.zeros_like(scale)
+        layer_bias, bn_beta = (zeros, shift) if bn.center else (shift, zeros)  # the shift goes where a bias is
+        layer.set_weights([kernel] + ([layer_bias] if layer.use_bias else []))
+        values = {
+            "gamma": np.ones_like(scale),
+            "beta": bn_beta,
+            "moving_mean": zeros,
+            "moving_variance": 1 - bn.epsilon + zeros,
+        }
+        bn.set_weights([values[w.name.split("/")[-1].split(":")[0]] for w in bn.weights])
+    diff = max_abs_diff(reference, legacy(feed, training=False))
+    scale = max(1.0, *(float(np.max(np.abs(r))) for r in _arrays(reference)))
+    if not diff <= 1e-4 * scale:
+        raise ConversionError(f"folding BatchNorm into {legacy.name!r} changed its outputs (max abs diff {diff:.3g})")
+    log.info("folded %d BatchNorm layers, max abs diff %.3g", len(pairs), diff)
+    return list(pairs)
 
 
 def copy_weights_back(legacy: Any, model: Any) -> list[str]:

@@ -346,6 +346,7 @@ def _print_training(manifest: dict[str, Any]) -> None:
 @click.option("--data", default=None, help="Fine-tuning data (default: the train run's recipe data).")
 @click.option("--epochs", type=int, default=5, show_default=True, help="Fine-tuning epochs per pass.")
 @click.option("--learning-rate", type=float, default=3e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the fine-tuning (shuffling, dropout).")
 @click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run manifest as JSON.")
 def optimize_cmd(source: str, leave_float: str, out_dir: str | None, as_json: bool, **options: Any) -> None:
@@ -371,6 +372,8 @@ def optimize_cmd(source: str, leave_float: str, out_dir: str | None, as_json: bo
                       f"{_kb(a['size_bytes'])} / {_kb(a['gzip_bytes'])}")  # fmt: skip
     table.add_row("int8 weight sparsity", f"{report['before']['weights']['sparsity']:.1%}",
                   f"{report['after']['weights']['sparsity']:.1%}")  # fmt: skip
+    table.add_row("int8 weight entropy", f"{report['before']['weights']['entropy_bits_per_weight']:.2f} bits",
+                  f"{report['after']['weights']['entropy_bits_per_weight']:.2f} bits")  # fmt: skip
     out.print(table)
 
 

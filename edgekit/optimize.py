@@ -38,12 +38,15 @@ Progress = Callable[[str], None]
 
 
 def weight_stats(path: str | Path) -> dict[str, Any]:
-    """Zeros and unique values of every weight tensor (constant, ≥ 2-D) in a TFLite file.
+    """Zeros, unique values and entropy of every weight tensor (constant, ≥ 2-D) in a TFLite file.
 
     ``sparsity`` is the fraction of exact zeros (the zero point, for quantized
     tensors) over all weight elements; per layer, ``unique`` counts distinct
     values in the tensor and ``unique_per_channel`` the most in one output
     channel (per-channel scales make clusters distinct across channels).
+    ``entropy_bits`` is the Shannon entropy of the tensor's value histogram:
+    the fewest bits per weight any coder of independent values (gzip's
+    Huffman stage included) can spend on it, so it bounds what compression buys.
 
     Example:
         >>> weight_stats("model_int8.tflite")["sparsity"]  # doctest: +SKIP
@@ -52,7 +55,7 @@ def weight_stats(path: str | Path) -> dict[str, Any]:
     from edgekit.formats.tflite import read_tflite
 
     model = read_tflite(path)
-    layers, zeros, total = {}, 0, 0
+    layers, zeros, total, bits = {}, 0, 0, 0.0
     dtypes = {"int8": np.int8, "float32": np.float32, "float16": np.float16, "uint8": np.uint8}
     for graph in model.subgraphs:
         for tensor in graph.tensors:
@@ -66,14 +69,22 @@ def weight_stats(path: str | Path) -> dict[str, Any]:
             axis = sizes[0] if sizes else (values.ndim - 1 if values.shape[0] == 1 else 0)
             channels = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
             per_channel = max(len(np.unique(c)) for c in channels)
+            counts = np.unique(values, return_counts=True)[1]
+            entropy = float(-np.sum(counts / values.size * np.log2(counts / values.size)))
             layers[tensor.name] = {
                 "elements": int(values.size),
                 "zeros": round(n_zero / values.size, 4),
-                "unique": len(np.unique(values)),
+                "unique": len(counts),
                 "unique_per_channel": int(per_channel),
+                "entropy_bits": round(entropy, 3),
             }
-            zeros, total = zeros + n_zero, total + values.size
-    return {"sparsity": round(zeros / max(total, 1), 4), "weights": int(total), "layers": layers}
+            zeros, total, bits = zeros + n_zero, total + values.size, bits + entropy * values.size
+    return {
+        "sparsity": round(zeros / max(total, 1), 4),
+        "weights": int(total),
+        "entropy_bits_per_weight": round(bits / max(total, 1), 3),
+        "layers": layers,
+    }
 
 
 def gzip_size(path: str | Path) -> int:
@@ -132,6 +143,7 @@ def optimize(
     epochs: int = 5,
     learning_rate: float = 3e-4,
     batch_size: int = 32,
+    seed: int = 0,
     out: str | Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -156,7 +168,7 @@ def optimize(
     model_path, task, splits = _source(source, data)
     run_dir = prepare_run_dir(out or Path("runs") / f"{model_path.parent.name or model_path.stem}_optimized")
     start = time.perf_counter()
-    result = _run_passes(model_path, passes, splits, run_dir, epochs, learning_rate, batch_size, progress)
+    result = _run_passes(model_path, passes, splits, run_dir, epochs, learning_rate, batch_size, seed, progress)
     classifier = result.pop("classifier")
     metric = "accuracy" if classifier else "mae"
     report = _convert_and_measure(model_path, result, splits, run_dir, classifier, progress)
@@ -181,8 +193,10 @@ def optimize(
             "epochs": epochs,
             "learning_rate": learning_rate,
             "batch_size": batch_size,
+            "seed": seed,
         },
         "bridge_max_abs_diff": result["bridge_max_abs_diff"],
+        "batchnorm_folded_into": result["folded"],
         "metrics": metrics,
         "report": report,
         "task": task,
@@ -203,25 +217,29 @@ def _run_passes(
     epochs: int,
     learning_rate: float,
     batch_size: int,
+    seed: int,
     progress: Progress | None,
 ) -> dict[str, Any]:
     """Bridge, run the passes with fine-tuning, write the result back; return scores and the artifact entry."""
     import keras
     import tf_keras
 
-    from edgekit.converters.bridge import copy_weights_back, to_tf_keras
+    from edgekit.converters.bridge import copy_weights_back, fold_batchnorm, to_tf_keras
     from edgekit.converters.source import classify_task, load_keras
     from edgekit.converters.tfmot_passes import cluster, prune, quantize_aware
     from edgekit.train import save_calibration
 
+    tf_keras.utils.set_random_seed(seed)
     model = load_keras(model_path)
     classifier = classify_task(model) == "classifier"
     loss = "sparse_categorical_crossentropy" if classifier else "mae"
-    before = _score(model.predict(splits.x_test, verbose=0), splits, classifier)
+    outputs = {"before": model.predict(splits.x_test, verbose=0)}
     legacy, diff = to_tf_keras(model, [splits.x_test[:8]], flatten=True)
     for layer in legacy.layers:  # fine-tuning keeps BatchNorm statistics, as transfer learning did
         if isinstance(layer, tf_keras.layers.BatchNormalization):
             layer.trainable = False
+    # Clusters must be the converted file's values: fold BatchNorm first, or conversion rescales them per channel.
+    folded = fold_batchnorm(legacy, [splits.x_test[:8]]) if passes["cluster"] else []
     history: list[dict[str, Any]] = []
     steps = epochs * int(np.ceil(len(splits.x_train) / batch_size))
 
@@ -247,20 +265,21 @@ def _run_passes(
     if passes["qat"]:
         after = "cluster" if passes["cluster"] else "prune" if passes["prune"] else None
         current = quantize_aware(current, passes["qat"], fine_tune_as("qat"), after, passes["prune"] is not None)
-        after_score = _score(current.predict(splits.x_test, verbose=0), splits, classifier)
+        outputs["after"] = current.predict(splits.x_test, verbose=0)
         path = run_dir / "model_qat"
         current.save(str(path), save_format="tf")
         artifact = {"path": "model_qat", "format": "savedmodel", "role": "model"}
     else:
         copy_weights_back(current, model)
-        after_score = _score(model.predict(splits.x_test, verbose=0), splits, classifier)
+        outputs["after"] = model.predict(splits.x_test, verbose=0)
         keras.mixed_precision.set_global_policy("float32")
         path = run_dir / "model.keras"
         model.save(path)
         artifact = {"path": "model.keras", "format": "keras", "role": "model", "sha256": sha256_file(path)}
     save_calibration(run_dir, splits.x_train)
     return {
-        "before": round(before, 6), "after": round(after_score, 6), "bridge_max_abs_diff": diff,
+        **{stage: round(_score(o, splits, classifier), 6) for stage, o in outputs.items()}, "outputs": outputs,
+        "bridge_max_abs_diff": diff, "folded": folded,
         "history": history, "artifact": artifact, "path": path, "classifier": classifier,
     }  # fmt: skip
 
@@ -290,8 +309,12 @@ def _convert_and_measure(
                 "path": str(path.relative_to(run_dir)), "size_bytes": path.stat().st_size,
                 "gzip_bytes": gzip_size(path),
             }  # fmt: skip
-        entry[f"int8_{metric}"] = round(_score(load(arts["int8"]).run(splits.x_test)[0], splits, classifier), 6)
+        int8_outputs = load(arts["int8"]).run(splits.x_test)[0]
+        entry[f"int8_{metric}"] = round(_score(int8_outputs, splits, classifier), 6)
+        if classifier:  # how faithful the int8 file is to the Keras (or QAT) model it came from
+            keras_top1 = result["outputs"][name].argmax(-1)
+            entry["int8_top1_agreement"] = round(float(np.mean(int8_outputs.argmax(-1) == keras_top1)), 4)
         entry["weights"] = weight_stats(arts["int8"])
-        entry["weights_fp32"] = {k: v for k, v in weight_stats(arts["fp32"]).items() if k != "layers"}
+        entry["weights_fp32"] = weight_stats(arts["fp32"])
         report[name] = entry
     return report

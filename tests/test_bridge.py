@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.converters.bridge import copy_weights_back, to_tf_keras
+from edgekit.converters.bridge import copy_weights_back, fold_batchnorm, to_tf_keras
 from edgekit.errors import ConversionError
 
 
@@ -73,6 +73,32 @@ def test_weights_go_back_into_the_keras3_model():
     copied = copy_weights_back(legacy, model)
     assert {"inner_dense", "head"} <= set(copied)
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(model(x), legacy(x), atol=1e-6)
+
+
+def test_batchnorm_folds_into_the_layer_before_it():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.BatchNormalization(name="bn1")(keras.layers.Conv2D(4, 3, use_bias=False, name="conv")(inputs))
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(h)
+    h = keras.layers.BatchNormalization(center=False, name="bn2")(h)  # the shift goes into dw's bias
+    h = keras.layers.BatchNormalization(name="bn3")(keras.layers.ReLU()(h))  # after an activation: not foldable
+    h = keras.layers.Dense(5, name="dense")(keras.layers.Flatten()(h))
+    outputs = keras.layers.BatchNormalization(name="bn4")(h)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):  # statistics far from the identity
+            layer.set_weights([rng.uniform(0.5, 2.0, w.shape).astype(np.float32) for w in layer.weights])
+    x = rng.standard_normal((4, 8, 8, 3)).astype(np.float32)
+    legacy, _ = to_tf_keras(model, [x])
+
+    assert fold_batchnorm(legacy, [x]) == ["conv", "dw", "dense"]
+    assert np.all(legacy.get_layer("bn1").gamma.numpy() == 1) and np.all(legacy.get_layer("bn3").gamma.numpy() != 1)
+    np.testing.assert_allclose(legacy(x), model(x), rtol=1e-4, atol=1e-4)
+    copy_weights_back(legacy, model)  # the Keras 3 model keeps its layers; its BatchNorms now only shift
     np.testing.assert_allclose(model(x), legacy(x), atol=1e-6)
 
 

@@ -30,17 +30,18 @@ def test_pruning_50_percent_survives_into_int8(pruned):
 
 def test_clustering_16_shrinks_gzip(mobilenet_run, tmp_path):
     run_dir, _ = mobilenet_run
-    manifest = optimize(run_dir, cluster=16, epochs=4, out=tmp_path / "clustered")
+    manifest = optimize(run_dir, cluster=16, epochs=2, out=tmp_path / "clustered")
     metrics, report = manifest["metrics"], manifest["report"]
     assert metrics["accuracy_after"] >= metrics["accuracy_before"] - 0.015, metrics  # bar: drop <= 1.5 points
+    assert metrics["accuracy_int8_after"] >= metrics["accuracy_before"] - 0.015, metrics
     fp32_gzip = report["before"]["artifacts"]["fp32"]["gzip_bytes"]
-    assert report["after"]["artifacts"]["int8"]["gzip_bytes"] <= 0.35 * fp32_gzip, report  # bar: <= 0.35x fp32 gzip
-    # Its int8 file loses more (measured 1.8 points with 2 epochs); the float file keeps the accuracy but BatchNorm
-    # folding rescales each channel's 16 centroids, so fp32 gzip only reaches 0.46x. Both are in the README.
-    assert metrics["accuracy_int8_after"] >= metrics["accuracy_before"] - 0.03, metrics
-    # Per-channel scales keep 16 centroids distinct only within a channel.
-    conv = [v for v in report["after"]["weights"]["layers"].values() if v["elements"] >= 1000]
-    assert conv and max(v["unique_per_channel"] for v in conv) <= 16, conv
+    assert report["after"]["artifacts"]["fp32"]["gzip_bytes"] <= 0.35 * fp32_gzip, report  # bar: <= 0.35x
+    # BatchNorm was folded before clustering, so the float file holds the 16 centroids themselves. TFMOT does not
+    # cluster depthwise kernels (its registry lists no clusterable weights for them).
+    assert len(manifest["batchnorm_folded_into"]) >= 50, manifest["batchnorm_folded_into"]
+    fp32_layers = report["after"]["weights_fp32"]["layers"]
+    clustered = [v["unique"] for name, v in fp32_layers.items() if "depthwise" not in name]
+    assert len(clustered) >= 30 and max(clustered) <= 16, fp32_layers
 
 
 def test_qat_int8_matches_post_training_int8(mobilenet_run, tmp_path):
