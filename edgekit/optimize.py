@@ -256,12 +256,18 @@ def _run_passes(
 
         return fine_tune
 
+    def scored(result: Any) -> Any:  # each pass's own test score, so a chain shows what each pass cost
+        history[-1]["test_" + ("accuracy" if classifier else "mae")] = _score(
+            result.predict(splits.x_test, verbose=0), splits, classifier
+        )
+        return result
+
     current = legacy
     if passes["prune"]:
-        current = prune(current, passes["prune"], fine_tune_as("prune"), steps)
+        current = scored(prune(current, passes["prune"], fine_tune_as("prune"), steps))
     if passes["cluster"]:
         sparse = passes["prune"] is not None
-        current = cluster(current, passes["cluster"], fine_tune_as("cluster"), preserve_sparsity=sparse)
+        current = scored(cluster(current, passes["cluster"], fine_tune_as("cluster"), preserve_sparsity=sparse))
     if passes["qat"]:
         after = "cluster" if passes["cluster"] else "prune" if passes["prune"] else None
         current = quantize_aware(current, passes["qat"], fine_tune_as("qat"), after, passes["prune"] is not None)

@@ -21,11 +21,21 @@ def test_pruning_50_percent_survives_into_int8(pruned):
     metrics, report = pruned["metrics"], pruned["report"]
     assert metrics["sparsity"] >= 0.45, metrics  # counted in the int8 TFLite weight buffers
     assert metrics["accuracy_int8_after"] >= metrics["accuracy_before"] - 0.01, metrics  # bar: drop <= 1 point
-    before, after = report["before"]["artifacts"]["int8"], report["after"]["artifacts"]["int8"]
-    # The issue's bar is 0.6x; measured 0.75x. Half the int8 weights at zero leave ~4.3 bits of entropy per weight
-    # (and int32 biases stay dense), so gzip cannot reach 0.6x at 50 % sparsity: see the README. Guard what we get.
-    assert after["gzip_bytes"] <= 0.8 * before["gzip_bytes"], (after, before)
+    before, after = report["before"], report["after"]
+    # The issue's gzip bar (0.6x) is out of reach at 50 %: the pruned int8 weights' entropy alone is 0.6x the
+    # unpruned (measured 4.74 / 7.83 bits), before the dense biases, scales and graph. Measured gzip: 0.75x.
+    assert after["weights"]["entropy_bits_per_weight"] <= 0.65 * before["weights"]["entropy_bits_per_weight"]
+    assert after["artifacts"]["int8"]["gzip_bytes"] <= 0.8 * before["artifacts"]["int8"]["gzip_bytes"]
     assert pruned["artifacts"][0]["path"] == "model.keras"  # weights went back into the Keras 3 model
+
+
+def test_pruning_70_percent_meets_the_gzip_bar(mobilenet_run, tmp_path):
+    run_dir, _ = mobilenet_run
+    manifest = optimize(run_dir, prune=0.7, epochs=16, out=tmp_path / "pruned70")
+    metrics, report = manifest["metrics"], manifest["report"]
+    assert metrics["accuracy_int8_after"] >= metrics["accuracy_before"] - 0.01, metrics  # drop <= 1 point
+    before, after = report["before"]["artifacts"]["int8"], report["after"]["artifacts"]["int8"]
+    assert after["gzip_bytes"] <= 0.6 * before["gzip_bytes"], (after, before)  # measured 0.585x
 
 
 def test_clustering_16_shrinks_gzip(mobilenet_run, tmp_path):
@@ -46,12 +56,11 @@ def test_clustering_16_shrinks_gzip(mobilenet_run, tmp_path):
 
 def test_qat_int8_matches_post_training_int8(mobilenet_run, tmp_path):
     run_dir, _ = mobilenet_run
-    manifest = optimize(run_dir, qat=True, epochs=2, out=tmp_path / "qat")
-    metrics = manifest["metrics"]
-    # The issue's bar is PTQ - 0.2 points, finer than this test split resolves (1 of 224 images = 0.45 points):
-    # measured QAT 0.969 vs PTQ 0.973, one image. Guard one image of slack; the README reports the bar as unmet.
-    one_image = 1 / manifest["report"]["test_samples"]
-    assert metrics["accuracy_int8_after"] >= metrics["accuracy_int8_before"] - one_image - 1e-9, metrics
+    manifest = optimize(run_dir, qat=True, epochs=2, learning_rate=1e-4, seed=0, out=tmp_path / "qat")
+    metrics, after = manifest["metrics"], manifest["report"]["after"]
+    # bar: QAT int8 >= post-training int8 - 0.2 points (measured +0.45, +1.8, +1.3 over seeds 0-2)
+    assert metrics["accuracy_int8_after"] >= metrics["accuracy_int8_before"] - 0.002, metrics
+    assert after["int8_top1_agreement"] >= 0.97, after  # the int8 file follows its QAT graph (measured 0.987)
     assert manifest["artifacts"][0] == {"path": "model_qat", "format": "savedmodel", "role": "model"}
 
 
@@ -64,6 +73,36 @@ def test_lstm_forecaster_pruned(tmp_path):
     assert metrics["mae_int8_after"] <= 1.05 * metrics["mae_int8_before"], metrics  # bar: MAE increase <= 5 %
     dense = manifest["report"]["after"]["weights"]["layers"]
     assert any(v["zeros"] >= 0.45 for v in dense.values()), dense
+
+
+def test_collaborative_chain_keeps_zeros_and_clusters_through_qat(tmp_path):
+    """Prune → sparsity-preserving clustering → PQAT/CQAT: both structures survive into the int8 weight buffers."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = digits.images[..., None].astype(np.float32), digits.target
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Rescaling(1 / 16)(inputs)
+    for filters in (16, 32):
+        h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{filters}")(h)
+        h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h)))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=15, batch_size=64, verbose=0)
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+
+    manifest = optimize(tmp_path / "m.keras", data=str(tmp_path / "d.npz"), prune=0.5, cluster=8, qat=True,
+                        epochs=3, learning_rate=1e-3, out=tmp_path / "o")  # fmt: skip
+    metrics, layers = manifest["metrics"], manifest["report"]["after"]["weights"]["layers"]
+    assert metrics["sparsity"] >= 0.45 and metrics["accuracy_int8_after"] >= 0.85, metrics
+    assert manifest["batchnorm_folded_into"] == ["conv16", "conv32"]
+    assert len(layers) == 3 and all(v["zeros"] >= 0.45 for v in layers.values()), layers
+    assert all(v["unique_per_channel"] <= 9 for v in layers.values()), layers  # 8 centroids and the kept zero
+    assert [h["stage"] for h in manifest["history"]] == ["prune", "cluster", "qat"]
+    assert all(h["test_accuracy"] >= 0.85 for h in manifest["history"][:2]), manifest["history"]
 
 
 @pytest.mark.parametrize(
