@@ -119,12 +119,13 @@ def max_abs_diff(a: Any, b: Any) -> float:
     return float(max(np.max(np.abs(x - y)) for x, y in zip(_arrays(a), _arrays(b), strict=True)))
 
 
-def _parity(reference_model: Any, model: Any, sample: list[np.ndarray]) -> tuple[float, float]:
-    """Max abs diff of two models' inference outputs on ``sample``, and the scale it is relative to (≥ 1)."""
-    feed = sample if len(sample) > 1 else sample[0]
-    reference = reference_model(feed, training=False)
-    diff = max_abs_diff(reference, model(feed, training=False))
-    return diff, max(1.0, *(float(np.max(np.abs(r))) for r in _arrays(reference)))
+def _check_parity(reference: Any, outputs: Any, tolerance: float, what: str) -> float:
+    """Max abs diff of ``outputs`` from ``reference``; raise ``what`` when over ``tolerance`` × max(1, |reference|)."""
+    diff = max_abs_diff(reference, outputs)
+    scale = max(1.0, *(float(np.max(np.abs(r))) for r in _arrays(reference)))
+    if not diff <= tolerance * scale:
+        raise ConversionError(f"{what} (max abs diff {diff:.3g})")
+    return diff
 
 
 def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None, *, flatten: bool = False) -> tuple[Any, float]:
@@ -148,11 +149,11 @@ def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None, *, flatten: 
     if sample is None:
         rng = np.random.default_rng(0)
         sample = [rng.standard_normal([d or 2 for d in t.shape]).astype(np.float32) for t in model.inputs]
-    diff, scale = _parity(model, legacy, sample)
-    if not diff <= PARITY_ATOL * scale:
-        raise ConversionError(
-            f"the tf_keras rebuild of {model.name!r} differs from the source (max abs diff {diff:.3g})"
-        )
+    feed = sample if len(sample) > 1 else sample[0]
+    diff = _check_parity(
+        model(feed, training=False), legacy(feed, training=False), PARITY_ATOL,
+        f"the tf_keras rebuild of {model.name!r} differs from the source",
+    )  # fmt: skip
     log.info("tf_keras bridge: %s rebuilt, max abs diff %.3g", model.name, diff)
     return legacy, diff
 
@@ -224,10 +225,8 @@ def fold_batchnorm(legacy: Any, sample: list[np.ndarray]) -> list[str]:
             "moving_variance": 1 - bn.epsilon + zeros,
         }
         bn.set_weights([values[w.name.split("/")[-1].split(":")[0]] for w in bn.weights])
-    diff = max_abs_diff(reference, legacy(feed, training=False))
-    scale = max(1.0, *(float(np.max(np.abs(r))) for r in _arrays(reference)))
-    if not diff <= 1e-4 * scale:
-        raise ConversionError(f"folding BatchNorm into {legacy.name!r} changed its outputs (max abs diff {diff:.3g})")
+    what = f"folding BatchNorm into {legacy.name!r} changed its outputs"
+    diff = _check_parity(reference, legacy(feed, training=False), 1e-4, what)
     log.info("folded %d BatchNorm layers, max abs diff %.3g", len(pairs), diff)
     return list(pairs)
 

@@ -174,7 +174,7 @@ def quantize_aware(
     def annotate(layer: Any) -> Any:
         if layer.name in config.leave_float or type(layer).__name__ == "InputLayer":
             return layer
-        if type(layer).__name__ in PREPROCESSING:  # its output gets a range too: the int8 file needs no calibration
+        if type(layer).__name__ in PREPROCESSING:  # a trained output range; left float, it is calibrated afterwards
             return quantize.quantize_annotate_layer(layer, output_range())
         return quantize.quantize_annotate_layer(layer)
 
