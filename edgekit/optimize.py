@@ -24,7 +24,11 @@ Example:
 from __future__ import annotations
 
 import gzip
+import inspect
+import json
+import logging
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from edgekit.errors import ConversionError, InputError
 from edgekit.manifest import now, prepare_run_dir, read_manifest, sha256_file, tool_versions, write_manifest
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def weight_stats(path: str | Path) -> dict[str, Any]:
@@ -123,6 +128,40 @@ def _source(source: str | Path, data: str | None) -> tuple[Path, dict[str, Any],
     return model_path, {"family": family, **trained.get("task", {})}, splits
 
 
+def fine_tune_loss(model_path: str | Path, classifier: bool) -> tuple[Any, str]:
+    """The tf_keras loss to fine-tune with, and how it was chosen.
+
+    A ``.keras`` file's ``compile_config`` loss (a name, or a serialized loss
+    with its arguments, e.g. ``from_logits``) is rebuilt in tf_keras; without
+    one, or when tf_keras has no such loss, the family default is used:
+    sparse categorical cross-entropy for classifiers, MAE for forecasters.
+
+    Example:
+        >>> fine_tune_loss("runs/mobilenet_digits/model.keras", classifier=True)[1]  # doctest: +SKIP
+        'sparse_categorical_crossentropy (family default)'
+    """
+    import tf_keras
+
+    default = "sparse_categorical_crossentropy" if classifier else "mae"
+    loss = None
+    if Path(model_path).suffix == ".keras":
+        with zipfile.ZipFile(model_path) as archive:
+            loss = (json.loads(archive.read("config.json")).get("compile_config") or {}).get("loss")
+    if loss is None:
+        return default, f"{default} (family default)"
+    try:
+        if isinstance(loss, str):
+            return tf_keras.losses.get(loss), f"{loss} (compile config)"
+        cls = getattr(tf_keras.losses, loss["class_name"])
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        args = {k: v for k, v in loss.get("config", {}).items() if k in accepted}
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k not in ("name", "reduction"))
+        return cls(**args), f"{loss['class_name']}({shown}) (compile config)"
+    except Exception as exc:
+        log.warning("the compiled loss %r has no tf_keras equivalent (%s); fine-tuning with %s", loss, exc, default)
+        return default, f"{default} (family default; the compiled loss has no tf_keras equivalent)"
+
+
 def _score(outputs: np.ndarray, splits: Any, classifier: bool) -> float:
     if classifier:
         return float(np.mean(outputs.argmax(-1) == splits.y_test))
@@ -194,6 +233,7 @@ def optimize(
             "learning_rate": learning_rate,
             "batch_size": batch_size,
             "seed": seed,
+            "loss": result["loss"],
         },
         "bridge_max_abs_diff": result["bridge_max_abs_diff"],
         "batchnorm_folded_into": result["folded"],
@@ -232,7 +272,7 @@ def _run_passes(
     tf_keras.utils.set_random_seed(seed)
     model = load_keras(model_path)
     classifier = classify_task(model) == "classifier"
-    loss = "sparse_categorical_crossentropy" if classifier else "mae"
+    loss, loss_used = fine_tune_loss(model_path, classifier)
     outputs = {"before": model.predict(splits.x_test, verbose=0)}
     legacy, diff = to_tf_keras(model, [splits.x_test[:8]], flatten=True)
     for layer in legacy.layers:  # fine-tuning keeps BatchNorm statistics, as transfer learning did
@@ -285,7 +325,7 @@ def _run_passes(
     save_calibration(run_dir, splits.x_train)
     return {
         **{stage: round(_score(o, splits, classifier), 6) for stage, o in outputs.items()}, "outputs": outputs,
-        "bridge_max_abs_diff": diff, "folded": folded,
+        "bridge_max_abs_diff": diff, "folded": folded, "loss": loss_used,
         "history": history, "artifact": artifact, "path": path, "classifier": classifier,
     }  # fmt: skip
 

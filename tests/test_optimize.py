@@ -105,6 +105,23 @@ def test_collaborative_chain_keeps_zeros_and_clusters_through_qat(tmp_path):
     assert all(h["test_accuracy"] >= 0.85 for h in manifest["history"][:2]), manifest["history"]
 
 
+def test_fine_tune_loss_comes_from_the_compile_config(tmp_path):
+    import keras
+
+    from edgekit.optimize import fine_tune_loss
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model.save(tmp_path / "plain.keras")
+    assert fine_tune_loss(tmp_path / "plain.keras", classifier=False) == ("mae", "mae (family default)")
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.save(tmp_path / "logits.keras")
+    loss, used = fine_tune_loss(tmp_path / "logits.keras", classifier=True)
+    assert loss.get_config()["from_logits"] is True and "(compile config)" in used, used
+    labels, logits = np.array([2]), np.array([[0.0, 0.0, 5.0]], np.float32)
+    assert float(loss(labels, logits)) < 0.02  # read as logits, not probabilities
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
