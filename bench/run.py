@@ -183,9 +183,7 @@ def optimize_section() -> dict[str, Any]:
     runs: dict[str, dict[str, Any]] = {
         **{f"mobilenet_prune_{round(100 * p)}": {"prune": p, "epochs": 16} for p in (0.5, 0.6, 0.7, 0.8)},
         "mobilenet_cluster_16": {"cluster": 16, "epochs": 2},
-        # QAT fine-tunes a converged model: at the default 3e-4 one seed in three lost 1.8 points, at 1e-4 none did
-        **{f"mobilenet_qat_seed_{seed}": {"qat": True, "epochs": 2, "learning_rate": 1e-4, "seed": seed}
-           for seed in (0, 1, 2)},
+        **{f"mobilenet_qat_seed_{seed}": {"qat": True, "epochs": 2, "seed": seed} for seed in (0, 1, 2)},
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

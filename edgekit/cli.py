@@ -345,7 +345,7 @@ def _print_training(manifest: dict[str, Any]) -> None:
 @click.option("--leave-float", default="", help="Comma-separated layer names QAT keeps in float.")
 @click.option("--data", default=None, help="Fine-tuning data (default: the train run's recipe data).")
 @click.option("--epochs", type=int, default=5, show_default=True, help="Fine-tuning epochs per pass.")
-@click.option("--learning-rate", type=float, default=3e-4, show_default=True)
+@click.option("--learning-rate", type=float, default=None, help="Fine-tuning rate [default: 3e-4; QAT 1e-4].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the fine-tuning (shuffling, dropout).")
 @click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run manifest as JSON.")

@@ -40,6 +40,9 @@ from edgekit.manifest import now, prepare_run_dir, read_manifest, sha256_file, t
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
+# Fine-tuning rates when none is given. QAT starts from a converged model and its fake-quant noise: at 3e-4 one
+# seed in three lost 1.8 points on the MobileNet digits model, at 1e-4 none did.
+PASS_LEARNING_RATES = {"prune": 3e-4, "cluster": 3e-4, "qat": 1e-4}
 
 
 def weight_stats(path: str | Path) -> dict[str, Any]:
@@ -180,7 +183,7 @@ def optimize(
     leave_float: list[str] | None = None,
     data: str | None = None,
     epochs: int = 5,
-    learning_rate: float = 3e-4,
+    learning_rate: float | None = None,
     batch_size: int = 32,
     seed: int = 0,
     out: str | Path | None = None,
@@ -230,7 +233,7 @@ def optimize(
         "settings": {
             "passes": {k: vars(v) for k, v in passes.items() if v is not None},
             "epochs": epochs,
-            "learning_rate": learning_rate,
+            "learning_rate": {k: learning_rate or PASS_LEARNING_RATES[k] for k, v in passes.items() if v is not None},
             "batch_size": batch_size,
             "seed": seed,
             "loss": result["loss"],
@@ -255,7 +258,7 @@ def _run_passes(
     splits: Any,
     run_dir: Path,
     epochs: int,
-    learning_rate: float,
+    learning_rate: float | None,
     batch_size: int,
     seed: int,
     progress: Progress | None,
@@ -287,7 +290,7 @@ def _run_passes(
         def fine_tune(wrapped: Any, callbacks: list[Any]) -> None:
             if progress:
                 progress(f"{stage}: fine-tuning {epochs} epoch(s)")
-            wrapped.compile(tf_keras.optimizers.Adam(learning_rate), loss)
+            wrapped.compile(tf_keras.optimizers.Adam(learning_rate or PASS_LEARNING_RATES[stage]), loss)
             fit = wrapped.fit(
                 splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
                 epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=0,

@@ -56,7 +56,7 @@ def test_clustering_16_shrinks_gzip(mobilenet_run, tmp_path):
 
 def test_qat_int8_matches_post_training_int8(mobilenet_run, tmp_path):
     run_dir, _ = mobilenet_run
-    manifest = optimize(run_dir, qat=True, epochs=2, learning_rate=1e-4, seed=0, out=tmp_path / "qat")
+    manifest = optimize(run_dir, qat=True, epochs=2, seed=0, out=tmp_path / "qat")  # QAT's own rate: 1e-4
     metrics, after = manifest["metrics"], manifest["report"]["after"]
     # bar: QAT int8 >= post-training int8 - 0.2 points (measured +0.45, +1.8, +1.3 over seeds 0-2)
     assert metrics["accuracy_int8_after"] >= metrics["accuracy_int8_before"] - 0.002, metrics
