@@ -171,8 +171,8 @@ def optimize_section() -> dict[str, Any]:
             for stage in ("before", "after") for p in ("fp32", "int8")
         }  # fmt: skip
         extra = {
-            f"{stage}_{key}": report[stage][key] for stage in ("before", "after")
-            for key in ("int8_top1_agreement",) if key in report[stage]
+            f"{stage}_int8_top1_agreement": round(report[stage]["int8_parity"]["top1_agreement"], 4)
+            for stage in ("before", "after") if "top1_agreement" in report[stage]["int8_parity"]
         }  # fmt: skip
         entropy = {f"{stage}_int8_entropy_bits": report[stage]["weights"]["entropy_bits_per_weight"]
                    for stage in ("before", "after")}  # fmt: skip

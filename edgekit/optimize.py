@@ -338,6 +338,7 @@ def _convert_and_measure(
 ) -> dict[str, Any]:
     """Convert source and result to fp32 + int8 TFLite; score the int8 files; sizes, gzip, zeros, unique values."""
     from edgekit.convert import convert
+    from edgekit.parity import compare
     from edgekit.runtime import load
 
     metric = "accuracy" if classifier else "mae"
@@ -360,9 +361,9 @@ def _convert_and_measure(
             }  # fmt: skip
         int8_outputs = load(arts["int8"]).run(splits.x_test)[0]
         entry[f"int8_{metric}"] = round(_score(int8_outputs, splits, classifier), 6)
-        if classifier:  # how faithful the int8 file is to the Keras (or QAT) model it came from
-            keras_top1 = result["outputs"][name].argmax(-1)
-            entry["int8_top1_agreement"] = round(float(np.mean(int8_outputs.argmax(-1) == keras_top1)), 4)
+        # how faithful the int8 file is to the Keras (or QAT) model it came from, measured as convert measures it
+        task = "classifier" if classifier else "regressor"
+        entry["int8_parity"] = compare([result["outputs"][name]], [int8_outputs], task=task, precision="int8")
         entry["weights"] = weight_stats(arts["int8"])
         entry["weights_fp32"] = weight_stats(arts["fp32"])
         report[name] = entry
