@@ -17,7 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgekit.errors import InputError
+from edgekit.parity import TASKS
+from edgekit.runtime.specs import TensorSpec
 
 RECURRENT = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}
 
@@ -164,9 +168,164 @@ def as_float32(model: Any) -> Any:
     return clone
 
 
-def classify_task(model: Any) -> str:
-    """``classifier`` when the last layer ends in softmax/sigmoid over several classes, else ``regressor``."""
-    last = model.layers[-1]
-    activation = getattr(getattr(last, "activation", None), "__name__", "")
-    units = model.outputs[0].shape[-1] if model.outputs else None
-    return "classifier" if activation in ("softmax", "sigmoid") and units and units > 1 else "regressor"
+_RUN_TASK_TYPES = {"classifier": "classifier", "forecaster": "forecaster", "anomaly_scorer": "regressor"}
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def _io_name(name: str) -> str:
+    """A Keras name as a TensorFlow / TFLite / ONNX tensor name (letters, digits, ``_.-``)."""
+    cleaned = _SAFE_NAME.sub("_", name.split(":")[0])
+    return cleaned if cleaned[:1].isalpha() else f"x_{cleaned}"
+
+
+def input_specs(model: Any) -> list[TensorSpec]:
+    """The model's inputs in Keras order: name, shape and dtype (integer inputs stay integer).
+
+    Example:
+        >>> [s.name for s in input_specs(model)]  # doctest: +SKIP
+        ['features', 'tokens']
+    """
+    specs = []
+    for tensor in model.inputs:
+        dtype = str(getattr(tensor.dtype, "name", tensor.dtype))
+        specs.append(TensorSpec(_io_name(tensor.name), tuple(tensor.shape), "float32" if "float" in dtype else dtype))
+    if len({s.name for s in specs}) != len(specs):
+        raise InputError(f"the model's inputs share a name: {[s.name for s in specs]}")
+    return specs
+
+
+def output_names(model: Any) -> list[str]:
+    """The model's output names in Keras order (``model.output_names``), as tensor names.
+
+    Example:
+        >>> output_names(model)  # doctest: +SKIP
+        ['box', 'cls']
+    """
+    raw = getattr(model, "output_names", None)  # Functional; a Keras 3 Sequential has none
+    if not raw:
+        raw = [getattr(t, "_keras_history", [None])[0].name if getattr(t, "_keras_history", None) else f"output_{i}"
+               for i, t in enumerate(model.outputs)]  # fmt: skip
+    names = [_io_name(n) for n in raw]
+    if len(set(names)) != len(names):
+        raise InputError(f"the model's outputs share a name: {names}")
+    return names
+
+
+def _output_activation(model: Any, index: int) -> str:
+    """The activation that produces output ``index`` (``softmax``, ``sigmoid``, ``linear``...), if visible."""
+    history = getattr(model.outputs[index], "_keras_history", None)
+    layer = history[0] if history else None
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") if activation is not None else ""
+
+
+def output_kind(model: Any, index: int) -> tuple[str, str]:
+    """How output ``index`` is read: ``classifier``, ``binary-classifier`` or ``regressor``, and why.
+
+    Example:
+        >>> output_kind(model, 0)  # doctest: +SKIP
+        ('classifier', 'softmax over 5 classes')
+    """
+    activation = _output_activation(model, index)
+    units = model.outputs[index].shape[-1]
+    if "int" in str(model.outputs[index].dtype):
+        return "regressor", "integer output (compared exactly)"
+    if activation == "softmax" and units and units > 1:
+        return "classifier", f"softmax over {units} classes"
+    if activation == "sigmoid":
+        return "binary-classifier", f"sigmoid over {units} unit(s)"
+    return "regressor", f"{activation or 'no'} activation"
+
+
+def detect_task(model: Any, *, given: str | None = None, run_task: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model's task, how each named output is compared, and why.
+
+    ``given`` (``--task``) wins; then the run directory's recorded task
+    (``train`` knows a forecaster from a regressor); then the graph: several
+    outputs → ``multi-head``; one output shaped like the single input →
+    ``autoencoder``; softmax over several classes → ``classifier``; sigmoid →
+    ``binary-classifier``; anything else → ``regressor``.
+
+    Example:
+        >>> detect_task(model)["task"]  # doctest: +SKIP
+        'classifier'
+    """
+    names = output_names(model)
+    kinds = {name: output_kind(model, i) for i, name in enumerate(names)}
+    if given is not None:
+        if given not in TASKS:
+            raise InputError(f"--task must be one of {', '.join(TASKS)}, got {given!r}")
+        task, why = given, "given with --task"
+        if given in ("classifier", "binary-classifier") and len(names) == 1:
+            kinds[names[0]] = (given, "given with --task")
+        elif given in ("regressor", "forecaster", "autoencoder"):
+            kinds = {n: ("regressor", f"given with --task {given}") for n in names}
+    elif run_task and run_task.get("type") in _RUN_TASK_TYPES:
+        task, why = _RUN_TASK_TYPES[run_task["type"]], f"recorded by the run directory ({run_task['type']})"
+    elif len(names) > 1:
+        task, why = "multi-head", f"{len(names)} outputs"
+    elif len(model.inputs) == 1 and tuple(model.inputs[0].shape[1:]) == tuple(model.outputs[0].shape[1:]):
+        task, why = (
+            "autoencoder",
+            f"output shape equals input shape {tuple(model.inputs[0].shape[1:])} (reconstruction)",
+        )
+        kinds[names[0]] = ("regressor", "reconstruction")
+    else:
+        task, why = kinds[names[0]][0], kinds[names[0]][1]
+    return {"task": task, "why": why, "outputs": {n: {"kind": k, "why": w} for n, (k, w) in kinds.items()}}
+
+
+def first_rescaling(model: Any) -> dict[str, float]:
+    """Scale of a ``Rescaling`` layer applied first to each input (e.g. 1/255), by input name.
+
+    Example:
+        >>> first_rescaling(model)  # doctest: +SKIP
+        {'image': 0.00392156862745098}
+    """
+    found = {}
+    for spec, tensor in zip(input_specs(model), model.inputs, strict=True):
+        layer = tensor._keras_history[0] if getattr(tensor, "_keras_history", None) else None
+        for node in getattr(layer, "_outbound_nodes", []):
+            consumer = node.operation
+            if type(consumer).__name__ == "Rescaling" and np.ndim(consumer.scale) == 0:
+                found[spec.name] = float(consumer.scale)
+    return found
+
+
+def serving_function(
+    model: Any, batch: int, inputs: list[TensorSpec] | None = None, outputs: list[str] | None = None
+) -> tuple[Any, Any]:
+    """A static-batch ``tf.function`` taking the inputs by name and returning ``{output name: tensor}``.
+
+    ``inputs`` / ``outputs`` name them (default: the model's own; a tf_keras
+    rebuild passes its Keras 3 source's names).
+
+    Inputs keep their Keras dtypes (int32 token ids stay int32). The second
+    value is a ``tf.Module`` tracking the model's variables: the converters
+    freeze only variables they find through it, and Keras 3 variables wrap a
+    ``tf.Variable`` in ``.value`` (without it weights stay READ_VARIABLE ops).
+
+    Example:
+        >>> fn, holder = serving_function(model, batch=1)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec((batch, *s.shape[1:]), s.dtype, name=s.name) for s in inputs or input_specs(model)]
+    names = outputs or output_names(model)
+
+    @tf.function(input_signature=specs)
+    def serve(*args: Any) -> Any:
+        out = model(list(args) if len(args) > 1 else args[0], training=False)
+        if isinstance(out, dict):
+            out = [out[k] for k in model.output_names]
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        return dict(zip(names, outs, strict=True))
+
+    if type(model).__module__.startswith("tf_keras"):
+        return serve, model  # tf_keras tracks its own tf.Variables
+    holder = tf.Module()
+    holder.variables_ = [v.value for v in model.weights]
+    holder.serve = serve
+    return serve, holder

@@ -9,51 +9,35 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import numpy as np
-
+from edgekit.converters.calibration import Feeds, count
+from edgekit.converters.source import input_specs, output_names, serving_function
 from edgekit.errors import ConversionError, UnsupportedOpError
+from edgekit.formats.tflite import name_io_in_order
+from edgekit.runtime.specs import TensorSpec
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "16x8")
-
-
-def _concrete_function(model: Any, batch: int) -> tuple[Any, Any]:
-    """A static-batch serving function and a tf.Module tracking the model's variables.
-
-    The converter freezes only variables it can find through the trackable
-    object; Keras 3 variables wrap a ``tf.Variable`` in ``.value``, so they are
-    listed on a plain ``tf.Module`` (without it the weights stay READ_VARIABLE ops).
-    """
-    import tensorflow as tf
-
-    specs = [tf.TensorSpec((batch, *t.shape[1:]), tf.float32, name=f"input_{i}") for i, t in enumerate(model.inputs)]
-
-    @tf.function(input_signature=specs)
-    def serve(*args: Any) -> Any:
-        return model(list(args) if len(args) > 1 else args[0], training=False)
-
-    if type(model).__module__.startswith("tf_keras"):
-        return serve.get_concrete_function(), model  # tf_keras tracks its own tf.Variables
-    holder = tf.Module()
-    holder.variables_ = [v.value for v in model.weights]
-    holder.serve = serve
-    return serve.get_concrete_function(), holder
 
 
 def to_tflite(
     model: Any,
     precision: str,
     *,
-    calibration: np.ndarray | None = None,
+    calibration: Feeds | None = None,
     batch: int = 1,
     int8_io: str = "int8",
     per_channel: bool = True,
     allow_select_tf_ops: bool = False,
+    inputs: list[TensorSpec] | None = None,
+    outputs: list[str] | None = None,
 ) -> bytes:
     """Convert a Keras (3 or tf_keras) model to TFLite bytes at ``precision``.
 
-    Full int8 uses ``int8_io`` (``int8``, ``uint8`` or ``float32``) for inputs
-    and outputs; 16x8 keeps float I/O. Both need ``calibration``. With
-    ``per_channel=False`` quantized weights get one scale per tensor.
+    Full int8 uses ``int8_io`` (``int8``, ``uint8`` or ``float32``) for float
+    inputs and outputs; integer inputs (token ids) stay integer. 16x8 keeps
+    float I/O. Both need ``calibration`` (arrays by input name). With
+    ``per_channel=False`` quantized weights get one scale per tensor. The
+    file's inputs and outputs carry the Keras names (``inputs`` / ``outputs``,
+    default: the model's own), in Keras order.
 
     Example:
         >>> to_tflite(model, "fp16")[4:8]  # doctest: +SKIP
@@ -63,8 +47,9 @@ def to_tflite(
 
     if precision not in PRECISIONS:
         raise ConversionError(f"unknown TFLite precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    function, holder = _concrete_function(model, batch)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
+    specs, names = inputs or input_specs(model), outputs or output_names(model)
+    function, holder = serving_function(model, batch, specs, names)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], holder)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -74,9 +59,9 @@ def to_tflite(
         if calibration is None:
             raise ConversionError(f"tflite:{precision} needs calibration data (--calib)")
 
-        def representative() -> Any:
-            for row in calibration:
-                yield [row[None].astype(np.float32)]
+        def representative() -> Any:  # by signature name: the converter orders inputs its own way
+            for i in range(count(calibration)):
+                yield {s.name: calibration[s.name][i : i + 1] for s in specs}
 
         converter.representative_dataset = representative
         converter._experimental_disable_per_channel = not per_channel  # the converter's only switch for it
@@ -90,9 +75,10 @@ def to_tflite(
         ops = [*ops, tf.lite.OpsSet.SELECT_TF_OPS]
     converter.target_spec.supported_ops = ops
     try:
-        return bytes(converter.convert())
+        blob = bytes(converter.convert())
     except Exception as exc:
         raise _explain(exc, precision) from None
+    return name_io_in_order(blob, [s.name for s in specs], names)
 
 
 def _explain(exc: Exception, precision: str) -> ConversionError:

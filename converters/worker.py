@@ -30,51 +30,96 @@ from edgekit.manifest import write_atomic, write_json
 log = logging.getLogger("edgekit.converters.worker")
 
 
-def _predict(model: Any, x: np.ndarray, chunk: int = 32) -> list[np.ndarray]:
+def _predict(model: Any, feeds: dict[str, np.ndarray], names: list[str], chunk: int = 32) -> list[np.ndarray]:
+    """Keras outputs on ``feeds`` (inputs in Keras order), one array per output in Keras order."""
+    n = len(next(iter(feeds.values())))
     outs: list[list[np.ndarray]] = []
-    for i in range(0, len(x), chunk):
-        y = model(x[i : i + chunk], training=False)
-        outs.append([np.asarray(t, np.float32) for t in (y if isinstance(y, (list, tuple)) else [y])])
+    for i in range(0, n, chunk):
+        batch = [feeds[name][i : i + chunk] for name in names]
+        y = model(batch if len(batch) > 1 else batch[0], training=False)
+        if isinstance(y, dict):
+            y = [y[k] for k in model.output_names]
+        outs.append([np.asarray(t) for t in (y if isinstance(y, (list, tuple)) else [y])])
     return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
 
 
-def prepare(job: dict[str, Any], work: Path) -> tuple[Any, np.ndarray | None]:
+def _random_feeds(model: Any, specs: list[Any], n: int) -> dict[str, np.ndarray]:
+    """Check inputs when no data was given: standard normal floats, integer ids below the smallest vocabulary."""
+    rng = np.random.default_rng(0)
+    vocab = [int(layer.input_dim) for layer in model._flatten_layers() if type(layer).__name__ == "Embedding"]
+    feeds = {}
+    for s in specs:
+        shape = (n, *[d or 1 for d in s.shape[1:]])
+        if np.issubdtype(np.dtype(s.dtype), np.integer):
+            feeds[s.name] = rng.integers(0, min(vocab) if vocab else 2, size=shape).astype(s.dtype)
+        else:
+            feeds[s.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def _calibration_warnings(model: Any, ranges: dict[str, dict[str, float]]) -> list[str]:
+    """Calibration data that looks already scaled for an input the model rescales itself (e.g. 0..1 into 1/255)."""
+    from edgekit.converters.source import first_rescaling
+
+    warnings = []
+    for name, scale in first_rescaling(model).items():
+        span = ranges[name]
+        if abs(scale) <= 1 / 50 and span["max"] <= 1.0 and span["min"] >= -1.0:
+            warnings.append(
+                f"calibration input {name!r} spans [{span['min']:g}, {span['max']:g}] but the model's first layer "
+                f"rescales it by {scale:.4g}, so it expects raw values (e.g. 0..255 pixels): pass unscaled data, "
+                "or the int8 ranges will not match real inputs"
+            )
+    return warnings
+
+
+def prepare(job: dict[str, Any], work: Path) -> tuple[Any, dict[str, np.ndarray] | None, dict[str, Any]]:
     """Load the model, pick the route, load calibration data, save the reference outputs.
 
-    Returns the model to convert (the tf_keras rebuild for recurrent models) and the calibration sample.
+    Returns the model to convert (the tf_keras rebuild for recurrent models),
+    the calibration sample, and the source's input specs and output names
+    (``inputs`` / ``outputs``), which every artifact must carry.
     """
     from edgekit.converters.bridge import to_tf_keras
-    from edgekit.converters.calibration import load_calibration, split_sample
-    from edgekit.converters.source import as_float32, classify_task, is_recurrent, load_keras
+    from edgekit.converters.calibration import count, load_calibration, split_sample, value_ranges
+    from edgekit.converters.source import as_float32, detect_task, input_specs, is_recurrent, load_keras, output_names
 
+    if any(art["token"].startswith("onnx:") for art in job["artifacts"]):
+        from edgekit.converters.onnx import check_opset
+
+        check_opset(job["opset"])
     model = as_float32(load_keras(job["source"], custom_objects=job.get("custom_objects"), unsafe=job["unsafe"]))
-    if len(model.inputs) != 1:
-        raise ConversionError(
-            f"{job['source']}: only single-input models are supported (this one has {len(model.inputs)})"
-        )
-    shape = tuple(model.inputs[0].shape)
+    specs = input_specs(model)
+    names = [s.name for s in specs]
+    task = detect_task(model, given=job.get("task"), run_task=job.get("run_task"))
     calib = check = None
-    if job.get("calib"):
-        data = load_calibration(job["calib"], shape)
-        calib, check = split_sample(data, job["calib_samples"], job["check_samples"])
-    if check is None:
-        rng = np.random.default_rng(0)
-        check = rng.standard_normal((job["check_samples"], *[d or 1 for d in shape[1:]])).astype(np.float32)
-    reference = _predict(model, check)
     meta: dict[str, Any] = {
-        "task": classify_task(model),
-        "route": "keras3",
-        "calibration_samples": 0 if calib is None else len(calib),
-        "check_samples": len(check),
-        "check_source": "held-out calibration data" if job.get("calib") else "random normal inputs (no --calib)",
-    }
+        "inputs": [s.to_dict() for s in specs], "outputs": output_names(model),
+        "task": task["task"], "task_why": task["why"], "output_kinds": task["outputs"],
+    }  # fmt: skip
+    if job.get("calib"):
+        data = load_calibration(job["calib"], specs)
+        calib, check = split_sample(data, job["calib_samples"], job["check_samples"])
+        meta["calibration_ranges"] = value_ranges(data)
+        meta["warnings"] = _calibration_warnings(model, meta["calibration_ranges"])
+    if check is None:
+        check = _random_feeds(model, specs, job["check_samples"])
+    reference = _predict(model, check, names)
+    meta.update(
+        route="keras3",
+        calibration_samples=0 if calib is None else count(calib),
+        check_samples=count(check),
+        check_source="held-out calibration data" if job.get("calib") else "random inputs (no --calib)",
+    )
     converted = model
     if is_recurrent(model):
-        converted, diff = to_tf_keras(model, [check[:8]])
+        converted, diff = to_tf_keras(model, [check[name][:8] for name in names])
         meta.update(route="tf_keras bridge (fused LSTM)", bridge_max_abs_diff=diff)
-    np.savez(work / "reference.npz", x=check, **{f"y{i}": y for i, y in enumerate(reference)})
+    arrays = {f"x:{k}": v for k, v in check.items()}
+    arrays.update({f"y:{k}": y for k, y in zip(meta["outputs"], reference, strict=True)})
+    np.savez(work / "reference.npz", **arrays)
     write_json(work / "meta.json", meta)
-    return converted, calib
+    return converted, calib, {"inputs": specs, "outputs": meta["outputs"]}
 
 
 def run(job_path: Path) -> int:
@@ -86,7 +131,7 @@ def run(job_path: Path) -> int:
     result_path = work / "result.json"
     result: dict[str, Any] = json.loads(result_path.read_text()) if result_path.is_file() else {"artifacts": {}}
     try:
-        converted, calib = prepare(job, work)
+        converted, calib, io = prepare(job, work)
     except EdgekitError as exc:
         result["fatal"] = {"message": str(exc), "exit_code": exc.exit_code}
         write_json(result_path, result)
@@ -106,14 +151,14 @@ def run(job_path: Path) -> int:
                 blob = to_tflite(
                     converted, precision, calibration=calib, batch=job["batch"],
                     int8_io=job["int8_io"], per_channel=job["int8_granularity"] == "per-channel",
-                    allow_select_tf_ops=job["allow_select_tf_ops"],
+                    allow_select_tf_ops=job["allow_select_tf_ops"], **io,
                 )  # fmt: skip
             elif precision == "fp32":
-                blob = onnx_fp32 = to_onnx(converted, opset=job["opset"], batch=job["batch"])
+                blob = onnx_fp32 = to_onnx(converted, opset=job["opset"], batch=job["batch"], **io)
             else:
                 if calib is None:
                     raise ConversionError("onnx:int8 needs calibration data (--calib)")
-                onnx_fp32 = onnx_fp32 or to_onnx(converted, opset=job["opset"], batch=job["batch"])
+                onnx_fp32 = onnx_fp32 or to_onnx(converted, opset=job["opset"], batch=job["batch"], **io)
                 blob = quantize_onnx(onnx_fp32, calibration=calib, per_channel=job["int8_granularity"] == "per-channel")
             write_atomic(art["path"], blob)
             result["artifacts"][token] = {"ok": True, "seconds": round(time.perf_counter() - start, 2)}

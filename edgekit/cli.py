@@ -29,6 +29,7 @@ from rich.table import Table
 
 from edgekit import __version__
 from edgekit.errors import EdgekitError
+from edgekit.parity import TASKS
 from edgekit.runtime.targets import TARGETS
 
 out = Console(highlight=False, soft_wrap=True)
@@ -182,7 +183,7 @@ def bench_cmd(
 @click.option(
     "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Static batch size of the artifacts."
 )
-@click.option("--opset", type=click.IntRange(min=11, max=21), default=17, show_default=True, help="ONNX opset.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (9..18 with tf2onnx 1.17).")
 @click.option("--int8-io", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True)
 @click.option(
     "--int8-granularity",
@@ -196,6 +197,10 @@ def bench_cmd(
 )
 @click.option("--unsafe", is_flag=True, help="Turn Keras safe_mode off (loads Lambda layers: trusted files only).")
 @click.option("--allow-select-tf-ops", is_flag=True, help="Keep ops TFLite builtins lack as TensorFlow ops.")
+@click.option(
+    "--task", type=click.Choice(TASKS), default=None, help="How outputs are compared (default: detected, see manifest)."
+)
+@click.option("--strict", is_flag=True, help="Exit 3 when a quantized artifact is out of its tolerance too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def convert_cmd(source: str, out_dir: str | None, as_json: bool, **options: Any) -> None:
     """Convert a Keras model (.keras, .h5, SavedModel or run directory) to TFLite and ONNX, checked against it."""
@@ -212,12 +217,20 @@ def convert_cmd(source: str, out_dir: str | None, as_json: bool, **options: Any)
 
 
 def _exit_on_failed_artifacts(manifest: dict[str, Any]) -> None:
-    """Name each artifact a conversion could not produce; exit 2 for an unsupported op (bad input), else 3."""
+    """Name each failed artifact and each warning; exit 2 for an unsupported op (bad input), else 3 on failure.
+
+    Under ``--strict`` a quantized artifact out of its tolerance fails the command too.
+    """
+    for warning in manifest.get("warnings", []):
+        err.print(f"edgekit: warning: {warning}", markup=False)
     for failure in manifest["failed"]:
         err.print(f"edgekit: failed: {failure['error']}", markup=False)
     if any(f.get("unsupported_op") for f in manifest["failed"]):
         raise click.exceptions.Exit(2)  # the model needs a flag or a change: bad input, not a converter fault
-    if manifest["failed"]:
+    strict = manifest["settings"].get("strict") and any(
+        a.get("verdict") == "out_of_tolerance" for a in manifest["artifacts"]
+    )
+    if manifest["failed"] or strict:
         raise click.exceptions.Exit(3)
 
 
@@ -241,8 +254,7 @@ def _print_conversion(manifest: dict[str, Any], out_dir: str) -> None:
         parity = f"max abs {p['max_abs_error']:.2g}"
         if "top1_agreement" in p:
             parity += f", top-1 {p['top1_agreement']:.1%}"
-        if "within_tolerance" in p:
-            parity += " ok" if p["within_tolerance"] else " [red]OUT OF TOLERANCE[/]"
+        parity += " ok" if a.get("verdict") == "pass" else " [red]OUT OF TOLERANCE[/]"
         ratio = f"{a['size_bytes'] / fp32:.2f}x" if fp32 else "-"
         when = "reused" if a.get("reused") else f"{a['convert_seconds']:.1f} s"
         table.add_row(a["path"], _kb(a["size_bytes"]), ratio, parity, when)

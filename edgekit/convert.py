@@ -39,7 +39,7 @@ from edgekit.manifest import (
     write_json,
     write_manifest,
 )
-from edgekit.parity import compare
+from edgekit.parity import FLOAT_TOLERANCE, TASKS, compare
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +119,15 @@ def _model_object_sha(model: Any) -> str:
     return digest.hexdigest()
 
 
-def _materialize_calibration(make: Callable[[], np.ndarray], work: Path) -> Path:
-    """Call a calibration callable once and store its array, so the converter process can read it."""
+def _materialize_calibration(make: Callable[[], Any], work: Path) -> Path:
+    """Call a calibration callable once and store what it returns (an array, or arrays by input name)."""
     try:
-        data = np.asarray(make(), dtype=np.float32)
+        data = make()
+        arrays = {k: np.asarray(v) for k, v in data.items()} if isinstance(data, dict) else {"x": np.asarray(data)}
     except Exception as exc:
         raise InputError(f"the calibration callable failed: {type(exc).__name__}: {exc}") from None
-    path = work / "calib.npy"
-    np.save(path, data)
+    path = work / "calib.npz"
+    np.savez(path, **arrays)
     return path
 
 
@@ -157,7 +158,7 @@ def convert(
     out: str | Path,
     *,
     to: str | None = None,
-    calib: str | Path | Callable[[], np.ndarray] | None = None,
+    calib: str | Path | Callable[[], Any] | None = None,
     calib_samples: int = 200,
     check_samples: int = 64,
     batch: int = 1,
@@ -167,6 +168,8 @@ def convert(
     custom_objects: str | Path | None = None,
     unsafe: bool = False,
     allow_select_tf_ops: bool = False,
+    task: str | None = None,
+    strict: bool = False,
     timeout: float = 1800,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -174,7 +177,13 @@ def convert(
 
     ``source`` is a model file, a SavedModel or run directory, or a Keras model
     object (saved into the run directory first). ``calib`` is a path or a
-    callable returning an array (materialized as ``.edgekit/calib.npy``).
+    callable returning an array, or a dict of arrays by input name
+    (materialized as ``.edgekit/calib.npz``). ``task`` overrides the detected
+    task (see :data:`edgekit.converters.source.TASKS`); it decides how each
+    output is compared. Every artifact gets a verdict: a float artifact out of
+    tolerance is a failure (in ``failed``, file removed); a quantized one is
+    kept, marked ``out_of_tolerance`` and named in ``warnings`` (the CLI exits
+    3 under ``--strict``).
     ``int8_granularity`` is ``per-channel`` (weights scaled per output
     channel: the accurate default) or ``per-tensor`` (one scale per weight
     tensor: smaller files, as the quantization parameters of thin layers
@@ -198,6 +207,8 @@ def convert(
         raise InputError(f"--int8-granularity must be per-channel or per-tensor, got {int8_granularity!r}")
     if batch < 1 or calib_samples < 1 or check_samples < 1:
         raise InputError("--batch, --calib-samples and --check-samples must be >= 1")
+    if task is not None and task not in TASKS:
+        raise InputError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
     run_dir = prepare_run_dir(out)
     work = run_dir / ".edgekit"
     if model_path is None:
@@ -207,7 +218,7 @@ def convert(
     settings = {
         "batch": batch, "opset": opset, "int8_io": int8_io, "int8_granularity": int8_granularity,
         "calib_samples": calib_samples, "check_samples": check_samples,
-        "allow_select_tf_ops": allow_select_tf_ops, "unsafe": unsafe,
+        "allow_select_tf_ops": allow_select_tf_ops, "unsafe": unsafe, "task": task,
     }  # fmt: skip
     source_sha = _model_object_sha(source) if not is_path else sha256_tree(model_path)
     calib_sha = sha256_tree(calib) if calib is not None else None
@@ -241,6 +252,7 @@ def convert(
         job = {
             "source": str(model_path), "custom_objects": str(custom_objects) if custom_objects else None,
             "calib": str(calib) if calib is not None else None, "artifacts": planned, **settings,
+            "run_task": _task_of(source),
         }  # fmt: skip
         job_path = work / "job.json"
         job_path.write_text(json.dumps(job, indent=2))
@@ -276,9 +288,11 @@ def convert(
     else:
         meta = old_manifest.get("conversion", {})
     artifacts = list(reused)
+    warnings = list(meta.get("warnings", []))
     if planned:
-        ref = np.load(work / "reference.npz")
-        x, reference = ref["x"], [ref[k] for k in sorted(f for f in ref.files if f.startswith("y"))]
+        with np.load(work / "reference.npz") as ref:
+            x = {k[2:]: ref[k] for k in ref.files if k.startswith("x:")}
+            reference = {name: ref[f"y:{name}"] for name in meta["outputs"]}
         for item in planned:
             token, path = item["token"], Path(item["path"])
             outcome = results.get(token, {"ok": False, "error": f"{token}: not produced"})
@@ -295,10 +309,15 @@ def convert(
             if progress:
                 progress(f"checking {path.name}")
             try:
-                artifacts.append(_describe(path, token, item["key"], outcome["seconds"], x, reference, meta))
+                artifacts.append(check_artifact(path, token, item["key"], outcome["seconds"], x, reference, meta))
             except ConversionError as exc:
                 failures[token] = {"token": token, "error": str(exc), "cache_key": item["key"], "crash": False}
+                if isinstance(exc, WrongArtifactError):
+                    failures[token]["parity"] = exc.parity
                 path.unlink(missing_ok=True)
+    for art in artifacts:
+        if art.get("verdict") == "out_of_tolerance":
+            warnings.append(f"{art['path']}: {_out_of_tolerance(art['parity'])}")
     order = {t: i for i, t in enumerate(tokens)}
     artifacts.sort(key=lambda a: order[a["precision_token"]])
     manifest = {
@@ -311,12 +330,21 @@ def convert(
             "calibration": str(calib) if calib else None,
             "calibration_sha256": calib_sha,
         },
-        "settings": {**settings, "to": tokens},
+        "settings": {
+            **settings,
+            "to": tokens,
+            "calib_samples_requested": calib_samples,
+            "check_samples_requested": check_samples,
+            "calib_samples": meta.get("calibration_samples", 0),
+            "check_samples": meta.get("check_samples", 0),
+            "strict": strict,
+        },
         "tools": tools,
         "task": _task_of(source),
         "conversion": meta,
         "artifacts": artifacts,
         "failed": [failures[t] for t in tokens if t in failures],
+        "warnings": warnings,
     }
     write_manifest(run_dir, manifest)
     return manifest
@@ -334,30 +362,82 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _describe(
+class WrongArtifactError(ConversionError):
+    """A float artifact that does not reproduce its source, or one whose inputs/outputs are not the source's."""
+
+    def __init__(self, message: str, parity: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.parity = parity or {}
+
+
+def _out_of_tolerance(parity: dict[str, Any]) -> str:
+    """One line naming each output outside its tolerance and the figure that put it there."""
+    parts = []
+    for name in parity.get("failing_outputs", []):
+        out = parity["outputs"].get(name)
+        if out is None or "check" not in out:
+            parts.append(f"output {name!r} " + (f"has shape {out['shape_mismatch'][1]}" if out else "missing"))
+            continue
+        check = out["check"]
+        relation = "<" if check["figure"].endswith(("agreement", "match")) else ">"
+        parts.append(f"output {name!r} {check['figure']} {check['value']:.3g} {relation} {check['limit']:g}")
+    return "out of tolerance: " + "; ".join(parts)
+
+
+def check_artifact(
     path: Path,
     token: str,
     key: str,
     seconds: float,
-    x: np.ndarray,
-    reference: list[np.ndarray],
+    x: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
     meta: dict[str, Any],
 ) -> dict[str, Any]:
+    """Run the artifact on the held-out inputs and give it a verdict; return its manifest entry.
+
+    ``x`` and ``reference`` are the check inputs and the source's outputs by
+    name; ``meta`` is the conversion record (input and output names in Keras
+    order, how each output is compared). An artifact whose inputs or outputs
+    are not the source's, by name and order, or a float artifact out of
+    tolerance, raises :class:`WrongArtifactError`; a quantized one out of
+    tolerance gets ``verdict: out_of_tolerance``.
+
+    Example:
+        >>> entry = check_artifact(Path("m_fp32.tflite"), "tflite:fp32", "", 0.0, x, ref, meta)  # doctest: +SKIP
+        >>> entry["verdict"]  # doctest: +SKIP
+        'pass'
+    """
     from edgekit.inspection import inspect_model
     from edgekit.runtime import load
 
     fmt, precision = token.split(":")
     start = time.perf_counter()
+    inputs = [spec["name"] for spec in meta["inputs"]]
     try:
-        outputs = load(path).run(x)
+        runner = load(path)
+        have_in, have_out = [s.name for s in runner.inputs], [s.name for s in runner.outputs]
+        if have_in != inputs or have_out != meta["outputs"]:
+            raise WrongArtifactError(
+                f"{token}: the artifact's inputs {have_in} / outputs {have_out} are not the model's "
+                f"{inputs} / {meta['outputs']} (names in Keras order)"
+            )
+        outputs = dict(zip(have_out, runner.run(x), strict=True))
+    except WrongArtifactError:
+        raise
     except EdgekitError as exc:
         flex = fmt == "tflite" and any(op.startswith("CUSTOM:Flex") for op in inspect_model(path)["op_histogram"])
         if not flex:
             raise ConversionError(f"{token}: the converted file does not run: {exc}") from None
         parity: dict[str, Any] = {"unavailable": f"LiteRT's pip wheel has no Flex delegate for TF select ops: {exc}"}
+        verdict = "unchecked"
     else:
-        parity = compare(reference, outputs, task=meta.get("task", "regressor"), precision=precision)
+        kinds = {name: out["kind"] for name, out in meta.get("output_kinds", {}).items()}
+        parity = compare(reference, outputs, kinds=kinds, precision=precision)
+        verdict = "pass" if parity["within_tolerance"] else "out_of_tolerance"
+        if verdict != "pass" and precision in FLOAT_TOLERANCE:
+            raise WrongArtifactError(f"{token}: wrong artifact, {_out_of_tolerance(parity)}", parity)
     parity["check_seconds"] = round(time.perf_counter() - start, 3)
+    report = inspect_model(path)
     return {
         "path": path.name,  # artifacts sit at the top of the run directory
         "format": fmt,
@@ -365,6 +445,10 @@ def _describe(
         "precision_token": token,
         "size_bytes": path.stat().st_size,
         "sha256": sha256_file(path),
+        "inputs": report["inputs"],
+        "outputs": report["outputs"],
+        "needs_state_reset": report["needs_state_reset"],
+        "verdict": verdict,
         "parity": parity,
         "convert_seconds": seconds,
         "cache_key": key,

@@ -125,8 +125,8 @@ def _inspect_tflite(model: TFLiteModel) -> dict[str, Any]:
         "path": model.path,
         "format": "tflite",
         "size_bytes": model.size_bytes,
-        "inputs": [tflite_spec(main.tensors[i]).to_dict() for i in main.inputs],
-        "outputs": [tflite_spec(main.tensors[i]).to_dict() for i in main.outputs],
+        "inputs": [tflite_spec(main.tensors[i], model.io_name(i)).to_dict() for i in main.inputs],
+        "outputs": [tflite_spec(main.tensors[i], model.io_name(i)).to_dict() for i in main.outputs],
         "ops_total": sum(histogram.values()),
         "op_histogram": histogram,
         "subgraphs": len(model.subgraphs),
@@ -134,6 +134,10 @@ def _inspect_tflite(model: TFLiteModel) -> dict[str, Any]:
         "macs": int(macs),
         "quantization": _tflite_quantization(model),
         "signatures": model.signatures,
+        # Fused RNN cells keep state in variable tensors that persist across invoke(): an app must call
+        # reset_all_variables() (Android: resetVariableTensors()) before each independent inference.
+        "variable_tensors": model.variable_tensors,
+        "needs_state_reset": bool(model.variable_tensors),
         "metadata": _metadata_view(model.metadata),
         "description": model.description,
         "edgetpu_compiled": model.edgetpu_compiled,
@@ -216,6 +220,8 @@ def _inspect_onnx(model: OnnxModel) -> dict[str, Any]:
         "opsets": model.opsets,
         "producer": model.producer,
         "signatures": {},
+        "variable_tensors": [],
+        "needs_state_reset": False,
         "metadata": model.metadata,
         "edgetpu_compiled": False,
     }

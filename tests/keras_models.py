@@ -80,3 +80,34 @@ def dense_autoencoder(path: Path) -> tuple[Path, np.ndarray]:
     model.fit(x, x, epochs=20, batch_size=32, verbose=0)
     model.save(path)
     return path, x
+
+
+def two_inputs_two_heads(path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """Digits as 64 pixel features plus 6 integer token ids; a box head (4 values) and a class head (5 classes).
+
+    The Keras output order (box, cls) is the reverse of the name-sorted order TFLite tends to use, and
+    the token input is int32 through an Embedding: both break a converter that works by position or casts.
+    """
+    import keras
+    from sklearn.datasets import load_digits
+
+    keras.utils.set_random_seed(0)
+    digits = load_digits()
+    keep = digits.target < 5
+    x = (digits.data[keep] / 16.0).astype(np.float32)
+    y = digits.target[keep]
+    rng = np.random.default_rng(0)
+    tokens = (rng.integers(0, 40, (len(y), 6)) + 40 * (y[:, None] % 2)).astype(np.int32)
+    box = np.stack([x[:, :16].mean(1), x[:, 16:32].mean(1), x[:, 32:48].mean(1), x[:, 48:].mean(1)], axis=1)
+    features = keras.Input((64,), name="features")
+    token_ids = keras.Input((6,), dtype="int32", name="tokens")
+    e = keras.layers.Flatten()(keras.layers.Embedding(80, 4)(token_ids))
+    h = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()([features, e]))
+    model = keras.Model(
+        [features, token_ids],
+        [keras.layers.Dense(4, name="box")(h), keras.layers.Dense(5, activation="softmax", name="cls")(h)],
+    )
+    model.compile("adam", ["mse", "sparse_categorical_crossentropy"])
+    model.fit([x, tokens], [box, y], epochs=30, batch_size=32, verbose=0)
+    model.save(path)
+    return path, {"features": x, "tokens": tokens}

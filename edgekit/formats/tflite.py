@@ -123,6 +123,25 @@ class TFLiteModel:
     buffers: list[np.ndarray]
     metadata: dict[str, bytes] = field(default_factory=dict)
     signatures: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    signature_tensors: dict[str, dict[int, str]] = field(default_factory=dict)
+
+    def io_name(self, tensor_index: int, subgraph: int = 0) -> str:
+        """The signature name of an input/output tensor of the main subgraph, else the tensor's own name.
+
+        Example:
+            >>> model.io_name(model.subgraphs[0].outputs[0])  # doctest: +SKIP
+            'cls'
+        """
+        if subgraph == 0 and len(self.signature_tensors) == 1:
+            names = next(iter(self.signature_tensors.values()))
+            if tensor_index in names:
+                return names[tensor_index]
+        return self.subgraphs[subgraph].tensors[tensor_index].name
+
+    @property
+    def variable_tensors(self) -> list[str]:
+        """Names of variable tensors: state that persists across ``invoke()`` (fused RNN cells)."""
+        return [t.name for sg in self.subgraphs for t in sg.tensors if t.is_variable]
 
     def all_ops(self) -> list[OpInfo]:
         """Operators of every subgraph, in order."""
@@ -219,12 +238,17 @@ def parse_tflite(blob: bytes, path: str = "<bytes>") -> TFLiteModel:
         for m in raw.metadata or []:
             if 0 <= m.buffer < len(buffers):
                 metadata[_decode(m.name)] = buffers[m.buffer].tobytes()
-        signatures = {}
+        signatures, signature_tensors = {}, {}
         for sd in raw.signatureDefs or []:
-            signatures[_decode(sd.signatureKey)] = {
+            key = _decode(sd.signatureKey)
+            signatures[key] = {
                 "inputs": [_decode(t.name) for t in sd.inputs or []],
                 "outputs": [_decode(t.name) for t in sd.outputs or []],
             }
+            if sd.subgraphIndex == 0:
+                signature_tensors[key] = {
+                    int(t.tensorIndex): _decode(t.name) for t in [*(sd.inputs or []), *(sd.outputs or [])]
+                }
     except ModelFormatError:
         raise
     except Exception as exc:  # any read past the end or garbled table lands here
@@ -240,6 +264,7 @@ def parse_tflite(blob: bytes, path: str = "<bytes>") -> TFLiteModel:
         buffers=buffers,
         metadata=metadata,
         signatures=signatures,
+        signature_tensors=signature_tensors,
     )
 
 
@@ -255,3 +280,40 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     from edgekit.runtime.files import read_model_bytes
 
     return parse_tflite(read_model_bytes(path), str(path))
+
+
+def name_io_in_order(blob: bytes, inputs: list[str], outputs: list[str]) -> bytes:
+    """Put a converted model's inputs and outputs in the given (Keras) order, named as given.
+
+    The TFLite converter orders the main subgraph's inputs and outputs as it
+    likes (two outputs come out swapped) and names the tensors
+    ``serving_default_x:0`` / ``StatefulPartitionedCall:1``; only its
+    signature keeps the source's names. This rewrites the subgraph's input and
+    output lists (what ``get_input_details()`` and Android's
+    ``Interpreter.run`` index by) in that order, names those tensors after the
+    signature entries, and orders the signature the same way. Tensor indices
+    and the graph are unchanged.
+
+    Example:
+        >>> blob = name_io_in_order(blob, ["features", "tokens"], ["box", "cls"])  # doctest: +SKIP
+    """
+    import flatbuffers
+
+    s = schema()
+    model = s.ModelT.InitFromPackedBuf(blob, 0)
+    signature = next((sd for sd in model.signatureDefs or [] if sd.subgraphIndex == 0), None)
+    if signature is None:
+        raise ModelFormatError("the converted model has no signature to name its inputs and outputs by")
+    graph = model.subgraphs[0]
+    for kind, want, entries in (("inputs", inputs, signature.inputs), ("outputs", outputs, signature.outputs)):
+        by_name = {_decode(e.name): e for e in entries or []}
+        if sorted(by_name) != sorted(want):
+            raise ModelFormatError(f"signature {kind} are {sorted(by_name)}, expected {want}")
+        ordered = [by_name[name] for name in want]
+        setattr(signature, kind, ordered)
+        setattr(graph, kind, [int(e.tensorIndex) for e in ordered])
+        for e in ordered:
+            graph.tensors[e.tensorIndex].name = e.name
+    builder = flatbuffers.Builder(len(blob) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())

@@ -49,10 +49,10 @@ def interpreter_module() -> tuple[ModuleType, str]:
     return tf.lite, "tensorflow.lite"
 
 
-def _spec(t: TensorInfo) -> TensorSpec:
+def _spec(t: TensorInfo, name: str) -> TensorSpec:
     per_tensor = len(t.scales) == 1 and t.scales[0] != 0
     return TensorSpec(
-        name=t.name,
+        name=name,
         shape=tuple(None if d < 0 else d for d in t.shape_signature),
         dtype=t.dtype,
         scale=t.scales[0] if per_tensor else None,
@@ -87,8 +87,9 @@ class TFLiteRunner(Runner):
         self._blob = blob if blob is not None else read_model_bytes(path)
         self.model = model if model is not None else parse_tflite(self._blob, self.path)
         graph = self.model.subgraphs[0]
-        self.inputs = [_spec(graph.tensors[i]) for i in graph.inputs]
-        self.outputs = [_spec(graph.tensors[i]) for i in graph.outputs]
+        # Named as the signature names them (the source model's names), in the subgraph's order.
+        self.inputs = [_spec(graph.tensors[i], self.model.io_name(i)) for i in graph.inputs]
+        self.outputs = [_spec(graph.tensors[i], self.model.io_name(i)) for i in graph.outputs]
         if target == "gpu":
             self._open_compiled_model()
         else:
@@ -128,7 +129,7 @@ class TFLiteRunner(Runner):
         del log
         # Fused RNN ops keep their state in variable tensors that persist across invokes;
         # Keras models are stateless, so each inference starts from the zero state.
-        self._stateful = any(t.is_variable for g in self.model.subgraphs for t in g.tensors)
+        self._stateful = bool(self.model.variable_tensors)
         details = self._interp.get_input_details()
         self._in_idx = [d["index"] for d in details]
         self._in_shapes = [tuple(d["shape"]) for d in details]
