@@ -28,10 +28,14 @@ log = logging.getLogger(__name__)
 BASE_LAYER_KEYS = {"name", "trainable", "dtype"}
 PARITY_ATOL = 1e-5
 FOLDABLE = {"Conv1D", "Conv2D", "DepthwiseConv2D", "Dense"}  # a linear layer BatchNorm can fold into
+UNROLLABLE = {"GRU", "SimpleRNN"}  # their int8 calibration runs a WHILE loop that crashes the converter
 
 
-def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any) -> dict[str, Any]:
-    """Keep the keys the tf_keras class accepts; drop initializers; float32 policies; clean wrapped layers too."""
+def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any, unroll: bool = False) -> dict[str, Any]:
+    """Keep the keys the tf_keras class accepts; drop initializers; float32 policies; clean wrapped layers too.
+
+    ``unroll`` unrolls GRU and SimpleRNN layers over their (static) time steps.
+    """
     accepted = set(inspect.signature(layer_cls.__init__).parameters) | BASE_LAYER_KEYS
     clean = {}
     for key, value in config.items():
@@ -41,8 +45,11 @@ def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any) -> dic
             value = "float32"  # mixed-precision sources convert as float32 graphs
         if key in ("layer", "backward_layer") and isinstance(value, dict):  # TimeDistributed, Bidirectional
             inner_cls = getattr(tf_keras.layers, value["class_name"])
-            value = {"class_name": value["class_name"], "config": _clean_config(inner_cls, value["config"], tf_keras)}
+            inner = _clean_config(inner_cls, value["config"], tf_keras, unroll)
+            value = {"class_name": value["class_name"], "config": inner}
         clean[key] = value
+    if unroll and layer_cls.__name__ in UNROLLABLE:
+        clean["unroll"] = True
     return clean
 
 
@@ -52,13 +59,13 @@ def _is_functional(layer: Any) -> bool:
     )
 
 
-def _twin(layer: Any, made: dict[int, Any], tf_keras: Any) -> Any:
+def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: bool = False) -> Any:
     """The tf_keras twin of one Keras 3 layer (nested models bridged recursively)."""
     if id(layer) in made:
         return made[id(layer)]
     name = type(layer).__name__
     if name in ("Functional", "Sequential", "Model"):
-        twin = _rebuild(layer, made, tf_keras)
+        twin = _rebuild(layer, made, tf_keras, unroll=unroll)
     else:
         layer_cls = getattr(tf_keras.layers, name, None)
         if layer_cls is None or type(layer).__module__.split(".")[0] != "keras":
@@ -66,14 +73,14 @@ def _twin(layer: Any, made: dict[int, Any], tf_keras: Any) -> Any:
                 f"the tf_keras bridge cannot rebuild layer {layer.name!r} ({name}): no tf_keras equivalent"
             )
         try:
-            twin = layer_cls.from_config(_clean_config(layer_cls, layer.get_config(), tf_keras))
+            twin = layer_cls.from_config(_clean_config(layer_cls, layer.get_config(), tf_keras, unroll))
         except Exception as exc:
             raise ConversionError(f"the tf_keras bridge cannot rebuild layer {layer.name!r} ({name}): {exc}") from None
     made[id(layer)] = twin
     return twin
 
 
-def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any, flatten: bool = False) -> Any:
+def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any, flatten: bool = False, unroll: bool = False) -> Any:
     """Replay ``model``'s graph on tf_keras inputs; nested models become nested twins, or are inlined (``flatten``)."""
     graph = getattr(model, "_functional", None) or model
     if not hasattr(graph, "_run_through_graph"):
@@ -87,7 +94,7 @@ def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any, flatten: bool = Fa
     ]
 
     def operation(op: Any) -> Any:
-        return op if flatten and _is_functional(op) else _twin(op, made, tf_keras)
+        return op if flatten and _is_functional(op) else _twin(op, made, tf_keras, unroll)
 
     def call(op: Any, *args: Any, **kwargs: Any) -> Any:
         if flatten and _is_functional(op):  # inline the nested model's graph (TFMOT wraps top-level layers only)
@@ -128,11 +135,15 @@ def _check_parity(reference: Any, outputs: Any, tolerance: float, what: str) -> 
     return diff
 
 
-def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None, *, flatten: bool = False) -> tuple[Any, float]:
+def to_tf_keras(
+    model: Any, sample: list[np.ndarray] | None = None, *, flatten: bool = False, unroll: bool = False
+) -> tuple[Any, float]:
     """Rebuild ``model`` in tf_keras; return it with the parity (max abs diff) on ``sample``.
 
     ``flatten`` inlines nested models (a MobileNet base inside a transfer
-    model) so every layer is top-level, as TFMOT needs. Raises
+    model) so every layer is top-level, as TFMOT needs. ``unroll`` unrolls
+    GRU and SimpleRNN layers (static sequence length only): the route their
+    int8 conversion survives. Raises
     :class:`ConversionError` naming the layer it cannot rebuild, or when
     parity exceeds 1e-5.
 
@@ -144,7 +155,7 @@ def to_tf_keras(model: Any, sample: list[np.ndarray] | None = None, *, flatten: 
     import tf_keras
 
     made: dict[int, Any] = {}
-    legacy = _rebuild(model, made, tf_keras, flatten)
+    legacy = _rebuild(model, made, tf_keras, flatten, unroll)
     _copy_weights(model, made)
     if sample is None:
         rng = np.random.default_rng(0)

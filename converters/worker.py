@@ -73,6 +73,36 @@ def _calibration_warnings(model: Any, ranges: dict[str, dict[str, float]]) -> li
     return warnings
 
 
+def _unrolled(model: Any, sample: list[np.ndarray], meta: dict[str, Any]) -> Any:
+    """The GRU / SimpleRNN model unrolled over its time steps, for int8 and 16x8 TFLite.
+
+    Calibrating their WHILE loop crashes the converter (SIGSEGV in the
+    calibrator, in tf_keras and Keras 3 alike); unrolled, they convert to
+    plain int8 ops. An open sequence length cannot be unrolled: refused.
+    """
+    from edgekit.converters.bridge import UNROLLABLE, to_tf_keras
+
+    recurrent = [layer for layer in model._flatten_layers() if type(layer).__name__ in UNROLLABLE]
+    steps = []
+    for layer in recurrent:
+        try:
+            steps.append(layer.input.shape[1])
+        except (AttributeError, ValueError):  # a layer inside Bidirectional was never called on its own
+            steps.append(model.inputs[0].shape[1])
+        if steps[-1] is None:
+            raise ConversionError(
+                f"layer {layer.name!r} ({type(layer).__name__}) has an open sequence length; its int8 TFLite "
+                "conversion needs it unrolled: give the model a fixed-length input"
+            )
+    unrolled, diff = to_tf_keras(model, sample, unroll=True)
+    meta["quantized_route"] = (
+        f"{', '.join(sorted({type(layer).__name__ for layer in recurrent}))} unrolled over "
+        f"{max(steps)} steps for int8/16x8 (the converter crashes calibrating their loop)"
+    )
+    meta["unrolled_max_abs_diff"] = diff
+    return unrolled
+
+
 def prepare(job: dict[str, Any], work: Path) -> tuple[Any, dict[str, np.ndarray] | None, dict[str, Any]]:
     """Load the model, pick the route, load calibration data, save the reference outputs.
 
@@ -80,9 +110,17 @@ def prepare(job: dict[str, Any], work: Path) -> tuple[Any, dict[str, np.ndarray]
     the calibration sample, and the source's input specs and output names
     (``inputs`` / ``outputs``), which every artifact must carry.
     """
-    from edgekit.converters.bridge import to_tf_keras
+    from edgekit.converters.bridge import UNROLLABLE, to_tf_keras
     from edgekit.converters.calibration import count, load_calibration, split_sample, value_ranges
-    from edgekit.converters.source import as_float32, detect_task, input_specs, is_recurrent, load_keras, output_names
+    from edgekit.converters.source import (
+        as_float32,
+        detect_task,
+        input_specs,
+        is_recurrent,
+        layer_classes,
+        load_keras,
+        output_names,
+    )  # fmt: skip
 
     if any(art["token"].startswith("onnx:") for art in job["artifacts"]):
         from edgekit.converters.onnx import check_opset
@@ -115,6 +153,9 @@ def prepare(job: dict[str, Any], work: Path) -> tuple[Any, dict[str, np.ndarray]
     if is_recurrent(model):
         converted, diff = to_tf_keras(model, [check[name][:8] for name in names])
         meta.update(route="tf_keras bridge (fused LSTM)", bridge_max_abs_diff=diff)
+        quantized = {a["token"] for a in job["artifacts"]} & {"tflite:int8", "tflite:16x8"}
+        if quantized and layer_classes(model) & UNROLLABLE:
+            converted = {"float": converted, "quantized": _unrolled(model, [check[name][:8] for name in names], meta)}
     arrays = {f"x:{k}": v for k, v in check.items()}
     arrays.update({f"y:{k}": y for k, y in zip(meta["outputs"], reference, strict=True)})
     np.savez(work / "reference.npz", **arrays)
@@ -147,18 +188,21 @@ def run(job_path: Path) -> int:
         fmt, precision = token.split(":")
         start = time.perf_counter()
         try:
+            model = converted
+            if isinstance(converted, dict):
+                model = converted["quantized" if precision in ("int8", "16x8") else "float"]
             if fmt == "tflite":
                 blob = to_tflite(
-                    converted, precision, calibration=calib, batch=job["batch"],
+                    model, precision, calibration=calib, batch=job["batch"],
                     int8_io=job["int8_io"], per_channel=job["int8_granularity"] == "per-channel",
                     allow_select_tf_ops=job["allow_select_tf_ops"], **io,
                 )  # fmt: skip
             elif precision == "fp32":
-                blob = onnx_fp32 = to_onnx(converted, opset=job["opset"], batch=job["batch"], **io)
+                blob = onnx_fp32 = to_onnx(model, opset=job["opset"], batch=job["batch"], **io)
             else:
                 if calib is None:
                     raise ConversionError("onnx:int8 needs calibration data (--calib)")
-                onnx_fp32 = onnx_fp32 or to_onnx(converted, opset=job["opset"], batch=job["batch"], **io)
+                onnx_fp32 = onnx_fp32 or to_onnx(model, opset=job["opset"], batch=job["batch"], **io)
                 blob = quantize_onnx(onnx_fp32, calibration=calib, per_channel=job["int8_granularity"] == "per-channel")
             write_atomic(art["path"], blob)
             result["artifacts"][token] = {"ok": True, "seconds": round(time.perf_counter() - start, 2)}

@@ -111,3 +111,43 @@ def two_inputs_two_heads(path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     model.fit([x, tokens], [box, y], epochs=30, batch_size=32, verbose=0)
     model.save(path)
     return path, {"features": x, "tokens": tokens}
+
+
+def transformer_digits(path: Path) -> tuple[Path, np.ndarray]:
+    """A transformer block over the 8 rows of each digit: MultiHeadAttention, LayerNormalization, GELU (erf and tanh)."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    keras.utils.set_random_seed(0)
+    digits = load_digits()
+    x, y = (digits.images / 16.0).astype(np.float32), digits.target
+    rows = keras.Input((8, 8), name="rows")
+    h = keras.layers.Dense(16)(rows)
+    h = keras.layers.LayerNormalization()(h + keras.layers.MultiHeadAttention(2, 8)(h, h))
+    ff = keras.layers.Dense(32, activation="gelu")(h)  # exact GELU: erfc in TensorFlow
+    ff = keras.layers.Dense(16, activation=keras.activations.gelu)(ff)
+    h = keras.layers.LayerNormalization()(h + ff)
+    pooled = keras.layers.GlobalAveragePooling1D()(h)
+    tanh_gelu = keras.layers.Dense(32)(pooled)  # GELU's tanh form, written out
+    tanh_gelu = 0.5 * tanh_gelu * (1 + keras.ops.tanh(0.7978845608 * (tanh_gelu + 0.044715 * tanh_gelu**3)))
+    model = keras.Model(rows, keras.layers.Dense(10, activation="softmax", name="digit")(tanh_gelu))
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+    model.save(path)
+    return path, x
+
+
+def digits_rows_rnn(path: Path, layer: str) -> tuple[Path, np.ndarray]:
+    """A GRU or SimpleRNN reading each digit as 8 steps of 8 pixels, classifying ten digits."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    keras.utils.set_random_seed(0)
+    digits = load_digits()
+    x, y = (digits.images / 16.0).astype(np.float32), digits.target
+    cell = {"gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}[layer]
+    model = keras.Sequential([keras.Input((8, 8)), cell(32), keras.layers.Dense(10, activation="softmax")])
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    model.save(path)
+    return path, x

@@ -103,10 +103,36 @@ def test_lstm_is_fused_in_float_and_int8(lstm):
     assert not (d / "run" / "lstm_16x8.tflite").exists()
 
 
+def test_fused_lstm_state_is_flagged_and_a_stock_interpreter_needs_the_reset(lstm):
+    """The fused LSTM keeps state across invoke(); no converter route removes it and keeps the fused op (README)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    d, manifest = lstm
+    art = by_token(manifest)["tflite:fp32"]
+    report = inspect_model(d / "run" / art["path"])
+    assert report["needs_state_reset"] is True and len(report["variable_tensors"]) == 4  # (h, c) per LSTM layer
+    assert art["needs_state_reset"] is True
+    assert by_token(manifest)["onnx:fp32"]["needs_state_reset"] is False
+    # What every Android / iOS / Pi app meets: the second invoke on the same window differs without a reset.
+    x = np.load(d / "calib.npz")["x"][:1].astype(np.float32) * 3
+    interp = Interpreter(model_path=str(d / "run" / art["path"]))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    runs = []
+    for reset in (False, False, True):
+        if reset:
+            interp.reset_all_variables()
+        interp.set_tensor(inp, x)
+        interp.invoke()
+        runs.append(interp.get_tensor(out).copy())
+    assert np.abs(runs[1] - runs[0]).max() > 1e-4  # stale state from the first call
+    assert np.array_equal(runs[2], runs[0])  # reset_all_variables() restores stateless Keras semantics
+
+
 def test_autoencoder_every_output(autoencoder):
     _, _, manifest = autoencoder
     arts = by_token(manifest)
-    assert manifest["failed"] == [] and manifest["conversion"]["task"] == "regressor"
+    assert manifest["failed"] == [] and manifest["conversion"]["task"] == "autoencoder"
     for token in ("tflite:fp32", "tflite:fp16", "onnx:fp32"):
         assert arts[token]["parity"]["within_tolerance"], token
     # Standardized features have heavy tails: the max error sits on rare outliers, so bound the mean.

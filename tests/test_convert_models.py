@@ -228,3 +228,44 @@ def test_several_inputs_need_an_npz_keyed_by_name(two_heads, tmp_path):
                 str(tmp_path / "fractional.npz"), "--out", str(tmp_path / "run"))  # fmt: skip
     assert r.returncode == 2 and "takes integers (int32)" in r.stderr
     assert not list((tmp_path / "run").glob("*.tflite"))
+
+
+def test_transformer_block_exports_to_onnx_and_tflite(tmp_path):
+    """GELU (erf and tanh forms), LayerNormalization, MultiHeadAttention: tf2onnx used to leave Erfc, ORT refused it."""
+    path, x = keras_models.transformer_digits(tmp_path / "transformer.keras")
+    np.save(tmp_path / "calib.npy", x)
+    manifest = convert(
+        path, tmp_path / "run", to="tflite:fp32,tflite:int8,onnx:fp32,onnx:int8", calib=tmp_path / "calib.npy"
+    )
+    arts = by_token(manifest)
+    assert manifest["failed"] == [] and set(arts) == {"tflite:fp32", "tflite:int8", "onnx:fp32", "onnx:int8"}
+    for token, art in arts.items():
+        assert art["verdict"] == "pass", (token, art["parity"])
+    assert arts["onnx:fp32"]["parity"]["max_rel_error"] <= 1e-4
+    ops = inspect_model(tmp_path / "run" / arts["onnx:fp32"]["path"])["op_histogram"]
+    assert "Erf" in ops and "Erfc" not in ops
+    for token in ("tflite:int8", "onnx:int8"):
+        assert arts[token]["parity"]["top1_agreement"] >= 0.9, (token, arts[token]["parity"])
+
+
+def test_unsupported_opset_is_refused_before_any_work(tmp_path):
+    path, _ = keras_models.dense_autoencoder(tmp_path / "ae.keras")
+    r = run_cli("convert", str(path), "--to", "onnx:fp32", "--opset", "21", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and "--opset 21: tf2onnx 1.17.0 writes opsets 9..18" in r.stderr, r.stderr
+    assert not list((tmp_path / "run").glob("*.onnx"))
+
+
+@pytest.mark.parametrize("layer", ["gru", "simple_rnn"])
+def test_gru_and_simple_rnn_int8_are_unrolled_not_crashed(tmp_path, layer):
+    """Calibrating a GRU's WHILE loop killed the converter with SIGSEGV; unrolled, it converts to plain int8 ops."""
+    path, x = keras_models.digits_rows_rnn(tmp_path / f"{layer}.keras", layer)
+    np.save(tmp_path / "calib.npy", x)
+    manifest = convert(path, tmp_path / "run", to="tflite:fp32,tflite:int8", calib=tmp_path / "calib.npy")
+    arts = by_token(manifest)
+    assert manifest["failed"] == [], manifest["failed"]
+    assert "unrolled over 8 steps" in manifest["conversion"]["quantized_route"]
+    int8 = inspect_model(tmp_path / "run" / arts["tflite:int8"]["path"])
+    assert int8["quantization"] == "int8" and "WHILE" not in int8["op_histogram"]
+    assert int8["needs_state_reset"] is False
+    assert arts["tflite:int8"]["parity"]["top1_agreement"] >= 0.9, arts["tflite:int8"]["parity"]
+    assert arts["tflite:fp32"]["verdict"] == "pass"
