@@ -359,6 +359,12 @@ def _print_training(manifest: dict[str, Any]) -> None:
 @click.option("--epochs", type=int, default=5, show_default=True, help="Fine-tuning epochs per pass.")
 @click.option("--learning-rate", type=float, default=None, help="Fine-tuning rate [default: 3e-4; QAT 1e-4].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the fine-tuning (shuffling, dropout).")
+@click.option(
+    "--task", type=click.Choice(TASKS), default=None, help="Split, loss and score (default: detected, see manifest)."
+)
+@click.option(
+    "--custom-objects", type=click.Path(path_type=str), default=None, help="Python file defining custom layers."
+)
 @click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run manifest as JSON.")
 def optimize_cmd(source: str, leave_float: str, out_dir: str | None, as_json: bool, **options: Any) -> None:

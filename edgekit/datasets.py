@@ -65,6 +65,21 @@ def _labelled_source(source: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any
     raise InputError(f"{source}: labelled data must be an image folder, an .npz (x, y) or sklearn:digits")
 
 
+def _regression_source(source: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``x`` and ``y`` of an ``.npz`` (``y`` defaults to ``x``: a reconstruction target)."""
+    path = Path(source)
+    if path.suffix != ".npz" or not path.is_file():
+        raise InputError(f"{source}: regression data must be an .npz with 'x' (and 'y'; without it y = x)")
+    with np.load(path, allow_pickle=False) as z:
+        if "x" not in z.files:
+            raise InputError(f"{source}: the .npz needs an array 'x' (found: {', '.join(z.files)})")
+        x = z["x"].astype(np.float32)
+        y = z["y"].astype(np.float32) if "y" in z.files else x
+    if len(x) != len(y):
+        raise InputError(f"{source}: 'x' has {len(x)} samples, 'y' has {len(y)}")
+    return x, y, {"dataset": str(path), "target": "y" if y is not x else "x (reconstruction)"}
+
+
 def read_image(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray | None:
     """An image file as float32 (height, width, channels), resized to ``size`` = (width, height) if given;
     None when Pillow cannot read it.
@@ -190,6 +205,9 @@ def load_splits(config: DataConfig, family: str, seed: int = 0) -> Splits:
     Classifiers: stratified random splits. Forecasters: chronological splits of
     sliding windows. Anomaly detectors: trained and thresholded on normal data
     only; the test split holds held-out normal samples and every anomaly.
+    Regressors and reconstruction models (``family="regressor"``: an ``.npz``
+    with ``x`` and ``y``, or ``x`` alone for an autoencoder): plain random
+    splits (continuous or image targets cannot be stratified).
     """
     fractions = (config.test_fraction, config.val_fraction)
     if family == "forecaster":
@@ -213,6 +231,14 @@ def load_splits(config: DataConfig, family: str, seed: int = 0) -> Splits:
         labels = np.where(y == 0, 1, 0)  # normal_label 1, as for breast cancer
         info = {"dataset": "synthetic:sensor", "window": config.window, "channels": 3}
         return _anomaly_splits(x, labels, 1, fractions, seed, info)
+    if family == "regressor":
+        x, y, info = _regression_source(config.source)
+        order = np.random.default_rng(seed).permutation(len(x))
+        n_test, n_val = int(len(x) * fractions[0]), int(len(x) * fractions[1])
+        if len(x) - n_test - n_val < 2 or n_test < 1 or n_val < 1:
+            raise InputError(f"{config.source}: {len(x)} samples are too few to split into train, validation, test")
+        test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+        return Splits(x[train], y[train], x[val], y[val], x[test], y[test], {**info, "split": "random"})
     x, y, info = _labelled_source(config.source)
     if family == "autoencoder":
         normal = 1 if config.normal_label is None else config.normal_label

@@ -105,15 +105,20 @@ def gzip_size(path: str | Path) -> int:
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
 
 
-def _source(source: str | Path, data: str | None) -> tuple[Path, dict[str, Any], Any]:
-    """The Keras model file, the train manifest (if any) and the data splits to fine-tune and evaluate on."""
+def _source(
+    source: str | Path, data: str | None, task: str | None, custom_objects: str | Path | None
+) -> tuple[Path, dict[str, Any], Any, dict[str, Any]]:
+    """The Keras model file, the train manifest's task, the data splits, and the detected task.
+
+    Without a recipe the split follows the task: stratified for classifiers,
+    random for regressors and reconstruction models.
+    """
     from edgekit.convert import resolve_source
+    from edgekit.converters.source import detect_task, load_keras
     from edgekit.datasets import load_splits
     from edgekit.recipes import DataConfig, recipe_from_dict
 
     model_path = resolve_source(source)
-    if model_path.is_dir():
-        raise InputError(f"{source}: optimize needs a Keras model (.keras, .h5 or a train run directory)")
     trained = (read_manifest(source) or {}) if Path(source).is_dir() else {}
     if "recipe" in trained:
         recipe = recipe_from_dict(trained["recipe"])
@@ -126,9 +131,19 @@ def _source(source: str | Path, data: str | None) -> tuple[Path, dict[str, Any],
     else:
         raise InputError(f"{source}: no data to fine-tune on; pass --data (an .npz with x and y, or an image folder)")
     if family == "autoencoder":
-        raise InputError("optimize fine-tunes classifiers and forecasters; autoencoder scorers are not supported yet")
-    splits = load_splits(config, family or "image_classifier", seed)
-    return model_path, {"family": family, **trained.get("task", {})}, splits
+        raise InputError(
+            "optimize fine-tunes classifiers, regressors and reconstruction models; a trained anomaly scorer "
+            "(input → score) is not supported yet: optimize its autoencoder with --data"
+        )
+    if model_path.suffix not in (".keras", ".h5"):
+        raise InputError(f"{source}: optimize needs a Keras model (.keras, .h5 or a train run directory)")
+    detected = detect_task(
+        load_keras(model_path, custom_objects=custom_objects), given=task, run_task=trained.get("task")
+    )
+    if not family:
+        family = "image_classifier" if detected["task"] == "classifier" else "regressor"
+    splits = load_splits(config, family, seed)
+    return model_path, {"family": family, **trained.get("task", {})}, splits, detected
 
 
 def fine_tune_loss(model_path: str | Path, classifier: bool) -> tuple[Any, str]:
@@ -187,9 +202,16 @@ def optimize(
     batch_size: int = 32,
     seed: int = 0,
     out: str | Path | None = None,
+    task: str | None = None,
+    custom_objects: str | Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Apply the requested passes (in the order prune → cluster → QAT) and return the run manifest.
+
+    ``task`` overrides the detected task (it picks the split, the default
+    loss and the score: accuracy for classifiers, MAE otherwise);
+    ``custom_objects`` is a Python file defining the model's custom objects,
+    as for ``convert``. Mixed-precision sources are rebuilt as float32 first.
 
     Example:
         >>> m = optimize("runs/lstm_sunspots", prune=0.5)  # doctest: +SKIP
@@ -207,13 +229,16 @@ def optimize(
         "cluster": ClusterConfig(cluster, cluster_init) if cluster is not None else None,
         "qat": QatConfig(list(leave_float or [])) if qat else None,
     }
-    model_path, task, splits = _source(source, data)
+    model_path, run_task, splits, detected = _source(source, data, task, custom_objects)
     run_dir = prepare_run_dir(out or Path("runs") / f"{model_path.parent.name or model_path.stem}_optimized")
     start = time.perf_counter()
-    result = _run_passes(model_path, passes, splits, run_dir, epochs, learning_rate, batch_size, seed, progress)
-    classifier = result.pop("classifier")
+    classifier = detected["task"] == "classifier"
+    result = _run_passes(
+        model_path, passes, splits, run_dir, epochs, learning_rate, batch_size, seed, classifier, custom_objects,
+        progress,
+    )  # fmt: skip
     metric = "accuracy" if classifier else "mae"
-    report = _convert_and_measure(model_path, result, splits, run_dir, classifier, progress)
+    report = _convert_and_measure(model_path, result, splits, run_dir, classifier, custom_objects, progress)
     pruned_layers = [v for v in report["after"]["weights"]["layers"].values() if v["zeros"] >= 0.1]
     metrics = {
         f"{metric}_before": result["before"],
@@ -242,7 +267,8 @@ def optimize(
         "batchnorm_folded_into": result["folded"],
         "metrics": metrics,
         "report": report,
-        "task": task,
+        "task": run_task,
+        "detected_task": detected,
         "history": result["history"],
         "seconds": round(time.perf_counter() - start, 1),
         "tools": tool_versions(),
@@ -261,6 +287,8 @@ def _run_passes(
     learning_rate: float | None,
     batch_size: int,
     seed: int,
+    classifier: bool,
+    custom_objects: str | Path | None,
     progress: Progress | None,
 ) -> dict[str, Any]:
     """Bridge, run the passes with fine-tuning, write the result back; return scores and the artifact entry."""
@@ -268,13 +296,12 @@ def _run_passes(
     import tf_keras
 
     from edgekit.converters.bridge import copy_weights_back, fold_batchnorm, to_tf_keras
-    from edgekit.converters.source import classify_task, load_keras
+    from edgekit.converters.source import as_float32, load_keras
     from edgekit.converters.tfmot_passes import cluster, prune, quantize_aware
     from edgekit.train import save_calibration
 
     tf_keras.utils.set_random_seed(seed)
-    model = load_keras(model_path)
-    classifier = classify_task(model) == "classifier"
+    model = as_float32(load_keras(model_path, custom_objects=custom_objects))
     loss, loss_used = fine_tune_loss(model_path, classifier)
     outputs = {"before": model.predict(splits.x_test, verbose=0)}
     legacy, diff = to_tf_keras(model, [splits.x_test[:8]], flatten=True)
@@ -329,12 +356,18 @@ def _run_passes(
     return {
         **{stage: round(_score(o, splits, classifier), 6) for stage, o in outputs.items()}, "outputs": outputs,
         "bridge_max_abs_diff": diff, "folded": folded, "loss": loss_used,
-        "history": history, "artifact": artifact, "path": path, "classifier": classifier,
+        "history": history, "artifact": artifact, "path": path,
     }  # fmt: skip
 
 
 def _convert_and_measure(
-    model_path: Path, result: dict[str, Any], splits: Any, run_dir: Path, classifier: bool, progress: Progress | None
+    model_path: Path,
+    result: dict[str, Any],
+    splits: Any,
+    run_dir: Path,
+    classifier: bool,
+    custom_objects: str | Path | None,
+    progress: Progress | None,
 ) -> dict[str, Any]:
     """Convert source and result to fp32 + int8 TFLite; score the int8 files; sizes, gzip, zeros, unique values."""
     from edgekit.convert import convert
@@ -349,7 +382,9 @@ def _convert_and_measure(
     ):
         if progress:
             progress(f"converting the {'source' if name == 'before' else 'optimized'} model")
-        manifest = convert(source, out, to="tflite:fp32,tflite:int8", calib=run_dir / "calib.npy")
+        manifest = convert(
+            source, out, to="tflite:fp32,tflite:int8", calib=run_dir / "calib.npy", custom_objects=custom_objects
+        )
         if manifest["failed"]:
             raise ConversionError(f"converting the {name} model failed: {manifest['failed'][0]['error']}")
         arts = {a["precision"]: out / a["path"] for a in manifest["artifacts"]}
@@ -362,8 +397,9 @@ def _convert_and_measure(
         int8_outputs = load(arts["int8"]).run(splits.x_test)[0]
         entry[f"int8_{metric}"] = round(_score(int8_outputs, splits, classifier), 6)
         # how faithful the int8 file is to the Keras (or QAT) model it came from, measured as convert measures it
-        task = "classifier" if classifier else "regressor"
-        entry["int8_parity"] = compare([result["outputs"][name]], [int8_outputs], task=task, precision="int8")
+        kinds = {"output": "classifier" if classifier else "regressor"}
+        reference = {"output": np.asarray(result["outputs"][name])}
+        entry["int8_parity"] = compare(reference, {"output": int8_outputs}, kinds=kinds, precision="int8")
         entry["weights"] = weight_stats(arts["int8"])
         entry["weights_fp32"] = weight_stats(arts["fp32"])
         report[name] = entry

@@ -114,7 +114,7 @@ def two_inputs_two_heads(path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 
 def transformer_digits(path: Path) -> tuple[Path, np.ndarray]:
-    """A transformer block over the 8 rows of each digit: MultiHeadAttention, LayerNormalization, GELU (erf and tanh)."""
+    """A transformer block over the 8 rows of each digit: MultiHeadAttention, LayerNormalization, GELU (erf, tanh)."""
     import keras
     from sklearn.datasets import load_digits
 
