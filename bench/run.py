@@ -121,29 +121,47 @@ QUALITY_BARS = {
 }
 
 
+SEEDS = (0, 1, 2)
+MARGIN = 0.02  # a recipe must clear its bar by this much on every seed: float results differ between CPUs
+
+
 def train_section() -> dict[str, Any]:
-    """Each shipped recipe trained on its shipped data: test metrics against the issue's bars, seconds;
-    and whether mixed_bfloat16 would pay off on this CPU (median training-step time against float32)."""
+    """Each shipped recipe trained on its shipped data with seeds 0, 1, 2: test metrics, the worst seed against
+    the issue's bar and margin, seconds; and whether mixed_bfloat16 would pay off on this CPU (median
+    training-step time against float32)."""
+    import dataclasses
     import tempfile
     import time
 
+    from edgekit.recipes import load_recipe
     from edgekit.train import train
     from edgekit.training import measure_step_seconds
 
-    section: dict[str, Any] = {"recipes": {}}
+    section: dict[str, Any] = {"recipes": {}, "seeds": list(SEEDS), "margin": MARGIN}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (metric, op, bar) in QUALITY_BARS.items():
-            start = time.perf_counter()
-            manifest = train(REPO / "models" / f"{name}.yaml", out=Path(tmp) / name)
-            value = manifest["metrics"][metric]
+            recipe = load_recipe(REPO / "models" / f"{name}.yaml")
+            per_seed = {}
+            for seed in SEEDS:
+                start = time.perf_counter()
+                seeded = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, seed=seed))
+                manifest = train(seeded, out=Path(tmp) / f"{name}_{seed}")
+                per_seed[seed] = {
+                    "metrics": manifest["metrics"],
+                    "precision": manifest["precision"]["policy"],
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+                log.info("%s seed %d: %s = %.4f (bar %s %s)", name, seed, metric, manifest["metrics"][metric], op, bar)
+            values = [r["metrics"][metric] for r in per_seed.values()]
+            worst = min(values) if op == ">=" else max(values)
+            margin = worst - bar if op == ">=" else bar - worst
             section["recipes"][name] = {
-                "metrics": manifest["metrics"],
                 "bar": f"{metric} {op} {bar}",
-                "meets_bar": value >= bar if op == ">=" else value <= bar,
-                "precision": manifest["precision"]["policy"],
-                "seconds": round(time.perf_counter() - start, 1),
+                "worst_seed_value": round(worst, 4),
+                "margin": round(margin, 4),
+                "meets_bar_with_margin": margin >= MARGIN,
+                "per_seed": per_seed,
             }
-            log.info("%s: %s = %.4f (bar %s %s)", name, metric, value, op, bar)
     fp32 = [measure_step_seconds("float32") for _ in range(3)]
     bf16 = [measure_step_seconds("mixed_bfloat16") for _ in range(3)]
     section["mixed_bfloat16_vs_float32"] = {
@@ -233,11 +251,88 @@ def optimize_section() -> dict[str, Any]:
     return section
 
 
+COVERAGE_FAMILIES = (
+    "MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "EfficientNetV2B0",
+    "ResNet50", "DenseNet121", "NASNetMobile", "ConvNeXtTiny",
+)  # fmt: skip
+
+
+def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
+    """``keras.applications`` families a user might bring, each with a new head trained one epoch on digits
+    (random-init base, {size}×{size}): converted to fp32 / int8 TFLite and fp32 ONNX (verdict, size, seconds),
+    then pruned 50 % through the tf_keras bridge (sparsity, accuracy before / after, or the refusal)."""
+    import tempfile
+    import time
+
+    import keras
+    import numpy as np
+
+    from edgekit.convert import convert
+    from edgekit.optimize import optimize
+    from tests.keras_models import digits_images
+
+    x, y = digits_images(size)
+    keep = y < classes
+    x, y = x[keep], y[keep]
+    section: dict[str, Any] = {"input": f"{size}x{size}x3", "classes": classes, "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "calib.npy", x[:300])
+        np.savez(Path(tmp) / "data.npz", x=x, y=y)
+        for family in COVERAGE_FAMILIES:
+            keras.utils.set_random_seed(0)
+            entry: dict[str, Any] = {}
+            base = getattr(keras.applications, family)(input_shape=(size, size, 3), weights=None, include_top=False)
+            image = keras.Input((size, size, 3), name="image")
+            h = keras.layers.GlobalAveragePooling2D()(base(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)))
+            model = keras.Model(image, keras.layers.Dense(classes, activation="softmax", name="probs")(h))
+            model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+            start = time.perf_counter()
+            fit = model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+            entry["train_seconds"] = round(time.perf_counter() - start, 1)
+            entry["train_accuracy"] = round(float(fit.history["accuracy"][-1]), 4)
+            entry["params"] = model.count_params()
+            path = Path(tmp) / f"{family}.keras"
+            model.save(path)
+            start = time.perf_counter()
+            manifest = convert(
+                path, Path(tmp) / family, to="tflite:fp32,tflite:int8,onnx:fp32", calib=Path(tmp) / "calib.npy"
+            )
+            entry["convert_seconds"] = round(time.perf_counter() - start, 1)
+            entry["artifacts"] = {
+                a["precision_token"]: {
+                    "verdict": a["verdict"], "size_bytes": a["size_bytes"], "seconds": a["convert_seconds"],
+                    "check": {k: v.get("check") for k, v in a["parity"].get("outputs", {}).items()},
+                }
+                for a in manifest["artifacts"]
+            }  # fmt: skip
+            entry["artifacts"].update(
+                {f["token"]: {"verdict": "failed", "error": f["error"]} for f in manifest["failed"]}
+            )
+            start = time.perf_counter()
+            try:
+                pruned = optimize(path, prune=0.5, epochs=1, data=str(Path(tmp) / "data.npz"), out=Path(tmp) / "p")
+                entry["prune_50"] = {
+                    "sparsity": pruned["metrics"]["sparsity"],
+                    "accuracy_before": pruned["metrics"]["accuracy_before"],
+                    "accuracy_after": pruned["metrics"]["accuracy_after"],
+                    "accuracy_int8_after": pruned["metrics"]["accuracy_int8_after"],
+                    "bridge_max_abs_diff": pruned["bridge_max_abs_diff"],
+                }
+            except Exception as exc:  # recorded, not hidden: the table names the layer or op and the tool
+                entry["prune_50"] = {"failed": f"{type(exc).__name__}: {exc}"}
+            entry["prune_50"]["seconds"] = round(time.perf_counter() - start, 1)
+            section["models"][family] = entry
+            log.info("%s: %s; prune %s", family, {k: v["verdict"] for k, v in entry["artifacts"].items()},
+                     entry["prune_50"].get("sparsity", entry["prune_50"].get("failed")))  # fmt: skip
+    return section
+
+
 SECTIONS = {
     "runtime": runtime_section,
     "convert": convert_section,
     "train": train_section,
     "optimize": optimize_section,
+    "coverage": coverage_section,
 }
 
 
