@@ -87,6 +87,13 @@ def inspect_cmd(model: str, as_json: bool) -> None:
         ("MACs", f"{report['macs']:,}"),
         ("edgetpu compiled", "yes" if report["edgetpu_compiled"] else "no"),
         ("signatures", ", ".join(report["signatures"]) or "-"),
+        (
+            "state across invokes",
+            f"yes: {len(report['variable_tensors'])} variable tensors; call reset_all_variables() before each "
+            "independent inference"
+            if report["needs_state_reset"]
+            else "no",
+        ),
         ("metadata", ", ".join(f"{k}={v}" for k, v in report["metadata"].items()) or "-"),
     ):
         summary.add_row(key, str(value))

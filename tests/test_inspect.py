@@ -55,6 +55,10 @@ def test_int8_lstm_is_fused_and_int8(coral):
     assert "WHILE" not in r["op_histogram"]
     assert r["quantization"] == "int8"
     assert r["signatures"] == {"serving_default": {"inputs": ["x"], "outputs": ["output_0"]}}
+    assert [t["name"] for t in r["inputs"]] == ["x"] and [t["name"] for t in r["outputs"]] == ["output_0"]
+    # the fused LSTM's state persists across invoke(): flagged for apps that load the file themselves
+    assert r["needs_state_reset"] is True and len(r["variable_tensors"]) == 2
+    assert inspect_model(coral / "mobilenet_v1_0.25_128_quant.tflite")["needs_state_reset"] is False
 
 
 def test_custom_ops_are_named(coral):
