@@ -186,7 +186,7 @@ def optimize_section() -> dict[str, Any]:
         report = m["report"]
         sizes = {
             f"{stage}_{p}": {k: report[stage]["artifacts"][p][k] for k in ("size_bytes", "gzip_bytes")}
-            for stage in ("before", "after") for p in ("fp32", "int8")
+            for stage in ("before", "after") for p in ("fp32", "int8") if p in report[stage]["artifacts"]
         }  # fmt: skip
         extra = {
             f"{stage}_int8_top1_agreement": round(report[stage]["int8_parity"]["top1_agreement"], 4)

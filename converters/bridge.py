@@ -5,7 +5,11 @@ into ``UNIDIRECTIONAL_SEQUENCE_LSTM``; Keras 3 LSTMs convert to a WHILE loop.
 The bridge rebuilds every layer from its config (initializers dropped, dtype
 policies turned into float32), replays the functional graph with
 ``Functional._run_through_graph``, copies the weights, and checks parity.
-It refuses, by layer name, what it cannot rebuild.
+Activations Keras 3 defines differently from tf_keras (``hard_sigmoid``) or
+that tf_keras lacks (``hard_silu``) map to tf functions with the Keras 3
+semantics (:data:`KERAS3_ACTIVATIONS`); ``x + y``-style ``keras.ops`` nodes
+become merge or Rescaling layers. It refuses, by layer name, what it cannot
+rebuild.
 
 Example:
     >>> legacy = to_tf_keras(keras3_model)  # doctest: +SKIP
@@ -26,13 +30,82 @@ from edgekit.errors import ConversionError
 log = logging.getLogger(__name__)
 
 BASE_LAYER_KEYS = {"name", "trainable", "dtype"}
-PARITY_ATOL = 1e-5
+PARITY_ATOL = 1e-4  # relative to max(1, |output|): float32 rounding in deep nets (EfficientNetV2) reaches 1e-5
 FOLDABLE = {"Conv1D", "Conv2D", "DepthwiseConv2D", "Dense"}  # a linear layer BatchNorm can fold into
 UNROLLABLE = {"GRU", "SimpleRNN"}  # their int8 calibration runs a WHILE loop that crashes the converter
+MERGE_OPS = {"Add", "Subtract", "Multiply", "Maximum", "Minimum"}  # keras.ops on two tensors → tf_keras merge layers
+ACTIVATION_ALIASES = {"hard_swish": "hard_silu"}
+GELU_APPROXIMATE = "gelu_approximate"  # what `keras.ops.gelu` (approximate=True) is, though it serializes as "gelu"
+
+
+def _keras3_activations() -> dict[str, Any]:
+    """``{Keras 3 name: tf function}`` for the activations tf_keras lacks or defines differently.
+
+    Each is written as the Keras 3 TensorFlow backend computes it and is
+    registered with tf_keras as ``edgekit>keras3_<name>``, so a rebuilt
+    model survives ``clone_model`` (TFMOT's wrappers). tf_keras's own
+    ``hard_sigmoid`` is ``clip(0.2 x + 0.5, 0, 1)``; Keras 3's is
+    ``relu6(x + 3) / 6``. ``swish``/``silu``, ``gelu`` (exact), ``relu6``,
+    ``leaky_relu`` and ``mish`` already agree and are left to tf_keras.
+
+    Example:
+        >>> float(KERAS3_ACTIVATIONS["hard_sigmoid"](tf.constant(1.0)))  # doctest: +SKIP
+        0.6666667
+    """
+    import tensorflow as tf
+    import tf_keras
+
+    def hard_sigmoid(x: Any) -> Any:
+        return tf.nn.relu6(x + 3.0) / 6.0
+
+    functions = {
+        "hard_sigmoid": hard_sigmoid,
+        "hard_silu": lambda x: x * hard_sigmoid(x),
+        GELU_APPROXIMATE: lambda x: tf.nn.gelu(x, approximate=True),
+        "hard_tanh": lambda x: tf.clip_by_value(x, -1.0, 1.0),
+        "log_sigmoid": tf.math.log_sigmoid,
+        "celu": lambda x: tf.maximum(x, 0.0) + tf.math.expm1(tf.minimum(x, 0.0)),
+        "tanh_shrink": lambda x: x - tf.math.tanh(x),
+        "soft_shrink": lambda x: tf.where(x > 0.5, x - 0.5, tf.where(x < -0.5, x + 0.5, tf.zeros_like(x))),
+        "hard_shrink": lambda x: tf.where(tf.abs(x) > 0.5, x, tf.zeros_like(x)),
+        "squareplus": lambda x: (x + tf.sqrt(tf.square(x) + 4.0)) / 2,
+        "sparse_plus": lambda x: tf.where(x <= -1, tf.zeros_like(x), tf.where(x < 1, 0.25 * tf.pow(x + 1, 2), x)),
+        "sparse_sigmoid": lambda x: tf.where(
+            x <= -1, tf.zeros_like(x), tf.where(x >= 1, tf.ones_like(x), 0.5 * (x + 1))
+        ),
+    }
+    registered = {}
+    for name, tf_fn in functions.items():
+
+        def activation(x: Any, _fn: Any = tf_fn) -> Any:
+            return _fn(x)
+
+        activation.__name__ = activation.__qualname__ = f"keras3_{name}"
+        registered[name] = tf_keras.utils.register_keras_serializable(package="edgekit")(activation)
+    return registered
+
+
+KERAS3_ACTIVATIONS: dict[str, Any] = {}  # filled on first use (it imports TensorFlow)
+
+
+def _activation(value: Any, where: str) -> Any:
+    """The tf_keras activation for a Keras 3 config value: a name, or a Keras 3 function with Keras 3 semantics.
+
+    Example:
+        >>> _activation("hard_swish", "layer 'act'").__name__  # doctest: +SKIP
+        'keras3_hard_silu'
+    """
+    if not isinstance(value, str):
+        raise ConversionError(f"the tf_keras bridge cannot rebuild {where}: custom activation {value!r}")
+    if not KERAS3_ACTIVATIONS:
+        KERAS3_ACTIVATIONS.update(_keras3_activations())
+    name = ACTIVATION_ALIASES.get(value, value)
+    return KERAS3_ACTIVATIONS.get(name, name)
 
 
 def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any, unroll: bool = False) -> dict[str, Any]:
-    """Keep the keys the tf_keras class accepts; drop initializers; float32 policies; clean wrapped layers too.
+    """Keep the keys the tf_keras class accepts; drop initializers; float32 policies; Keras 3 activations; clean
+    wrapped layers too.
 
     ``unroll`` unrolls GRU and SimpleRNN layers over their (static) time steps.
     """
@@ -43,6 +116,8 @@ def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any, unroll
             continue
         if key == "dtype":
             value = "float32"  # mixed-precision sources convert as float32 graphs
+        if key.endswith("activation") and value is not None:  # activation, recurrent_activation
+            value = _activation(value, f"layer {config.get('name')!r}")
         if key in ("layer", "backward_layer") and isinstance(value, dict):  # TimeDistributed, Bidirectional
             inner_cls = getattr(tf_keras.layers, value["class_name"])
             inner = _clean_config(inner_cls, value["config"], tf_keras, unroll)
@@ -59,11 +134,71 @@ def _is_functional(layer: Any) -> bool:
     )
 
 
+def _layer_config(layer: Any) -> dict[str, Any]:
+    """``layer.get_config()``, with ``keras.ops.gelu`` (approximate, though it serializes as "gelu") told apart."""
+    import keras
+
+    config = layer.get_config()
+    for key in config:
+        if key.endswith("activation") and getattr(layer, key, None) is keras.ops.gelu:
+            config[key] = GELU_APPROXIMATE
+    return config
+
+
+def _op_twin(op: Any, tf_keras: Any) -> Any:
+    """A callable replaying one ``keras.ops`` node (``x + y``, ``x * 0.5``) with tf_keras layers.
+
+    Two tensors go through a merge layer (``Add``, ``Subtract``, ``Multiply``,
+    ``Maximum``, ``Minimum``); a tensor and a scalar through ``Rescaling``
+    (``+ - * /``). Anything else is refused by the operation's name.
+
+    Example:
+        >>> _op_twin(add_op, tf_keras)(a, 3.0)  # doctest: +SKIP
+        <KerasTensor ... created by layer 'add'>
+    """
+    name = type(op).__name__
+
+    def refuse(why: str) -> ConversionError:
+        return ConversionError(f"the tf_keras bridge cannot rebuild operation {op.name!r} ({name}): {why}")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if kwargs or len(args) != 2:
+            raise refuse("no tf_keras equivalent")
+        tensors = [not isinstance(a, (int, float, np.number, np.ndarray)) for a in args]  # tf_keras KerasTensors
+        if all(tensors):
+            if name not in MERGE_OPS:
+                raise refuse("no tf_keras merge layer for it")
+            try:
+                return getattr(tf_keras.layers, name)(name=op.name)(list(args))
+            except (TypeError, ValueError) as exc:  # e.g. a constant tf tensor, or shapes a merge layer refuses
+                raise refuse(str(exc)) from None
+        scalar = args[tensors.index(False)]
+        if not isinstance(scalar, (int, float, np.number)) and np.ndim(scalar) != 0:
+            raise refuse("only a scalar constant can be rebuilt")
+        c, first = float(scalar), tensors[0]
+        scale_offset = {
+            ("Add", True): (1.0, c), ("Add", False): (1.0, c),
+            ("Subtract", True): (1.0, -c), ("Subtract", False): (-1.0, c),
+            ("Multiply", True): (c, 0.0), ("Multiply", False): (c, 0.0),
+            ("TrueDivide", True): (1.0 / c if c else None, 0.0), ("Divide", True): (1.0 / c if c else None, 0.0),
+        }.get((name, first))  # fmt: skip
+        if scale_offset is None or scale_offset[0] is None:
+            raise refuse("no tf_keras equivalent with a constant")
+        tensor = args[0] if first else args[1]
+        return tf_keras.layers.Rescaling(scale_offset[0], offset=scale_offset[1], name=op.name)(tensor)
+
+    return call
+
+
 def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: bool = False) -> Any:
-    """The tf_keras twin of one Keras 3 layer (nested models bridged recursively)."""
+    """The tf_keras twin of one Keras 3 layer (nested models bridged recursively; ``keras.ops`` nodes replayed)."""
+    import keras
+
     if id(layer) in made:
         return made[id(layer)]
     name = type(layer).__name__
+    if not isinstance(layer, keras.layers.Layer):  # a keras.ops node, e.g. from `x + y` on KerasTensors
+        return _op_twin(layer, tf_keras)
     if name in ("Functional", "Sequential", "Model"):
         twin = _rebuild(layer, made, tf_keras, unroll=unroll)
     else:
@@ -73,7 +208,9 @@ def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: bool = False)
                 f"the tf_keras bridge cannot rebuild layer {layer.name!r} ({name}): no tf_keras equivalent"
             )
         try:
-            twin = layer_cls.from_config(_clean_config(layer_cls, layer.get_config(), tf_keras, unroll))
+            twin = layer_cls.from_config(_clean_config(layer_cls, _layer_config(layer), tf_keras, unroll))
+        except ConversionError:
+            raise
         except Exception as exc:
             raise ConversionError(f"the tf_keras bridge cannot rebuild layer {layer.name!r} ({name}): {exc}") from None
     made[id(layer)] = twin
@@ -109,11 +246,27 @@ def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any, flatten: bool = Fa
     return tf_keras.Model(inputs, outputs, name=model.name)
 
 
+def _weights(layer: Any) -> list[np.ndarray]:
+    """The weights ``layer`` computes with, as float32 arrays.
+
+    A Keras 3 Normalization computes with the mean and variance it snapshot
+    when built, adapted or loaded; ``set_weights`` does not refresh them, so
+    those are what its twin gets.
+    """
+    weights = [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
+    if type(layer).__name__ == "Normalization" and getattr(layer, "input_mean", None) is None and len(weights) == 3:
+        snapshot = (layer.mean, layer.variance)
+        weights[:2] = [
+            np.reshape(np.asarray(t, np.float32), w.shape) for t, w in zip(snapshot, weights[:2], strict=True)
+        ]
+    return weights
+
+
 def _copy_weights(source: Any, made: dict[int, Any]) -> None:
     for layer in source._flatten_layers(include_self=False, recursive=True):
         twin = made.get(id(layer))
         if twin is not None and layer.weights and not hasattr(layer, "_run_through_graph"):
-            twin.set_weights([np.asarray(w, dtype=np.float32) for w in layer.get_weights()])
+            twin.set_weights(_weights(layer))
 
 
 def _arrays(outputs: Any) -> list[np.ndarray]:
@@ -145,11 +298,11 @@ def to_tf_keras(
     GRU and SimpleRNN layers (static sequence length only): the route their
     int8 conversion survives. Raises
     :class:`ConversionError` naming the layer it cannot rebuild, or when
-    parity exceeds 1e-5.
+    parity exceeds 1e-4 relative to max(1, |output|).
 
     Example:
         >>> legacy, diff = to_tf_keras(model, [x])  # doctest: +SKIP
-        >>> diff < 1e-5  # doctest: +SKIP
+        >>> diff < 1e-4  # doctest: +SKIP
         True
     """
     import tf_keras
@@ -256,11 +409,14 @@ def copy_weights_back(legacy: Any, model: Any) -> list[str]:
     copied = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
         twin = by_name.get(layer.name)
-        if twin is None or not layer.weights or _is_functional(layer):
+        # RNN cells share names across layers (every LSTM's cell is 'lstm_cell'); their layer copies their weights
+        if twin is None or not layer.weights or _is_functional(layer) or type(layer).__name__.endswith("Cell"):
             continue
         weights = twin.get_weights()
         if [w.shape for w in weights] != [tuple(w.shape) for w in layer.weights]:
             raise ConversionError(f"layer {layer.name!r}: the optimized weights do not fit the source model")
         layer.set_weights(weights)
+        if type(layer).__name__ == "Normalization":
+            layer.finalize_state()  # Keras 3 computes with a mean/variance snapshot that set_weights leaves stale
         copied.append(layer.name)
     return copied

@@ -139,6 +139,17 @@ def _output_range_config() -> type:
     return OutputRangeConfig
 
 
+# What TFMOT's 8-bit scheme can quantize after a layer; others (hard_silu, the bridge's Keras 3 functions) fail deep
+# inside quantize_apply with a raw ValueError, so they are refused by layer name up front.
+QAT_ACTIVATIONS = {"", "linear", "relu", "relu6", "swish", "gelu", "softmax", "sigmoid", "tanh"}
+
+
+def _activation_name(layer: Any) -> str:
+    """The name of a layer's activation function ('' when it has none)."""
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") if activation is not None else ""
+
+
 def quantize_aware(
     model: Any, config: QatConfig, fine_tune: FineTune, after: str | None = None, sparse: bool = False
 ) -> Any:
@@ -161,7 +172,7 @@ def quantize_aware(
         for layer in model.layers
         if layer.name not in config.leave_float
         and type(layer).__name__ not in PREPROCESSING | FOLDED
-        and not registry.supports(layer)
+        and (not registry.supports(layer) or _activation_name(layer) not in QAT_ACTIVATIONS)
     ]
     if unsupported:
         raise InputError(

@@ -392,6 +392,8 @@ def optimize_cmd(source: str, leave_float: str, out_dir: str | None, as_json: bo
         stem = key[: -len("_before")]
         table.add_row(stem, f"{manifest['metrics'][key]:.4f}", f"{manifest['metrics'][stem + '_after']:.4f}")
     for precision in ("fp32", "int8"):
+        if precision not in report["after"]["artifacts"]:  # a QAT result converts to int8 only
+            continue
         b, a = report["before"]["artifacts"][precision], report["after"]["artifacts"][precision]
         table.add_row(f"{precision} size / gzip", f"{_kb(b['size_bytes'])} / {_kb(b['gzip_bytes'])}",
                       f"{_kb(a['size_bytes'])} / {_kb(a['gzip_bytes'])}")  # fmt: skip
