@@ -190,6 +190,32 @@ def _op_twin(op: Any, tf_keras: Any) -> Any:
     return call
 
 
+def _custom_layer_twin(layer: Any, tf_keras: Any) -> Any:
+    """A tf_keras layer that calls a custom Keras 3 layer (the user's own class) as it is, on the same variables.
+
+    A custom class has no tf_keras twin to rebuild from its config, but with
+    the TensorFlow backend a Keras 3 layer runs on the tensors of a tf_keras
+    graph. Its variables are listed on the wrapper, so tf_keras counts them as
+    the layer's weights; TFMOT leaves the wrapper alone (neither prunable nor
+    clusterable) and QAT refuses it by name (``--leave-float`` keeps it float).
+
+    Example:
+        >>> _custom_layer_twin(gain_layer, tf_keras).name  # doctest: +SKIP
+        'gain'
+    """
+
+    class Keras3Layer(tf_keras.layers.Layer):
+        def __init__(self, inner: Any) -> None:
+            super().__init__(name=inner.name, trainable=inner.trainable)
+            self.inner = inner
+            self.inner_variables = [v.value for v in inner.weights]
+
+        def call(self, *args: Any, **kwargs: Any) -> Any:
+            return self.inner(*args, **kwargs)
+
+    return Keras3Layer(layer)
+
+
 def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: bool = False) -> Any:
     """The tf_keras twin of one Keras 3 layer (nested models bridged recursively; ``keras.ops`` nodes replayed)."""
     import keras
@@ -203,7 +229,10 @@ def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: bool = False)
         twin = _rebuild(layer, made, tf_keras, unroll=unroll)
     else:
         layer_cls = getattr(tf_keras.layers, name, None)
-        if layer_cls is None or type(layer).__module__.split(".")[0] != "keras":
+        if type(layer).__module__.split(".")[0] != "keras":  # the user's own layer: called as it is
+            made[id(layer)] = twin = _custom_layer_twin(layer, tf_keras)
+            return twin
+        if layer_cls is None:
             raise ConversionError(
                 f"the tf_keras bridge cannot rebuild layer {layer.name!r} ({name}): no tf_keras equivalent"
             )

@@ -137,12 +137,12 @@ def _source(
         )
     if model_path.suffix not in (".keras", ".h5"):
         raise InputError(f"{source}: optimize needs a Keras model (.keras, .h5 or a train run directory)")
-    detected = detect_task(
-        load_keras(model_path, custom_objects=custom_objects), given=task, run_task=trained.get("task")
-    )
+    model = load_keras(model_path, custom_objects=custom_objects)
+    detected = detect_task(model, given=task, run_task=trained.get("task"))
     if not family:
         family = "image_classifier" if detected["task"] == "classifier" else "regressor"
     splits = load_splits(config, family, seed)
+    _check_targets(model, splits, detected["task"] == "classifier")
     return model_path, {"family": family, **trained.get("task", {})}, splits, detected
 
 
@@ -178,6 +178,22 @@ def fine_tune_loss(model_path: str | Path, classifier: bool) -> tuple[Any, str]:
     except Exception as exc:
         log.warning("the compiled loss %r has no tf_keras equivalent (%s); fine-tuning with %s", loss, exc, default)
         return default, f"{default} (family default; the compiled loss has no tf_keras equivalent)"
+
+
+def _check_targets(model: Any, splits: Any, classifier: bool) -> None:
+    """Refuse data whose targets do not fit the model's output for the task (class ids, or one value per output)."""
+    from edgekit.runtime.base import format_shape
+
+    out_shape, y = tuple(model.outputs[0].shape[1:]), splits.y_test
+    if classifier:
+        ok = y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and int(y.max()) < int(out_shape[-1])
+        want = f"class ids below {out_shape[-1]}"
+    else:
+        ok = int(np.prod(y.shape[1:], dtype=np.int64)) == int(np.prod(out_shape, dtype=np.int64))
+        want = f"one target per output value, {format_shape((None, *out_shape))}"
+    if not ok:
+        task = "classifier" if classifier else "regressor / autoencoder"
+        raise InputError(f"the data's y {format_shape(y.shape)} ({y.dtype}) does not fit a {task}: it needs {want}")
 
 
 def _score(outputs: np.ndarray, splits: Any, classifier: bool) -> float:
