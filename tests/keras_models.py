@@ -151,3 +151,21 @@ def digits_rows_rnn(path: Path, layer: str) -> tuple[Path, np.ndarray]:
     model.fit(x, y, epochs=8, batch_size=32, verbose=0)
     model.save(path)
     return path, x
+
+
+def application_classifier(path: Path, family: str, size: int = 32, classes: int = 5) -> tuple[Path, np.ndarray]:
+    """A ``keras.applications`` base (random init) with a softmax head, trained two epochs on digits at size×size."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = digits_images(size)
+    keep = y < classes
+    x, y = x[keep], y[keep]
+    base = getattr(keras.applications, family)(input_shape=(size, size, 3), weights=None, include_top=False)
+    image = keras.Input((size, size, 3), name="image")
+    h = keras.layers.GlobalAveragePooling2D()(base(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)))
+    model = keras.Model(image, keras.layers.Dense(classes, activation="softmax", name="probs")(h))
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    model.save(path)
+    return path, x

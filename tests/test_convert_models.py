@@ -269,3 +269,16 @@ def test_gru_and_simple_rnn_int8_are_unrolled_not_crashed(tmp_path, layer):
     assert int8["needs_state_reset"] is False
     assert arts["tflite:int8"]["parity"]["top1_agreement"] >= 0.9, arts["tflite:int8"]["parity"]
     assert arts["tflite:fp32"]["verdict"] == "pass"
+
+
+@pytest.mark.parametrize("family", ["MobileNetV3Small", "EfficientNetB0"])
+def test_keras_applications_convert_with_a_verdict(tmp_path, family):
+    """The fast subset of the bench's coverage table: hard_silu / squeeze-excite / swish families."""
+    path, x = keras_models.application_classifier(tmp_path / f"{family}.keras", family)
+    np.save(tmp_path / "calib.npy", x)
+    manifest = convert(path, tmp_path / "run", to="tflite:fp32,tflite:int8,onnx:fp32", calib=tmp_path / "calib.npy")
+    arts = by_token(manifest)
+    assert manifest["failed"] == [] and set(arts) == {"tflite:fp32", "tflite:int8", "onnx:fp32"}
+    for token in ("tflite:fp32", "onnx:fp32"):
+        assert arts[token]["verdict"] == "pass", (token, arts[token]["parity"])
+    assert arts["tflite:int8"]["parity"]["top1_agreement"] >= 0.8, arts["tflite:int8"]["parity"]

@@ -119,3 +119,13 @@ def test_custom_layer_and_task_override(tmp_path):
     # class ids cannot train a regressor's two outputs: one line, exit 2
     assert forced.returncode == 2 and "does not fit a regressor" in forced.stderr, forced.stderr
     assert "Traceback" not in forced.stderr and not (tmp_path / "run_regressor").exists()
+
+
+def test_mobilenet_v3_prunes_through_the_bridge(tmp_path):
+    """MobileNetV3 failed in the tf_keras rebuild (`Unknown activation function 'hard_silu'`)."""
+    path, x = keras_models.application_classifier(tmp_path / "v3.keras", "MobileNetV3Small")
+    _, y = keras_models.digits_images(32)
+    np.savez(tmp_path / "digits.npz", x=x, y=y[y < 5])
+    manifest = optimize(path, prune=0.5, data=str(tmp_path / "digits.npz"), epochs=1, out=tmp_path / "run")
+    assert manifest["bridge_max_abs_diff"] <= 1e-5
+    assert manifest["metrics"]["sparsity"] >= 0.45, manifest["metrics"]
