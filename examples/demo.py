@@ -81,10 +81,11 @@ def train_zoo(out: Path) -> dict:
             "precision": manifests["train"]["precision"],
             "task": manifests["train"]["task"],
             "artifacts": {
-                a["precision_token"]: {"size_bytes": a["size_bytes"], "parity": a["parity"]}
+                a["precision_token"]: {"size_bytes": a["size_bytes"], "verdict": a["verdict"], "parity": a["parity"]}
                 for a in converted["artifacts"]
             },
             "failed": converted["failed"],
+            "warnings": converted["warnings"],
             "int8_latency_ms": latency["latency_ms"],
             "seconds": round(seconds, 1),
         }
@@ -93,8 +94,11 @@ def train_zoo(out: Path) -> dict:
             f"{a['precision_token']} "
             + (f"top-1 {a['parity']['top1_agreement']:.0%}" if "top1_agreement" in a["parity"]
                else f"rel {a['parity']['max_rel_error']:.1e}")
+            + ("" if a["verdict"] == "pass" else f" [red]{a['verdict'].replace('_', ' ')}[/]")
             for a in converted["artifacts"]
         )  # fmt: skip
+        for warning in converted["warnings"]:
+            console.print(f"[yellow]warning[/] {name}: {warning}", markup=True, highlight=False)
         table.add_row(name, metrics, parity, f"{latency['latency_ms']['p50']:.3f}", f"{seconds:.0f}")
     console.print(table)
     return summary

@@ -102,16 +102,32 @@ def test_batchnorm_folds_into_the_layer_before_it():
     np.testing.assert_allclose(model(x), legacy(x), atol=1e-6)
 
 
-def test_refuses_a_layer_it_cannot_rebuild_by_name():
+def test_a_custom_layer_runs_as_it_is_on_the_same_variables():
     import keras
 
-    class Doubler(keras.layers.Layer):
+    class ScaleShift(keras.layers.Layer):
+        def build(self, shape):
+            self.shift = self.add_weight(shape=(shape[-1],), initializer="ones", name="shift")
+
         def call(self, x):
-            return 2.0 * x
+            return 2.0 * x + self.shift
 
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, Doubler(name="doubler")(keras.layers.Dense(2)(inputs)))
-    with pytest.raises(ConversionError, match=r"layer 'doubler' \(Doubler\)"):
+    model = keras.Model(inputs, ScaleShift(name="scale_shift")(keras.layers.Dense(3)(inputs)))
+    legacy, diff = to_tf_keras(model, [np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)])
+    assert diff == 0.0
+    twin = legacy.get_layer("scale_shift")
+    assert type(legacy).__module__.startswith("tf_keras") and len(twin.weights) == 1
+    model.get_layer("scale_shift").shift.assign(np.full(3, 5.0, np.float32))  # one set of variables, not a copy
+    assert np.array_equal(twin.get_weights()[0], np.full(3, 5.0, np.float32))
+
+
+def test_refuses_an_operation_it_cannot_rebuild_by_name():
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.ops.mean(keras.layers.Dense(2)(inputs), axis=-1, keepdims=True))
+    with pytest.raises(ConversionError, match=r"cannot rebuild operation '\w+' \(Mean\)"):
         to_tf_keras(model)
 
 
