@@ -82,7 +82,7 @@ class ModelConfig:
     units: list[int] = field(default_factory=lambda: [32])  # LSTM layers / autoencoder encoder widths
     kind: str = "dense"  # autoencoder: dense | conv1d | lstm
     latent: int = 8
-    score: str = "mean"  # autoencoder: mean | max of the squared reconstruction error
+    score: str = "mean"  # autoencoder: mean | max | smoothed_max of the squared reconstruction error
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
 
 

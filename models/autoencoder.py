@@ -24,6 +24,8 @@ from edgekit.models.common import TrainResult, standardizer
 from edgekit.recipes import ModelConfig, Recipe, ThresholdConfig
 
 KINDS = ("dense", "conv1d", "lstm")
+SCORES = ("mean", "max", "smoothed_max")
+SMOOTHING_STEPS = 8
 
 
 def _autoencoder(config: ModelConfig, shape: tuple[int, ...]) -> keras.Model:
@@ -59,9 +61,11 @@ def _autoencoder(config: ModelConfig, shape: tuple[int, ...]) -> keras.Model:
 def scorer(autoencoder: keras.Model, shape: tuple[int, ...], standardize: Any, reduce: str = "mean") -> keras.Model:
     """Raw input → anomaly score from the squared error of the standardized input, builtin layers only.
 
-    ``reduce`` is ``mean`` (mean squared error: feature vectors) or ``max``
-    (the largest squared error: sensor windows, where a 2-step spike would
-    vanish in a mean over 64 steps).
+    ``reduce`` is ``mean`` (mean squared error: feature vectors), ``max``
+    (the largest squared error), or ``smoothed_max`` for sensor windows: the
+    squared error averaged over 8 steps, its peak per channel, averaged over
+    channels. A short spike or a dropout would vanish in a mean over 64 steps,
+    and a plain max follows single noisy steps.
 
     Example:
         >>> scorer(ae, (30,), standardizer(x_train)).output.shape  # doctest: +SKIP
@@ -71,6 +75,14 @@ def scorer(autoencoder: keras.Model, shape: tuple[int, ...], standardize: Any, r
     scaled = standardize(inputs)
     error = keras.layers.Subtract(name="error")([scaled, autoencoder(scaled)])
     squared = keras.layers.Multiply(name="squared")([error, error])
+    if reduce == "smoothed_max":
+        if len(shape) != 2 or shape[0] < SMOOTHING_STEPS:
+            raise InputError(f"model.score smoothed_max needs windows of at least {SMOOTHING_STEPS} steps")
+        smoothed = keras.layers.AveragePooling1D(SMOOTHING_STEPS, strides=1, name="smoothed")(squared)
+        per_channel = keras.layers.GlobalMaxPooling1D(keepdims=True, name="peak")(smoothed)  # (None, 1, channels)
+        flat = keras.layers.Reshape((shape[1], 1), name="channels")(per_channel)
+        return keras.Model(inputs, keras.layers.GlobalAveragePooling1D(name="score", dtype="float32")(flat),
+                           name="anomaly_scorer")  # fmt: skip
     flat = keras.layers.Reshape((int(np.prod(shape)), 1), name="flatten")(squared)
     pool = keras.layers.GlobalMaxPooling1D if reduce == "max" else keras.layers.GlobalAveragePooling1D
     return keras.Model(inputs, pool(name="score", dtype="float32")(flat), name="anomaly_scorer")
@@ -116,8 +128,8 @@ def train(recipe: Recipe, splits: Any, trainer: Any) -> TrainResult:
     with trainer.scope():
         autoencoder = _autoencoder(recipe.model, shape)
     trainer.fit(autoencoder, "train", scale(splits.x_train), None, scale(splits.x_val), None, loss="mse")
-    if recipe.model.score not in ("mean", "max"):
-        raise InputError(f"model.score must be mean or max, got {recipe.model.score!r}")
+    if recipe.model.score not in SCORES:
+        raise InputError(f"model.score must be one of {', '.join(SCORES)}, got {recipe.model.score!r}")
     model = scorer(autoencoder, shape, standardize, recipe.model.score)
     threshold = calibrate_threshold(model.predict(splits.x_val, verbose=0).ravel(), recipe.model.threshold)
     metrics = evaluate(model.predict(splits.x_test, verbose=0).ravel(), splits.y_test, threshold)
