@@ -179,7 +179,7 @@ def convert(
     object (saved into the run directory first). ``calib`` is a path or a
     callable returning an array, or a dict of arrays by input name
     (materialized as ``.edgekit/calib.npz``). ``task`` overrides the detected
-    task (see :data:`edgekit.converters.source.TASKS`); it decides how each
+    task (see :data:`edgekit.parity.TASKS`); it decides how each
     output is compared. Every artifact gets a verdict: a float artifact out of
     tolerance is a failure (in ``failed``, file removed); a quantized one is
     kept, marked ``out_of_tolerance`` and named in ``warnings`` (the CLI exits
