@@ -191,9 +191,10 @@ def _op_twin(op: Any, tf_keras: Any) -> Any:
 
 
 def _custom_layer_twin(layer: Any, tf_keras: Any) -> Any:
-    """A tf_keras layer that calls a custom Keras 3 layer (the user's own class) as it is, on the same variables.
+    """A tf_keras layer that calls a Keras 3 layer as it is, on the same variables.
 
-    A custom class has no tf_keras twin to rebuild from its config, but with
+    For the user's own classes and Keras layers tf_keras lacks (ConvNeXt's
+    ``LayerScale``). Such a class has no tf_keras twin to rebuild from its config, but with
     the TensorFlow backend a Keras 3 layer runs on the tensors of a tf_keras
     graph. Its variables are listed on the wrapper, so tf_keras counts them as
     the layer's weights; TFMOT leaves the wrapper alone (neither prunable nor
@@ -229,13 +230,10 @@ def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: bool = False)
         twin = _rebuild(layer, made, tf_keras, unroll=unroll)
     else:
         layer_cls = getattr(tf_keras.layers, name, None)
-        if type(layer).__module__.split(".")[0] != "keras":  # the user's own layer: called as it is
+        # the user's own layer, or a Keras one tf_keras lacks (ConvNeXt's LayerScale): called as it is
+        if layer_cls is None or type(layer).__module__.split(".")[0] != "keras":
             made[id(layer)] = twin = _custom_layer_twin(layer, tf_keras)
             return twin
-        if layer_cls is None:
-            raise ConversionError(
-                f"the tf_keras bridge cannot rebuild layer {layer.name!r} ({name}): no tf_keras equivalent"
-            )
         try:
             twin = layer_cls.from_config(_clean_config(layer_cls, _layer_config(layer), tf_keras, unroll))
         except ConversionError:

@@ -89,7 +89,7 @@ def to_onnx(
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise ConversionError(
-            f"onnx:fp32: the exported graph is not valid ONNX: {str(exc).splitlines()[0][:300]}"
+            f"onnx:fp32: tf2onnx left an op ONNX does not know: {str(exc).splitlines()[0][:300]}"
         ) from None
     return proto.SerializeToString()
 
