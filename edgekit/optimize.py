@@ -107,8 +107,8 @@ def gzip_size(path: str | Path) -> int:
 
 def _source(
     source: str | Path, data: str | None, task: str | None, custom_objects: str | Path | None
-) -> tuple[Path, dict[str, Any], Any, dict[str, Any]]:
-    """The Keras model file, the train manifest's task, the data splits, and the detected task.
+) -> tuple[Path, Any, dict[str, Any], Any, dict[str, Any]]:
+    """The Keras model file and the model loaded from it, the train manifest's task, the splits, the detected task.
 
     Without a recipe the split follows the task: stratified for classifiers,
     random for regressors and reconstruction models.
@@ -143,7 +143,7 @@ def _source(
         family = "image_classifier" if detected["task"] == "classifier" else "regressor"
     splits = load_splits(config, family, seed)
     _check_targets(model, splits, detected["task"] == "classifier")
-    return model_path, {"family": family, **trained.get("task", {})}, splits, detected
+    return model_path, model, {"family": family, **trained.get("task", {})}, splits, detected
 
 
 def fine_tune_loss(model_path: str | Path, classifier: bool) -> tuple[Any, str]:
@@ -245,12 +245,12 @@ def optimize(
         "cluster": ClusterConfig(cluster, cluster_init) if cluster is not None else None,
         "qat": QatConfig(list(leave_float or [])) if qat else None,
     }
-    model_path, run_task, splits, detected = _source(source, data, task, custom_objects)
+    model_path, model, run_task, splits, detected = _source(source, data, task, custom_objects)
     run_dir = prepare_run_dir(out or Path("runs") / f"{model_path.parent.name or model_path.stem}_optimized")
     start = time.perf_counter()
     classifier = detected["task"] == "classifier"
     result = _run_passes(
-        model_path, passes, splits, run_dir, epochs, learning_rate, batch_size, seed, classifier, custom_objects,
+        model_path, model, passes, splits, run_dir, epochs, learning_rate, batch_size, seed, classifier,
         progress,
     )  # fmt: skip
     metric = "accuracy" if classifier else "mae"
@@ -296,6 +296,7 @@ def optimize(
 
 def _run_passes(
     model_path: Path,
+    source_model: Any,
     passes: dict[str, Any],
     splits: Any,
     run_dir: Path,
@@ -304,7 +305,6 @@ def _run_passes(
     batch_size: int,
     seed: int,
     classifier: bool,
-    custom_objects: str | Path | None,
     progress: Progress | None,
 ) -> dict[str, Any]:
     """Bridge, run the passes with fine-tuning, write the result back; return scores and the artifact entry."""
@@ -312,12 +312,12 @@ def _run_passes(
     import tf_keras
 
     from edgekit.converters.bridge import copy_weights_back, fold_batchnorm, to_tf_keras
-    from edgekit.converters.source import as_float32, load_keras
+    from edgekit.converters.source import as_float32
     from edgekit.converters.tfmot_passes import cluster, prune, quantize_aware
     from edgekit.train import save_calibration
 
     tf_keras.utils.set_random_seed(seed)
-    model = as_float32(load_keras(model_path, custom_objects=custom_objects))
+    model = as_float32(source_model)
     loss, loss_used = fine_tune_loss(model_path, classifier)
     outputs = {"before": model.predict(splits.x_test, verbose=0)}
     legacy, diff = to_tf_keras(model, [splits.x_test[:8]], flatten=True)

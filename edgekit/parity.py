@@ -46,28 +46,27 @@ def _output(ref: np.ndarray, got: np.ndarray, kind: str, precision: str) -> dict
         "mean_rel_error": float(err.mean() / max(float(np.abs(ref64).mean()), 1e-12)),
         "nrmse": float(np.sqrt((err**2).mean()) / spread),
     }
-    if np.issubdtype(ref.dtype, np.integer):
+    integer = np.issubdtype(ref.dtype, np.integer)
+    if integer:
         r["exact_match"] = float(np.mean(ref64 == got64))
-        figure, value, ok = (
-            "exact_match",
-            r["exact_match"],
-            r["exact_match"] >= (1.0 if precision in FLOAT_TOLERANCE else AGREEMENT_MIN),
-        )
     elif kind == "classifier":
         r["top1_agreement"] = float(np.mean(ref64.argmax(-1) == got64.argmax(-1)))
-        figure, value = "top1_agreement", r["top1_agreement"]
-        ok = value >= AGREEMENT_MIN
     elif kind == "binary-classifier":
         r["decision_agreement"] = float(np.mean((ref64 > 0.5) == (got64 > 0.5)))
-        figure, value = "decision_agreement", r["decision_agreement"]
-        ok = value >= AGREEMENT_MIN
+    # The figure that decides the verdict, its limit, and whether the figure must be at least (or at most) it.
+    if integer:
+        figure, limit, at_least = "exact_match", 1.0 if precision in FLOAT_TOLERANCE else AGREEMENT_MIN, True
+    elif precision in FLOAT_TOLERANCE:
+        figure, limit, at_least = "max_rel_error", FLOAT_TOLERANCE[precision], False
+    elif kind == "classifier":
+        figure, limit, at_least = "top1_agreement", AGREEMENT_MIN, True
+    elif kind == "binary-classifier":
+        figure, limit, at_least = "decision_agreement", AGREEMENT_MIN, True
     else:
-        figure, value, ok = "nrmse", r["nrmse"], r["nrmse"] <= NRMSE_MAX
-    if precision in FLOAT_TOLERANCE and not np.issubdtype(ref.dtype, np.integer):
-        figure, value = "max_rel_error", r["max_rel_error"]
-        ok = value <= FLOAT_TOLERANCE[precision]
-    limit = FLOAT_TOLERANCE.get(precision) if figure == "max_rel_error" else NRMSE_MAX if figure == "nrmse" else None
-    r["check"] = {"figure": figure, "value": value, "limit": limit if limit is not None else AGREEMENT_MIN}
+        figure, limit, at_least = "nrmse", NRMSE_MAX, False
+    value = r[figure]
+    ok = value >= limit if at_least else value <= limit
+    r["check"] = {"figure": figure, "value": value, "limit": limit}
     r["within_tolerance"] = bool(ok)
     return r
 
