@@ -48,3 +48,9 @@ class ConversionError(EdgekitError):
 
 class UnsupportedOpError(ConversionError):
     """The model uses an op the target format cannot express (e.g. no TFLite builtin); names the op."""
+
+
+class BudgetExceededError(EdgekitError):
+    """``validate`` measured every artifact and at least one broke a budget; names each broken budget."""
+
+    exit_code = 4

@@ -35,6 +35,7 @@ FAMILY_TRAINERS = {
     "autoencoder": ("edgekit.models.autoencoder", "train"),
 }
 CALIBRATION_SAMPLES = 300
+TEST_SPLIT = "test.npz"  # the held-out test split (x, y) that ``edgekit validate RUN_DIR`` scores by default
 Progress = Callable[[str, int, int], None]
 
 
@@ -79,6 +80,7 @@ def train(
     result = family_train(*args)
     model_path = _save_float32(result.model, run_dir)
     save_calibration(run_dir, splits.x_train)
+    save_test_split(run_dir, splits.x_test, splits.y_test)
     manifest = {
         "edgekit_manifest": 1,
         "stage": "train",
@@ -102,6 +104,7 @@ def train(
         "artifacts": [
             _artifact(run_dir, model_path, "keras", "model"),
             _artifact(run_dir, run_dir / "calib.npy", "npy", "calibration"),
+            _artifact(run_dir, run_dir / TEST_SPLIT, "npz", "test"),
         ],
     }
     write_manifest(run_dir, manifest)
@@ -131,6 +134,20 @@ def save_calibration(run_dir: Path, x_train: np.ndarray) -> Path:
     sample = x_train[np.random.default_rng(0).permutation(len(x_train))[:CALIBRATION_SAMPLES]]
     np.save(run_dir / "calib.npy", sample.astype(np.float32))
     return run_dir / "calib.npy"
+
+
+def save_test_split(run_dir: Path, x_test: np.ndarray, y_test: np.ndarray) -> Path:
+    """The held-out test split as ``test.npz`` (``x``, ``y``): what ``edgekit validate`` scores a run's artifacts on.
+
+    ``y`` is what the model's output is judged against: class indices, the next value, or 1 for an anomaly.
+
+    Example:
+        >>> save_test_split(Path("runs/ae"), x_test, y_test).name  # doctest: +SKIP
+        'test.npz'
+    """
+    part = run_dir / ".edgekit" / TEST_SPLIT
+    np.savez(part, x=x_test.astype(np.float32), y=y_test)
+    return part.replace(run_dir / TEST_SPLIT)
 
 
 def _save_float32(model: Any, run_dir: Path) -> Path:

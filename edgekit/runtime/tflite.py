@@ -60,6 +60,19 @@ def _spec(t: TensorInfo, name: str) -> TensorSpec:
     )
 
 
+def io_specs(model: TFLiteModel) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output specs of a parsed model, named as its signature names them, in the subgraph's order.
+
+    Example:
+        >>> ins, outs = io_specs(parse_tflite(blob, "model.tflite"))  # doctest: +SKIP
+    """
+    graph = model.subgraphs[0]
+    return (
+        [_spec(graph.tensors[i], model.io_name(i)) for i in graph.inputs],
+        [_spec(graph.tensors[i], model.io_name(i)) for i in graph.outputs],
+    )
+
+
 def _last_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and "See instructions" not in ln]
     return " ".join(lines) or type(exc).__name__
@@ -86,10 +99,7 @@ class TFLiteRunner(Runner):
         self.path, self.threads, self.target = str(path), threads, target
         self._blob = blob if blob is not None else read_model_bytes(path)
         self.model = model if model is not None else parse_tflite(self._blob, self.path)
-        graph = self.model.subgraphs[0]
-        # Named as the signature names them (the source model's names), in the subgraph's order.
-        self.inputs = [_spec(graph.tensors[i], self.model.io_name(i)) for i in graph.inputs]
-        self.outputs = [_spec(graph.tensors[i], self.model.io_name(i)) for i in graph.outputs]
+        self.inputs, self.outputs = io_specs(self.model)
         if target == "gpu":
             self._open_compiled_model()
         else:

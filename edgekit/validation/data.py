@@ -1,0 +1,188 @@
+"""Labelled data for ``edgekit validate``, read without TensorFlow and checked against the model's inputs.
+
+Forms (the ones ``convert --calib`` takes, with labels):
+
+- a run directory: its held-out ``test.npz``;
+- ``.npz``: ``x`` and ``y`` (one input, one output), or ``x:<input name>`` /
+  ``y:<output name>`` for several; without any ``y`` only agreement and latency are measured;
+- ``.npy``: inputs only (no labels);
+- an image folder with one sub-folder per class: images resized to the model's input, labels = the
+  sorted sub-folder names' positions;
+- ``.csv`` with a header row: a series cut into windows of the model's length; the label is the next
+  value of the last column (a forecaster's target).
+
+Example:
+    >>> data = load_labelled("runs/demo/mobilenet_digits", inputs, outputs)  # doctest: +SKIP
+    >>> data.n, sorted(data.y)  # doctest: +SKIP
+    (224, ['head'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.runtime.base import format_shape
+from edgekit.runtime.specs import TensorSpec
+
+TEST_SPLIT = "test.npz"  # what ``edgekit train`` writes into a run directory
+
+
+@dataclass
+class LabelledData:
+    """Inputs by model input name, labels by output name (None: unlabelled), and where they came from."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray] | None
+    source: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return len(next(iter(self.x.values())))
+
+    def save(self, path: Path) -> Path:
+        """Inputs as ``x:<name>`` arrays in one ``.npz`` (what a measuring process reads)."""
+        np.savez(path, **{f"x:{k}": v for k, v in self.x.items()})
+        return path
+
+
+def _by_name(arrays: dict[str, np.ndarray], prefix: str, specs: list[TensorSpec], source: str) -> dict[str, np.ndarray]:
+    plain, named = arrays.get(prefix), {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith(prefix + ":")}
+    names = [s.name for s in specs]
+    if plain is not None and not named:
+        if len(specs) != 1:
+            what = "inputs" if prefix == "x" else "outputs"
+            raise InputError(f"{source}: the model has {len(specs)} {what} {names}: name them {prefix}:<name>")
+        return {names[0]: plain}
+    unknown = sorted(set(named) - set(names))
+    missing = [n for n in names if n not in named]
+    if unknown or (missing and prefix == "x"):
+        raise InputError(f"{source}: {prefix}:<name> arrays must match the model's {names}; unknown {unknown}")
+    return named
+
+
+def _npz(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> tuple[dict, dict | None, dict]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npz ({exc})") from None
+    if not any(k == "x" or k.startswith("x:") for k in arrays):
+        raise InputError(f"{path}: no inputs (arrays named x or x:<input name>; found {sorted(arrays)})")
+    x = _by_name(arrays, "x", inputs, str(path))
+    has_y = any(k == "y" or k.startswith("y:") for k in arrays)
+    return x, _by_name(arrays, "y", outputs, str(path)) if has_y else None, {}
+
+
+def _image_folder(folder: Path, spec: TensorSpec) -> tuple[dict, dict, dict]:
+    from edgekit.datasets import IMAGE_SUFFIXES, read_image
+
+    if len(spec.shape) != 4 or spec.shape[1] is None or spec.shape[3] not in (1, 3):
+        raise InputError(f"{folder}: an image folder needs a model taking (batch, height, width, 1 or 3) images, "
+                         f"this one takes {format_shape(spec.shape)}")  # fmt: skip
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    size, mode = (spec.shape[2], spec.shape[1]), "L" if spec.shape[3] == 1 else "RGB"
+    images, labels, skipped = [], [], 0
+    for label, name in enumerate(classes):
+        for f in sorted((folder / name).rglob("*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                image = read_image(f, size, mode)
+                if image is None:
+                    skipped += 1
+                    continue
+                images.append(image.reshape(spec.shape[1:]))
+                labels.append(label)
+    if not images:
+        raise InputError(f"{folder}: no readable images in class sub-folders ({', '.join(classes) or 'none'})")
+    info = {"labels": classes, "skipped_unreadable": skipped}
+    return {spec.name: np.stack(images).astype(np.float32)}, {"": np.array(labels)}, info
+
+
+def _csv(path: Path, spec: TensorSpec) -> tuple[dict, dict, dict]:
+    from edgekit.datasets import windows
+
+    if len(spec.shape) != 3 or spec.shape[1] is None:
+        raise InputError(f"{path}: a CSV series needs a model taking (batch, steps, features), "
+                         f"this one takes {format_shape(spec.shape)}")  # fmt: skip
+    try:
+        series = np.genfromtxt(path, delimiter=",", skip_header=1, dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise InputError(f"{path}: not a numeric CSV with a header row ({exc})") from None
+    if series.size == 0 or np.isnan(series).any():
+        raise InputError(f"{path}: empty, or has non-numeric / missing values")
+    if spec.shape[2] is not None and series.shape[1] != spec.shape[2]:
+        raise InputError(f"{path}: {series.shape[1]} column(s), the model takes {spec.shape[2]} feature(s) per step")
+    if len(series) <= spec.shape[1]:
+        raise InputError(f"{path}: {len(series)} rows, need more than the model's {spec.shape[1]} steps")
+    x, y = windows(series.astype(np.float32), spec.shape[1])
+    return {spec.name: x}, {"": y}, {"windows": len(x), "target": "next value of the last column"}
+
+
+def _check_inputs(x: dict[str, np.ndarray], inputs: list[TensorSpec], source: str) -> None:
+    counts = {name: len(a) for name, a in x.items()}
+    if len(set(counts.values())) > 1:
+        raise InputError(f"{source}: inputs disagree on the sample count: {counts}")
+    if not next(iter(counts.values())):
+        raise InputError(f"{source}: no samples")
+    for spec in inputs:
+        arr = x[spec.name]
+        want = spec.shape[1:]
+        if arr.ndim != len(spec.shape) or any(w is not None and w != g for w, g in zip(want, arr.shape[1:])):
+            raise InputError(f"{source}: input {spec.name!r} has samples of shape {format_shape(arr.shape[1:])}, "
+                             f"the model takes {format_shape(want)}")  # fmt: skip
+        if arr.dtype.kind not in "biuf":
+            raise InputError(f"{source}: input {spec.name!r} is {arr.dtype}, not numbers")
+        if np.dtype(spec.dtype).kind in "iu" and not spec.is_quantized and arr.dtype.kind == "f":
+            if not np.array_equal(arr, np.round(arr)):
+                raise InputError(f"{source}: input {spec.name!r} is {spec.dtype} (ids), the data has fractions")
+
+
+def load_labelled(
+    source: str | Path, inputs: list[TensorSpec], outputs: list[TensorSpec]
+) -> LabelledData:
+    """Read ``source`` (see the module docstring) and check it against the model's inputs and outputs.
+
+    Example:
+        >>> load_labelled("empty_folder/", inputs, outputs)  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: empty_folder: no readable images in class sub-folders (none)
+    """
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{source}: data not found")
+    info: dict[str, Any] = {}
+    if path.is_dir() and (path / TEST_SPLIT).is_file():
+        path = path / TEST_SPLIT
+    if path.is_dir():
+        x, y, info = _image_folder(path, inputs[0])
+    elif path.suffix == ".npz":
+        x, y, info = _npz(path, inputs, outputs)
+    elif path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"{path}: not a readable .npy ({exc})") from None
+        if len(inputs) != 1:
+            raise InputError(f"{path}: the model has {len(inputs)} inputs: use an .npz with x:<name> arrays")
+        x, y = {inputs[0].name: arr}, None
+    elif path.suffix == ".csv":
+        x, y, info = _csv(path, inputs[0])
+    else:
+        raise InputError(f"{source}: data must be a run directory, .npz, .npy, .csv or an image folder")
+    if y is not None and "" in y:  # labels of the single output, from a folder or a CSV
+        if len(outputs) != 1:
+            raise InputError(f"{source}: labels for one output, the model has {len(outputs)}")
+        y = {outputs[0].name: y[""]}
+    _check_inputs(x, inputs, str(path))
+    n = len(next(iter(x.values())))
+    for name, labels in (y or {}).items():
+        if len(labels) != n:
+            raise InputError(f"{path}: {len(labels)} label(s) for output {name!r}, {n} input sample(s)")
+    return LabelledData(x=x, y=y, source=str(path), info=info)
