@@ -72,10 +72,19 @@ def latency_summary(times_ms: np.ndarray) -> dict[str, float]:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB.
 
+    On Linux this is ``VmHWM`` of ``/proc/self/status``, which starts afresh at ``exec`` (``ru_maxrss`` of a
+    child started by a large parent carries the parent's peak over).
+
     Example:
         >>> peak_rss_mb() > 0
         True
     """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 

@@ -28,9 +28,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edgekit import __version__
-from edgekit.errors import EdgekitError
+from edgekit.errors import BudgetExceededError, EdgekitError
 from edgekit.parity import TASKS
 from edgekit.runtime.targets import TARGETS
+from edgekit.validation.metrics import KINDS
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -318,7 +319,7 @@ def train_cmd(recipe: str, data: str | None, out_dir: str | None, strategy: str,
 @app.command("run")
 @_with_train_options
 def run_cmd(recipe: str, data: str | None, out_dir: str | None, strategy: str, as_json: bool) -> None:
-    """Run every stage that exists for a recipe: train, then convert (into <run>/convert)."""
+    """Run every stage for a recipe: train, convert (into <run>/convert), validate (into <run>/validate)."""
     from edgekit.train import run
 
     bar, update = _epoch_progress()
@@ -326,10 +327,14 @@ def run_cmd(recipe: str, data: str | None, out_dir: str | None, strategy: str, a
         manifests = run(recipe, data=data, out=out_dir, strategy=strategy, progress=update)
     if as_json:
         emit_json(manifests)
-        return
-    _print_training(manifests["train"])
-    _print_conversion(manifests["convert"], str(Path(manifests["convert"]["source"]["path"]).parent / "convert"))
+    else:
+        _print_training(manifests["train"])
+        _print_conversion(manifests["convert"], str(Path(manifests["convert"]["source"]["path"]).parent / "convert"))
+        _print_validation(manifests["validate"])
     _exit_on_failed_artifacts(manifests["convert"])
+    broken = manifests["validate"]["budgets_broken"]
+    if broken:
+        raise BudgetExceededError(f"{len(broken)} budget(s) broken: " + "; ".join(b["message"] for b in broken))
 
 
 def _print_training(manifest: dict[str, Any]) -> None:
@@ -362,7 +367,7 @@ def _print_training(manifest: dict[str, Any]) -> None:
 )  # fmt: skip
 @click.option("--qat", is_flag=True, help="Quantization-aware training (PQAT / CQAT after --prune / --cluster).")
 @click.option("--leave-float", default="", help="Comma-separated layer names QAT keeps in float.")
-@click.option("--data", default=None, help="Fine-tuning data (default: the train run's recipe data).")
+@click.option("--data", help="Fine-tuning data (default: the train run's recipe data).")
 @click.option("--epochs", type=int, default=5, show_default=True, help="Fine-tuning epochs per pass.")
 @click.option("--learning-rate", type=float, default=None, help="Fine-tuning rate [default: 3e-4; QAT 1e-4].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the fine-tuning (shuffling, dropout).")
@@ -436,6 +441,107 @@ def doctor_cmd(as_json: bool) -> None:
 
 
 # -- entry point ----------------------------------------------------------------------------
+
+
+# -- validate -------------------------------------------------------------------------------
+
+
+def _split_list(kind: type) -> Callable[[click.Context, click.Parameter, str | None], list[Any] | None]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list[Any] | None:
+        if value is None:
+            return None
+        try:
+            return [kind(v.strip()) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected a comma-separated list, got {value!r}") from None
+
+    return parse
+
+
+BUDGET_OPTIONS = (
+    ("max-accuracy-drop", "Largest drop of the main metric below the Keras reference (0.01 = 1 point)."),
+    ("max-error", "Largest main error metric (MAE of regressors / forecasters, reconstruction MSE)."),
+    ("min-agreement", "Smallest top-1 / decision agreement with the reference (cosine where neither applies)."),
+    ("max-latency-ms", "Largest p90 latency at batch 1."),
+    ("max-size-mb", "Largest file size (MB = 10^6 bytes)."),
+    ("max-memory-mb", "Largest peak resident memory of the process running the artifact (MiB)."),
+)
+
+
+def _with_budget_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for name, help_text in reversed(BUDGET_OPTIONS):
+        f = click.option(f"--{name}", type=float, default=None, help=help_text)(f)
+    return f
+
+
+@app.command("validate")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--data", help="Labelled data: .npz (x, y), image folder, CSV (default: the run's test split).")
+@click.option("--targets", callback=_split_list(str), help=f"Comma-separated, from {', '.join(TARGETS)} (default cpu).")
+@click.option("--threads", callback=_split_list(int), help="Comma-separated thread counts (default 1).")
+@click.option("--task", type=click.Choice(KINDS), default=None, help="How the output is scored (default: detected).")
+@click.option("--out", "out_dir", default=None, help="Report folder (default: <run>/validate).")
+@click.option("--no-reference", is_flag=True, help="Skip the Keras reference (agreement against the fp32 artifact).")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
+@_with_budget_options
+def validate_cmd(
+    sources: tuple[str, ...],
+    data: str | None,
+    targets: list[str] | None,
+    threads: list[int] | None,
+    task: str | None,
+    out_dir: str | None,
+    no_reference: bool,
+    as_json: bool,
+    **budgets: float,
+) -> None:
+    """Accuracy, agreement, latency, size and memory of every artifact on every target; budgets gate CI (exit 4)."""
+    from edgekit.validate import validate
+
+    bar = progress_bar("validating")
+    with bar:
+        task_id = bar.add_task("validating", total=None)
+
+        def update(description: str, done: int, total: int) -> None:
+            bar.update(task_id, description=description, completed=done, total=total)
+
+        try:
+            report = validate(list(sources), data=data, targets=targets, threads=threads, task=task, out=out_dir,
+                              budgets=budgets, reference=not no_reference, progress=update)  # fmt: skip
+            broken = None
+        except BudgetExceededError as exc:
+            report, broken = exc.report, exc
+    emit_json(report) if as_json else _print_validation(report)
+    if broken is not None:
+        raise broken
+
+
+def _print_validation(report: dict[str, Any]) -> None:
+    from edgekit.validation.report import HEADER, table_rows
+
+    ref = report["reference"]
+    note = "measured" if ref["status"] == "measured" else f"unavailable: {ref['reason']}"
+    keep = ["artifact", "target", "threads", "main metric", "agreement", "p50 ms", "p90 ms", "size MB", "peak RSS MiB"]
+    table = Table(*keep, title=f"validate: {report['data']['samples']} samples from {report['data']['path']}",
+                  title_justify="left", caption=f"Keras reference: {note}", caption_justify="left")  # fmt: skip
+    notes = []
+    for r, row in zip(report["results"], table_rows(report), strict=True):
+        cells = dict(zip(HEADER, row, strict=True))
+        cells["artifact"] = Path(r["artifact"]).name
+        if r["status"] != "measured":
+            notes.append(f"{cells['artifact']} on {r['target_requested']}: {r['status']}: {r['reason']}")
+            cells["main metric"] = r["status"]
+        table.add_row(*(cells[k] for k in keep))
+    out.print(table)
+    for line in notes:
+        out.print(line, markup=False)
+    for target, advice in report["recommendations"].items():
+        if advice.get("reason"):
+            out.print(f"{target}: no recommendation ({advice['reason']})")
+        else:
+            out.print(f"{target}: smallest {advice['smallest']['artifact']}, fastest {advice['fastest']['artifact']} "
+                      f"at {advice['fastest']['threads']} thread(s)")  # fmt: skip
+    out.print(f"report: {report['report_dir']}/report.html")
 
 
 def _silence_native_teardown() -> None:

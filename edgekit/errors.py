@@ -51,6 +51,10 @@ class UnsupportedOpError(ConversionError):
 
 
 class BudgetExceededError(EdgekitError):
-    """``validate`` measured every artifact and at least one broke a budget; names each broken budget."""
+    """``validate`` measured every artifact and at least one broke a budget; names each broken budget.
+
+    ``report`` holds the validation report (written before this is raised).
+    """
 
     exit_code = 4
+    report: dict | None = None

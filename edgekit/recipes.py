@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.validation.budgets import Budgets
 
 FAMILIES = ("image_classifier", "forecaster", "sequence_classifier", "autoencoder")
 PRECISIONS = ("auto", "mixed_float16", "mixed_bfloat16", "float32")
@@ -109,6 +110,15 @@ class ConvertConfig:
 
 
 @dataclass
+class ValidateConfig:
+    """What ``edgekit run`` validates the artifacts on, and the budgets that fail it (``validate`` flags override)."""
+
+    targets: list[str] = field(default_factory=lambda: ["cpu"])
+    threads: list[int] = field(default_factory=lambda: [1])
+    budgets: Budgets = field(default_factory=Budgets)
+
+
+@dataclass
 class Recipe:
     """One training recipe."""
 
@@ -119,6 +129,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig | None = None
     convert: ConvertConfig = field(default_factory=ConvertConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
     path: str | None = None  # where it was read from (not a YAML key)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgekit.manifest import now, prepare_run_dir, sha256_file, tool_versions, write_manifest
 from edgekit.recipes import Recipe, load_recipe, recipe_to_dict
+from edgekit.validation.data import TEST_SPLIT
 
 FAMILY_TRAINERS = {
     "image_classifier": ("edgekit.models.mobilenet", "train"),
@@ -35,7 +36,6 @@ FAMILY_TRAINERS = {
     "autoencoder": ("edgekit.models.autoencoder", "train"),
 }
 CALIBRATION_SAMPLES = 300
-TEST_SPLIT = "test.npz"  # the held-out test split (x, y) that ``edgekit validate RUN_DIR`` scores by default
 Progress = Callable[[str, int, int], None]
 
 
@@ -170,14 +170,18 @@ def _artifact(run_dir: Path, path: Path, fmt: str, role: str) -> dict[str, Any]:
 
 
 def run(recipe: str | Path, *, data: str | None = None, out: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Every stage that exists, in order: train, then convert into ``<run>/convert`` with the recipe's outputs.
+    """Every stage that exists, in order: train, convert into ``<run>/convert`` with the recipe's outputs, then
+    validate every artifact on the held-out test split into ``<run>/validate`` (the recipe's targets, threads
+    and budgets; broken budgets are listed in the report's ``budgets_broken``, and ``edgekit run`` exits 4).
 
     Example:
         >>> m = run("models/autoencoder_breast_cancer.yaml", out="runs/ae")  # doctest: +SKIP
         >>> sorted(m)  # doctest: +SKIP
-        ['convert', 'train']
+        ['convert', 'train', 'validate']
     """
     from edgekit.convert import convert
+    from edgekit.errors import BudgetExceededError
+    from edgekit.validate import validate
 
     parsed = load_recipe(recipe)
     trained = train(parsed, data=data, out=out, **kwargs)
@@ -186,4 +190,8 @@ def run(recipe: str | Path, *, data: str | None = None, out: str | Path | None =
         run_dir, run_dir / "convert", to=parsed.convert.to, calib=run_dir / "calib.npy",
         calib_samples=parsed.convert.calib_samples,
     )  # fmt: skip
-    return {"train": trained, "convert": converted}
+    try:
+        validated = validate([run_dir], out=run_dir / "validate")
+    except BudgetExceededError as exc:
+        validated = exc.report
+    return {"train": trained, "convert": converted, "validate": validated}

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import BudgetExceededError, InferenceError, InputError
-from edgekit.manifest import MANIFEST, now, read_manifest, tool_versions, write_json
+from edgekit.manifest import MANIFEST, now, read_manifest, tool_versions
 from edgekit.runtime import TensorSpec, load
 from edgekit.runtime.files import model_format, read_model_bytes
 from edgekit.runtime.targets import TARGETS
@@ -46,6 +47,7 @@ from edgekit.validation.reference import reference_outputs
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MODEL_SUFFIXES = (".tflite", ".onnx")
+RUNTIME_TOOLS = ("edgekit", "onnxruntime", "ai-edge-litert", "numpy")
 Progress = Callable[[str, int, int], None]
 # the run directory's task type (edgekit train) → how its single output is scored
 RUN_TASK_KINDS = {"classifier": "classifier", "forecaster": "forecaster", "anomaly_scorer": "anomaly_scorer"}
@@ -78,10 +80,12 @@ def _from_convert_dir(subject: Subject, folder: Path, manifest: dict[str, Any]) 
     subject.conversion = subject.conversion or manifest.get("conversion", {})
     subject.run_task = subject.run_task or manifest.get("task", {})
     source = Path(manifest.get("source", {}).get("path", ""))
-    if source.is_dir():
-        _from_run_dir(subject, source, read_manifest(source) or {}, artifacts=False)
-    elif source.suffix in (".keras", ".h5") and subject.reference is None:
-        subject.reference = source
+    if source.suffix in (".keras", ".h5") and source.is_file():
+        subject.reference = subject.reference or source
+        source = source.parent  # a run directory's model.keras: its test split and recipe count too
+    run = read_manifest(source) if source.is_dir() else None
+    if run:
+        _from_run_dir(subject, source, run, artifacts=False)
 
 
 def _from_run_dir(subject: Subject, folder: Path, manifest: dict[str, Any], artifacts: bool = True) -> None:
@@ -283,10 +287,19 @@ def recommend(
         advice[target] = {
             "smallest": {"artifact": smallest["artifact"], "size_bytes": smallest["size_bytes"]},
             "fastest": {
-                "artifact": fastest["artifact"], "threads": fastest["threads"], "p50_ms": fastest["latency_ms"]["p50"]
+                "artifact": fastest["artifact"],
+                "threads": fastest["threads"],
+                "p50_ms": fastest["latency_ms"]["p50"],
             },
         }
     return advice
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before any measuring when the report folder cannot be created or written."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise InputError(f"--out {folder}: not writable ({existing} is not a writable folder)")
 
 
 def _targets_and_threads(targets: Sequence[str], threads: Sequence[int]) -> None:
@@ -337,11 +350,8 @@ def validate(
     kinds = output_kinds(outputs, inputs, subject, labelled, task)
     _check_labels(labelled, outputs, kinds)
     out_dir = Path(out) if out is not None else (subject.root or Path(".")) / "validate"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".validate-", dir=out_dir))
-    except OSError as exc:
-        raise InputError(f"--out {out_dir}: not writable ({exc.strerror or exc})") from None
+    _check_writable(out_dir)
+    work = Path(tempfile.mkdtemp(prefix="edgekit-validate-"))
     try:
         report, arrays = _measure(subject, labelled, kinds, targets, threads, reference, work, progress)
         broken = check(report["results"], report["reference"], {k: v["kind"] for k, v in kinds.items()}, limits)
@@ -352,13 +362,17 @@ def validate(
             reasons = sorted({r["reason"] for r in report["results"]})
             raise InputError(f"nothing could be measured: {'; '.join(reasons)}")
         report["data"]["path"] = str(data_path)
+        report["report_dir"] = str(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_reports(report, arrays, out_dir, next(iter(labelled.x.values())))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if broken:
-        raise BudgetExceededError(
+        error = BudgetExceededError(
             f"{len(broken)} budget(s) broken (report in {out_dir}): " + "; ".join(b["message"] for b in broken)
         )
+        error.report = report  # the CLI still prints the table
+        raise error
     return report
 
 
@@ -387,9 +401,7 @@ def _measure(
         "reason": ref_reason if ref_outputs is None else None,
         "metrics": _score(ref_outputs, data, kinds, subject.run_task) if ref_outputs is not None else None,
     }
-    cells = [
-        (a, Cell(str(a["path"]), target, n)) for a in subject.artifacts for target in targets for n in threads
-    ]
+    cells = [(a, Cell(str(a["path"]), target, n)) for a in subject.artifacts for target in targets for n in threads]
     results, arrays = [], {"outputs": {}, "times_ms": {}, "labels": data.y, "reference": ref_outputs}
     agree_with, agree_name = ref_outputs, f"keras: {subject.reference}" if ref_outputs is not None else None
     root = subject.root or Path(".")
@@ -412,6 +424,8 @@ def _measure(
             with np.load(outputs_npz) as f:
                 outs = {k.split(":", 1)[1]: f[k] for k in f.files if k.startswith("y:")}
                 arrays["times_ms"][i] = f["times_ms"]
+            if set(outs) != set(kinds) and len(outs) == len(kinds):  # another file of the same model, other names
+                outs = dict(zip(kinds, outs.values(), strict=True))
             arrays["outputs"][i] = outs
             if agree_with is None and artifact["precision"] == "fp32":
                 agree_with, agree_name = outs, f"fp32 artifact: {label}"
@@ -434,7 +448,7 @@ def _measure(
         "reference": reference,
         "agreement_reference": agree_name,
         "results": results,
-        "tools": {k: v for k, v in tool_versions().items() if k in ("edgekit", "onnxruntime", "ai-edge-litert", "numpy")},
+        "tools": {k: v for k, v in tool_versions().items() if k in RUNTIME_TOOLS},
     }
     return report, arrays
 
@@ -444,4 +458,3 @@ def _relative(path: Path, root: Path) -> str:
         return str(Path(path).resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
-

@@ -62,20 +62,21 @@ RECIPES = ("mobilenet_digits", "lstm_sunspots", "autoencoder_breast_cancer", "au
 
 
 def train_zoo(out: Path) -> dict:
-    """``edgekit run`` on each recipe; a table of test metrics, conversion parity and int8 latency."""
+    """``edgekit run`` on each recipe (train, convert, validate); a table of what validate measured on the test set."""
     from edgekit.train import run
+    from edgekit.validation.report import main_figure
 
     summary = {}
-    table = Table("recipe", "test metrics", "artifacts (parity)", "int8 p50 ms", "time s", title="model zoo",
-                  title_justify="left")  # fmt: skip
+    table = Table("recipe", "Keras test metrics", "artifacts on the test split (validate)", "int8 p50 ms",
+                  "budgets", "time s", title="model zoo", title_justify="left")  # fmt: skip
     for name in RECIPES:
         start = time.perf_counter()
-        with console.status(f"training and converting {name}"):
+        with console.status(f"training, converting and validating {name}"):
             manifests = run(REPO / "models" / f"{name}.yaml", out=out / name)
         seconds = time.perf_counter() - start
-        converted = manifests["convert"]
-        int8 = next(a for a in converted["artifacts"] if a["precision_token"] == "tflite:int8")
-        latency = edgekit.benchmark(out / name / "convert" / int8["path"], threads=2, runs=100, warmup=10)
+        converted, validated = manifests["convert"], manifests["validate"]
+        one_thread = [r for r in validated["results"] if r["threads"] == 1 and r["status"] == "measured"]
+        int8 = next(r for r in one_thread if r["artifact"].endswith("int8.tflite"))
         summary[name] = {
             "metrics": manifests["train"]["metrics"],
             "precision": manifests["train"]["precision"],
@@ -86,21 +87,34 @@ def train_zoo(out: Path) -> dict:
             },
             "failed": converted["failed"],
             "warnings": converted["warnings"],
-            "int8_latency_ms": latency["latency_ms"],
+            "validate": {
+                "reference": validated["reference"]["metrics"],
+                "results": [
+                    {k: r[k] for k in ("artifact", "threads", "metrics", "agreement", "latency_ms", "size_bytes")}
+                    for r in validated["results"] if r["status"] == "measured"
+                ],
+                "budgets": validated["budgets"],
+                "budgets_broken": [b["message"] for b in validated["budgets_broken"]],
+                "recommendations": validated["recommendations"],
+            },
+            "int8_latency_ms": int8["latency_ms"],
             "seconds": round(seconds, 1),
-        }
+        }  # fmt: skip
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in manifests["train"]["metrics"].items() if isinstance(v, float))
-        parity = ", ".join(
-            f"{a['precision_token']} "
-            + (f"top-1 {a['parity']['top1_agreement']:.0%}" if "top1_agreement" in a["parity"]
-               else f"rel {a['parity']['max_rel_error']:.1e}")
-            + ("" if a["verdict"] == "pass" else f" [red]{a['verdict'].replace('_', ' ')}[/]")
-            for a in converted["artifacts"]
-        )  # fmt: skip
+        figure = main_figure(validated, validated["reference"]["metrics"])[0].split(": ")[1]
+        scored = f"{figure}: " + ", ".join(
+            f"{Path(r['artifact']).name} {main_figure(validated, r['metrics'])[1]:.4g}" for r in one_thread
+        )
+        broken = validated["budgets_broken"]
+        verdict = f"[red]{len(broken)} broken[/]" if broken else ("kept" if validated["budgets"] else "none set")
         for warning in converted["warnings"]:
             console.print(f"[yellow]warning[/] {name}: {warning}", markup=True, highlight=False)
-        table.add_row(name, metrics, parity, f"{latency['latency_ms']['p50']:.3f}", f"{seconds:.0f}")
+        table.add_row(name, metrics, scored, f"{int8['latency_ms']['p50']:.3f}", verdict, f"{seconds:.0f}")
     console.print(table)
+    for name in RECIPES:
+        for message in summary[name]["validate"]["budgets_broken"]:
+            console.print(f"[red]budget[/] {name}: {message}", highlight=False)
+    console.print(f"reports: {out}/<recipe>/validate/report.html")
     return summary
 
 

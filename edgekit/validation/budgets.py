@@ -1,13 +1,13 @@
 """Budgets that gate CI: limits on what ``edgekit validate`` measured, each broken one named.
 
-| budget | checks | on |
-|---|---|---|
-| ``max_accuracy_drop`` | reference − artifact on the main metric (accuracy, ROC-AUC), in absolute units (0.01 = 1 point) | metrics where higher is better |
-| ``max_error`` | the main error metric (MAE for regressors and forecasters, reconstruction MSE) | metrics where lower is better |
-| ``min_agreement`` | top-1 (classifiers) or decision (binary, thresholded scorers) agreement with the reference, else cosine | every output |
-| ``max_latency_ms`` | p90 latency at batch 1 | every measured cell |
-| ``max_size_mb`` | file size, MB = 10⁶ bytes | every artifact |
-| ``max_memory_mb`` | peak resident memory of the process that ran the cell, MiB | every measured cell |
+- ``max_accuracy_drop``: reference − artifact on a main metric where higher is better (accuracy,
+  ROC-AUC), in absolute units (0.01 = 1 point);
+- ``max_error``: a main metric where lower is better (MAE of regressors and forecasters, reconstruction MSE);
+- ``min_agreement``: top-1 (classifiers) or decision (binary classifiers, thresholded scorers) agreement
+  with the reference, else the mean cosine similarity;
+- ``max_latency_ms``: p90 latency at batch 1;
+- ``max_size_mb``: file size, MB = 10⁶ bytes;
+- ``max_memory_mb``: peak resident memory of the process that ran the cell, MiB.
 
 Example:
     >>> Budgets(max_latency_ms=5.0).active()

@@ -67,7 +67,9 @@ def measure(cell: Cell, data_npz: Path, outputs_npz: Path, warmup: int = WARMUP)
         return {"status": "unavailable", "reason": "edgetpu: not compiled for the Edge TPU (edgetpu_compiler "
                 "makes the *_edgetpu.tflite twin); this file would run on the CPU"}  # fmt: skip
     with np.load(data_npz) as f:
-        inputs = {s.name: f[f"x:{s.name}"] for s in runner.inputs}
+        saved = {key.split(":", 2)[2]: f[key] for key in sorted(f.files, key=lambda k: int(k.split(":")[1]))}
+    names = [s.name for s in runner.inputs]
+    inputs: Any = saved if set(names) == set(saved) else list(saved.values())  # by name, else in order
     try:
         arrays = runner.bind(inputs)
         n = len(arrays[0])

@@ -47,8 +47,8 @@ class LabelledData:
         return len(next(iter(self.x.values())))
 
     def save(self, path: Path) -> Path:
-        """Inputs as ``x:<name>`` arrays in one ``.npz`` (what a measuring process reads)."""
-        np.savez(path, **{f"x:{k}": v for k, v in self.x.items()})
+        """Inputs in the model's order as ``x:<position>:<name>`` arrays of one ``.npz`` (what a cell reads)."""
+        np.savez(path, **{f"x:{i}:{k}": v for i, (k, v) in enumerate(self.x.items())})
         return path
 
 
@@ -133,19 +133,20 @@ def _check_inputs(x: dict[str, np.ndarray], inputs: list[TensorSpec], source: st
     for spec in inputs:
         arr = x[spec.name]
         want = spec.shape[1:]
-        if arr.ndim != len(spec.shape) or any(w is not None and w != g for w, g in zip(want, arr.shape[1:])):
+        fits = arr.ndim == len(spec.shape) and all(
+            w is None or w == g for w, g in zip(want, arr.shape[1:], strict=True)
+        )
+        if not fits:
             raise InputError(f"{source}: input {spec.name!r} has samples of shape {format_shape(arr.shape[1:])}, "
                              f"the model takes {format_shape(want)}")  # fmt: skip
         if arr.dtype.kind not in "biuf":
             raise InputError(f"{source}: input {spec.name!r} is {arr.dtype}, not numbers")
-        if np.dtype(spec.dtype).kind in "iu" and not spec.is_quantized and arr.dtype.kind == "f":
-            if not np.array_equal(arr, np.round(arr)):
-                raise InputError(f"{source}: input {spec.name!r} is {spec.dtype} (ids), the data has fractions")
+        ids = np.dtype(spec.dtype).kind in "iu" and not spec.is_quantized
+        if ids and arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+            raise InputError(f"{source}: input {spec.name!r} is {spec.dtype} (ids), the data has fractions")
 
 
-def load_labelled(
-    source: str | Path, inputs: list[TensorSpec], outputs: list[TensorSpec]
-) -> LabelledData:
+def load_labelled(source: str | Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> LabelledData:
     """Read ``source`` (see the module docstring) and check it against the model's inputs and outputs.
 
     Example:

@@ -10,7 +10,7 @@ what its labels mean and which figure leads.
 | regressor | target values | MAE, RMSE | mae ↓ |
 | forecaster | the next value | MAE, RMSE, naive MAE (last input step), MAE / naive | mae ↓ |
 | anomaly_scorer | 1 = anomaly | precision, recall, F1 at the threshold, ROC-AUC | roc_auc ↑ |
-| autoencoder | 1 = anomaly (optional) | reconstruction MSE, ROC-AUC of the per-sample MSE | roc_auc ↑ (mse ↓ unlabelled) |
+| autoencoder | 1 = anomaly (optional) | reconstruction MSE, ROC-AUC of per-sample MSE | roc_auc ↑ (else mse ↓) |
 
 Example:
     >>> probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
@@ -167,7 +167,9 @@ def task_metrics(
     return _rounded(m)
 
 
-def agreement(kind: str, reference: np.ndarray, output: np.ndarray, *, threshold: float | None = None) -> dict[str, Any]:
+def agreement(
+    kind: str, reference: np.ndarray, output: np.ndarray, *, threshold: float | None = None
+) -> dict[str, Any]:
     """How closely ``output`` follows ``reference`` on the same samples.
 
     Top-1 agreement for classifiers, decision agreement for binary classifiers

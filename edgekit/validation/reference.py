@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -62,14 +61,14 @@ def _main(model_path: str, data_npz: str, out: str) -> None:
     model = load_keras(model_path)
     specs = input_specs(model)
     with np.load(data_npz) as f:
-        feeds = [f[f"x:{s.name}"] for s in specs]
+        saved = {key.split(":", 2)[2]: f[key] for key in sorted(f.files, key=lambda k: int(k.split(":")[1]))}
+    feeds = [saved[s.name] for s in specs] if {s.name for s in specs} == set(saved) else list(saved.values())
     predicted = model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=256, verbose=0)
     if not isinstance(predicted, (list, tuple, dict)):
         predicted = [predicted]
     names = output_names(model)
     values = [predicted[n] for n in model.output_names] if isinstance(predicted, dict) else list(predicted)
     np.savez(out, **{f"y:{name}": np.asarray(v, np.float32) for name, v in zip(names, values, strict=True)})
-    Path(out).with_suffix(".json").write_text(json.dumps({"outputs": names}))
 
 
 if __name__ == "__main__":

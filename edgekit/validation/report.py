@@ -1,4 +1,4 @@
-"""The validation report in three forms: ``report.json`` (everything), ``report.md`` and a self-contained ``report.html``.
+"""The validation report: ``report.json`` (everything), ``report.md`` and a self-contained ``report.html``.
 
 The HTML needs no network: every plot is an inline SVG drawn by matplotlib —
 accuracy (or error) against latency per artifact and target with the Pareto
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.manifest import write_atomic, write_json
-from edgekit.validation.metrics import main_metric, per_sample_scores, roc_curve
+from edgekit.validation.metrics import agreement_figure, main_metric, per_sample_scores, roc_curve
 
 TARGET_COLORS = {"cpu": "#1f77b4", "gpu": "#2ca02c", "edgetpu": "#d62728"}
 FORMAT_MARKERS = {"tflite": "o", "onnx": "s"}
@@ -35,7 +35,13 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _main_figure(report: dict[str, Any], result_metrics: dict[str, Any] | None) -> tuple[str, Any]:
+def main_figure(report: dict[str, Any], result_metrics: dict[str, Any] | None) -> tuple[str, Any]:
+    """``("<first output>: <main metric>", value)`` of one result's (or the reference's) metrics.
+
+    Example:
+        >>> main_figure({"outputs": {"head": {"kind": "classifier"}}}, {"head": {"accuracy": 0.98}})
+        ('head: accuracy', 0.98)
+    """
     first = next(iter(report["outputs"]))
     metrics = (result_metrics or {}).get(first) or {}
     name, _ = main_metric(report["outputs"][first]["kind"], metrics)
@@ -52,24 +58,24 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
     """
     rows = []
     for r in report["results"]:
-        _, value = _main_figure(report, r["metrics"])
-        agreement = ""
-        for a in (r["agreement"] or {}).values():
-            figure = next((k for k in ("top1_agreement", "decision_agreement", "cosine") if k in a), None)
-            agreement = f"{figure.replace('_agreement', '')} {a[figure]:.4g}" if figure else ""
+        _, value = main_figure(report, r["metrics"])
+        agreement, rel_err = "–", None
+        for a in (r["agreement"] or {}).values():  # the first output's
+            figure, agreed = agreement_figure(a)
+            agreement, rel_err = f"{figure.replace('_agreement', '')} {agreed:.6g}", a["max_rel_error"]
             break
         lat = r["latency_ms"] or {}
         status = r["status"] if r["status"] == "measured" else f"{r['status']}: {r['reason']}"
         rows.append([
             r["artifact"], r["precision"], r["target_requested"], r["target_used"] or "–", str(r["threads"]),
-            status, _fmt(value), agreement or "–", _fmt(lat.get("p50")), _fmt(lat.get("p90")), _fmt(lat.get("p99")),
-            f"{r['size_bytes'] / 1e6:.3f}", _fmt(r["init_ms"]), _fmt(r["peak_rss_mb"]),
+            status, _fmt(value), agreement, _fmt(rel_err, 2), _fmt(lat.get("p50")), _fmt(lat.get("p90")),
+            _fmt(lat.get("p99")), f"{r['size_bytes'] / 1e6:.3f}", _fmt(r["init_ms"]), _fmt(r["peak_rss_mb"]),
         ])  # fmt: skip
     return rows
 
 
 HEADER = ["artifact", "precision", "target", "used", "threads", "status", "main metric", "agreement",
-          "p50 ms", "p90 ms", "p99 ms", "size MB", "init ms", "peak RSS MiB"]  # fmt: skip
+          "max rel err", "p50 ms", "p90 ms", "p99 ms", "size MB", "init ms", "peak RSS MiB"]  # fmt: skip
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -79,7 +85,7 @@ def markdown(report: dict[str, Any]) -> str:
         >>> markdown(report).splitlines()[0]  # doctest: +SKIP
         '# edgekit validate'
     """
-    metric_name, ref_value = _main_figure(report, (report["reference"] or {}).get("metrics"))
+    metric_name, ref_value = main_figure(report, (report["reference"] or {}).get("metrics"))
     ref = report["reference"]
     lines = [
         "# edgekit validate", "",
@@ -119,30 +125,40 @@ def _svg(fig: Any) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    if "<metadata>" in text:  # matplotlib's RDF block: a date and namespace URLs, nothing a reader needs
+        text = text[: text.index("<metadata>")] + text[text.index("</metadata>") + len("</metadata>") :]
+    return text
 
 
 def tradeoff_plot(report: dict[str, Any]) -> str:
     """Main metric against p50 latency, one point per measured cell; marker area by size, Pareto front joined."""
     import matplotlib.pyplot as plt
 
-    metric_name, ref_value = _main_figure(report, (report["reference"] or {}).get("metrics"))
+    metric_name, ref_value = main_figure(report, (report["reference"] or {}).get("metrics"))
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     measured = [r for r in report["results"] if r["status"] == "measured"]
     sizes = [r["size_bytes"] for r in measured] or [1]
     for r in measured:
-        _, value = _main_figure(report, r["metrics"])
+        _, value = main_figure(report, r["metrics"])
         if value is None:
             continue
         area = 40 + 360 * r["size_bytes"] / max(sizes)
-        ax.scatter(r["latency_ms"]["p50"], value, s=area, alpha=0.7, c=TARGET_COLORS.get(r["target_requested"]),
-                   marker=FORMAT_MARKERS.get(r["format"], "o"), edgecolors="black" if r.get("pareto") else "none")
+        ax.scatter(
+            r["latency_ms"]["p50"],
+            value,
+            s=area,
+            alpha=0.7,
+            c=TARGET_COLORS.get(r["target_requested"]),
+            marker=FORMAT_MARKERS.get(r["format"], "o"),
+            edgecolors="black" if r.get("pareto") else "none",
+        )
         if r.get("pareto"):  # the others are in the table; labelling every point overprints
             ax.annotate(f"{Path(r['artifact']).name} ×{r['threads']}", (r["latency_ms"]["p50"], value), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")  # fmt: skip
     for target in report["targets"]:
         front = sorted(
-            (r["latency_ms"]["p50"], _main_figure(report, r["metrics"])[1])
+            (r["latency_ms"]["p50"], main_figure(report, r["metrics"])[1])
             for r in measured if r.get("pareto") and r["target_requested"] == target
         )  # fmt: skip
         if len(front) > 1:
@@ -171,7 +187,7 @@ def latency_plot(report: dict[str, Any], times: dict[int, np.ndarray]) -> str:
         f"×{report['results'][i]['threads']}"
         for i in keys
     ]
-    ax.boxplot([times[i] for i in keys], vert=False, tick_labels=labels, showfliers=True, flierprops={"ms": 2})
+    ax.boxplot([times[i] for i in keys], orientation="horizontal", tick_labels=labels, showfliers=True, flierprops={"ms": 2})
     ax.set_xscale("log")
     ax.set_xlabel("latency per sample, ms (log scale)")
     ax.set_title("latency distributions")
