@@ -7,7 +7,7 @@ SHARED ?= ../shared
 export EDGEKIT_SHARED := $(abspath $(SHARED))
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test demo bench lint format clean
+.PHONY: install browser test demo bench lint format clean
 
 install: $(STAMP)
 
@@ -16,8 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[train,dev]"
 	touch $(STAMP)
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# The validate report's HTML is checked in headless Chromium (Debian's package), installed where apt-get can.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; }; } || \
+	echo "chromium is not installable here: the HTML report test will be skipped"
 
 demo: install
 	$(PY) examples/demo.py

@@ -15,6 +15,7 @@ from edgekit.convert import convert
 from edgekit.inspection import inspect_model
 from edgekit.recipes import load_recipe
 from edgekit.train import run, train
+from edgekit.validate import validate
 from tests.conftest import REPO, run_cli
 
 MODELS = REPO / "models"
@@ -66,6 +67,24 @@ def test_breast_cancer_detector_auc_and_run_chain(tmp_path):
     assert threshold > 0 and manifests["convert"]["task"]["threshold"] == threshold
     arts = {a["precision_token"]: a for a in manifests["convert"]["artifacts"]}
     assert arts["tflite:fp32"]["parity"]["within_tolerance"], arts["tflite:fp32"]["parity"]
+    # run ends with validate on the held-out test split, scored as training scored it, gated by the recipe
+    validated = manifests["validate"]
+    ref = validated["reference"]["metrics"]["score"]
+    # train scored the model in its training precision (mixed_bfloat16 where the CPU has bf16), validate the
+    # saved float32 model: equal up to bf16 rounding of the scores
+    assert ref["roc_auc"] == pytest.approx(metrics["roc_auc"], abs=0.005) and validated["data"]["samples"] == 301
+    assert validated["budgets"] == {"max_accuracy_drop": 0.05, "min_agreement": 0.95} and validated["threads"] == [1, 2]
+    for cell in validated["results"]:
+        roc, agreed = cell["metrics"]["score"]["roc_auc"], cell["agreement"]["score"]["decision_agreement"]
+        if cell["precision"] == "fp32":
+            assert roc == pytest.approx(ref["roc_auc"], abs=1e-4) and agreed == 1.0
+        broken = {
+            b["figure"] for b in validated["budgets_broken"]
+            if (b["artifact"], b["threads"]) == (cell["artifact"], cell["threads"])
+        }  # fmt: skip
+        assert ("roc_auc_drop" in broken) == (ref["roc_auc"] - roc > 0.05), (cell, broken)
+        assert ("decision_agreement" in broken) == (agreed < 0.95), (cell, broken)
+    assert (tmp_path / "ae" / "validate" / "report.html").stat().st_size > 10_000
 
 
 def test_sensor_lstm_detector_finds_injected_anomalies_and_converts(tmp_path):
@@ -212,3 +231,9 @@ def test_mobilenet_transfer_on_digits(mobilenet_run):
         assert art["parity"]["top1_agreement"] >= 0.95, art
     ops = inspect_model(run_dir / "convert" / arts["tflite:int8"]["path"])["op_histogram"]
     assert "RESIZE_BILINEAR" in ops and not any("RANDOM" in op for op in ops), ops
+    # validate finds the run's test split and Keras model through the convert manifest
+    report = validate([run_dir / "convert"], out=run_dir / "validate")
+    keras_accuracy = report["reference"]["metrics"]["head"]["accuracy"]
+    assert keras_accuracy == pytest.approx(metrics["accuracy"], abs=0.01) and report["data"]["samples"] == 224
+    for cell in report["results"]:
+        assert cell["metrics"]["head"]["accuracy"] >= keras_accuracy - 0.02, cell

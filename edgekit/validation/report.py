@@ -187,7 +187,7 @@ def latency_plot(report: dict[str, Any], times: dict[int, np.ndarray]) -> str:
         f"×{report['results'][i]['threads']}"
         for i in keys
     ]
-    ax.boxplot([times[i] for i in keys], orientation="horizontal", tick_labels=labels, showfliers=True, flierprops={"ms": 2})
+    ax.boxplot([times[i] for i in keys], orientation="horizontal", tick_labels=labels, flierprops={"ms": 2})
     ax.set_xscale("log")
     ax.set_xlabel("latency per sample, ms (log scale)")
     ax.set_title("latency distributions")
