@@ -330,12 +330,128 @@ def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
     return section
 
 
+def _mobilenet_v2_224(folder: Path) -> dict[str, Path]:
+    """Random-init MobileNetV2 1.0/224 (raw 0..255 pixels in) as fp32 and full-int8 TFLite via ``edgekit convert``."""
+    import keras
+    import numpy as np
+
+    from edgekit.convert import convert
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((224, 224, 3), name="image")
+    base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None, classes=1000)
+    model = keras.Model(inputs, base(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)))
+    model.save(folder / "mobilenet_v2_224.keras")
+    np.save(folder / "calib.npy", np.random.default_rng(0).uniform(0, 255, (64, 224, 224, 3)).astype(np.float32))
+    manifest = convert(folder / "mobilenet_v2_224.keras", folder / "convert", to="tflite:fp32,tflite:int8",
+                       calib=folder / "calib.npy", calib_samples=48, check_samples=16)  # fmt: skip
+    return {a["precision"]: folder / "convert" / a["path"] for a in manifest["artifacts"]}
+
+
+def _bare_runtime_seconds(path: Path, x: Any, threads: int) -> float:
+    """Seconds a bare LiteRT loop (set_tensor, invoke, get_tensor) takes over the rows of ``x``."""
+    import time
+
+    from edgekit.runtime import load
+
+    with load(path, threads=threads) as runner:
+        arrays = runner.bind(x)
+        interp = runner.raw_interpreter()
+        index_in, index_out = runner._in_idx[0], runner._out_idx[0]
+        for i in range(10):  # the same warm-up validate gives every cell
+            interp.set_tensor(index_in, arrays[0][i : i + 1])
+            interp.invoke()
+        start = time.perf_counter()
+        for i in range(len(arrays[0])):
+            interp.set_tensor(index_in, arrays[0][i : i + 1])
+            interp.invoke()
+            interp.get_tensor(index_out)
+        return time.perf_counter() - start
+
+
+def validate_section() -> dict[str, Any]:
+    """``edgekit validate`` on the demo models (test split, beside the Keras reference), int8 vs fp32 latency
+    of MobileNetV2 1.0/224 and of the demo MobileNet at 1 and 2 threads, and what validating 1,000 samples
+    costs against the bare runtime on the same samples."""
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from edgekit.train import run
+    from edgekit.validate import validate
+
+    section: dict[str, Any] = {"demo_models": {}, "int8_vs_fp32_latency": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in ("mobilenet_digits", "lstm_sunspots", "autoencoder_breast_cancer", "autoencoder_sensor"):
+            report = run(REPO / "models" / f"{name}.yaml", out=folder / name)["validate"]
+            section["demo_models"][name] = {
+                "samples": report["data"]["samples"],
+                "keras_reference": report["reference"]["metrics"],
+                "artifacts": {
+                    f"{Path(r['artifact']).name}@{r['threads']}t": {
+                        "metrics": {o: {k: v for k, v in m.items() if k != "confusion_matrix"}
+                                    for o, m in r["metrics"].items()},
+                        "agreement": r["agreement"], "latency_ms": r["latency_ms"], "size_bytes": r["size_bytes"],
+                        "peak_rss_mb": r["peak_rss_mb"],
+                    }
+                    for r in report["results"] if r["status"] == "measured"
+                },
+                "budgets": report["budgets"],
+                "budgets_broken": [b["message"] for b in report["budgets_broken"]],
+            }  # fmt: skip
+            log.info("%s: %d budget(s) broken", name, len(report["budgets_broken"]))
+            if name == "mobilenet_digits":
+                section["int8_vs_fp32_latency"]["demo_mobilenet_digits"] = _latency_ratios(report)
+        artifacts = _mobilenet_v2_224(folder / "mnv2")
+        rng = np.random.default_rng(1)
+        np.savez(folder / "mnv2" / "x200.npz", x=rng.integers(0, 256, (200, 224, 224, 3)).astype(np.uint8))
+        report = validate(list(artifacts.values()), data=folder / "mnv2" / "x200.npz", threads=[1, 2],
+                          task="classifier", out=folder / "mnv2" / "report", reference=False)  # fmt: skip
+        section["int8_vs_fp32_latency"]["mobilenet_v2_1.0_224"] = _latency_ratios(report)
+        log.info("int8 vs fp32 p50 speed-up: %s", section["int8_vs_fp32_latency"])
+        # validating one artifact on 1,000 samples against the bare runtime loop over the same samples
+        x = rng.integers(0, 256, (1000, 224, 224, 3)).astype(np.uint8)
+        np.savez(folder / "mnv2" / "x1000.npz", x=x)
+        start = time.perf_counter()
+        validate([artifacts["int8"]], data=folder / "mnv2" / "x1000.npz", task="classifier",
+                 out=folder / "mnv2" / "report1000", reference=False)  # fmt: skip
+        validate_s = time.perf_counter() - start
+        bare_s = _bare_runtime_seconds(artifacts["int8"], x, threads=1)
+        section["validate_cost_1000_samples"] = {
+            "model": "MobileNetV2 1.0/224 int8 TFLite, 1 thread",
+            "validate_seconds": round(validate_s, 2),
+            "bare_runtime_seconds": round(bare_s, 2),
+            "ratio": round(validate_s / bare_s, 3),
+            "bar": "< 2",
+        }
+        log.info("validate 1000 samples: %.1f s vs bare %.1f s", validate_s, bare_s)
+    return section
+
+
+def _latency_ratios(report: dict[str, Any]) -> dict[str, Any]:
+    """fp32 p50 / int8 p50 per format and thread count (> 1: int8 is faster)."""
+    cells = {(Path(r["artifact"]).suffix, r["precision"], r["threads"]): r for r in report["results"]
+             if r["status"] == "measured"}  # fmt: skip
+    ratios = {}
+    for (suffix, precision, threads), r in cells.items():
+        fp32 = cells.get((suffix, "fp32", threads))
+        if precision == "int8" and fp32:
+            ratios[f"{suffix[1:]}@{threads}t"] = {
+                "fp32_p50_ms": fp32["latency_ms"]["p50"], "int8_p50_ms": r["latency_ms"]["p50"],
+                "speedup": round(fp32["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3),
+            }  # fmt: skip
+    return ratios
+
+
 SECTIONS = {
     "runtime": runtime_section,
     "convert": convert_section,
     "train": train_section,
     "optimize": optimize_section,
     "coverage": coverage_section,
+    "validate": validate_section,
 }
 
 

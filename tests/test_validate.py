@@ -253,3 +253,14 @@ def test_html_report_renders_in_headless_chromium(digits_report, digits):
         assert "<svg" in block and block.count("<path") > 5, figure
     assert "confusion matrices" in dom and "Pareto" in dom
     assert not re.search(r"(src|href)=\"(https?:)?//", dom) and "<script" not in dom  # self-contained
+
+
+def test_uint8_pixels_feed_an_int8_input_as_values_not_bit_patterns(digits):
+    from edgekit.runtime import load
+
+    d, x, _, _ = digits
+    pixels = x[:50].round()
+    with load(d / "convert" / "digits_int8.tflite") as runner:
+        assert runner.inputs[0].dtype == "int8"
+        as_uint8 = runner.run(pixels.astype(np.uint8))[0]  # 200 is the value 200, not the int8 code -56
+        np.testing.assert_array_equal(as_uint8, runner.run(pixels.astype(np.float32))[0])

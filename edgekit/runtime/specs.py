@@ -74,19 +74,23 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def to_model_dtype(values: Any, spec: TensorSpec) -> np.ndarray:
-    """Convert a user array to what the model takes: quantize floats, cast otherwise.
+    """Convert a user array to what the model takes: quantize real values, cast otherwise.
 
-    An array already in the model's integer dtype passes through untouched.
+    An array already in the model's integer dtype passes through untouched (it holds quantized values);
+    any other array for a quantized input holds real values, floats or integers such as uint8 pixels
+    for an int8 input, and is quantized.
 
     Example:
         >>> to_model_dtype([[0.5, 1.0]], TensorSpec("x", (1, 2), "float32")).dtype
         dtype('float32')
+        >>> to_model_dtype(np.array([[0, 255]], np.uint8), TensorSpec("x", (1, 2), "int8", 1.0, -128)).tolist()
+        [[-128, 127]]
     """
     arr = np.asarray(values)
     if arr.dtype == np.dtype(spec.dtype):
         return arr
-    if spec.is_quantized and np.issubdtype(arr.dtype, np.floating):
-        return quantize(arr, spec)
+    if spec.is_quantized and arr.dtype.kind in "biuf":
+        return quantize(arr.astype(np.float32), spec)
     return arr.astype(spec.dtype)
 
 
