@@ -314,7 +314,7 @@ def _run_passes(
     from edgekit.converters.bridge import copy_weights_back, fold_batchnorm, to_tf_keras
     from edgekit.converters.source import as_float32
     from edgekit.converters.tfmot_passes import cluster, prune, quantize_aware
-    from edgekit.train import save_calibration
+    from edgekit.train import save_calibration, save_test_split
 
     tf_keras.utils.set_random_seed(seed)
     model = as_float32(source_model)
@@ -369,6 +369,7 @@ def _run_passes(
         model.save(path)
         artifact = {"path": "model.keras", "format": "keras", "role": "model", "sha256": sha256_file(path)}
     save_calibration(run_dir, splits.x_train)
+    save_test_split(run_dir, splits.x_test, splits.y_test)  # what ``edgekit validate`` of this folder scores on
     return {
         **{stage: round(_score(o, splits, classifier), 6) for stage, o in outputs.items()}, "outputs": outputs,
         "bridge_max_abs_diff": diff, "folded": folded, "loss": loss_used,

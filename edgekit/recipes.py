@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.runtime.targets import TARGETS
 from edgekit.validation.budgets import Budgets
 
 FAMILIES = ("image_classifier", "forecaster", "sequence_classifier", "autoencoder")
@@ -219,6 +220,9 @@ def recipe_from_dict(data: dict[str, Any], path: str | None = None) -> Recipe:
     ):
         if not 0 < value < 0.5:
             raise InputError(f"recipe: {name} must be between 0 and 0.5, got {value}")
+    unknown_targets = [t for t in recipe.validate.targets if t not in TARGETS]
+    if unknown_targets or any(n < 1 for n in recipe.validate.threads):
+        raise InputError(f"recipe: validate.targets must be from {', '.join(TARGETS)} and threads >= 1")
     if recipe.train.epochs < 1 or recipe.train.batch_size < 1 or recipe.data.window < 2:
         raise InputError("recipe: train.epochs and train.batch_size must be >= 1, data.window >= 2")
     return recipe

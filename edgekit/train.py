@@ -146,7 +146,7 @@ def save_test_split(run_dir: Path, x_test: np.ndarray, y_test: np.ndarray) -> Pa
         'test.npz'
     """
     part = run_dir / ".edgekit" / TEST_SPLIT
-    np.savez(part, x=x_test.astype(np.float32), y=y_test)
+    np.savez(part, x=x_test.astype(np.float32) if x_test.dtype.kind == "f" else x_test, y=y_test)
     return part.replace(run_dir / TEST_SPLIT)
 
 

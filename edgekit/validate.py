@@ -76,6 +76,8 @@ def _artifact_entry(path: Path, precision: str | None) -> dict[str, Any]:
 
 def _from_convert_dir(subject: Subject, folder: Path, manifest: dict[str, Any]) -> None:
     for a in manifest.get("artifacts", []):
+        if not (folder / a["path"]).is_file():
+            raise InputError(f"{folder / a['path']}: listed in {folder / MANIFEST} but missing")
         subject.artifacts.append(_artifact_entry(folder / a["path"], a["precision"]))
     subject.conversion = subject.conversion or manifest.get("conversion", {})
     subject.run_task = subject.run_task or manifest.get("task", {})
@@ -202,19 +204,25 @@ def _check_labels(data: LabelledData, outputs: list[TensorSpec], kinds: dict[str
             continue
         kind, width = kinds[spec.name]["kind"], int(np.prod([d or 1 for d in spec.shape[1:]]))
         if kind == "classifier":
-            if labels.ndim == 2 and labels.shape[1] == width:
+            if labels.ndim == 2 and labels.shape[1] == 1:
+                labels = data.y[spec.name] = labels[:, 0]
+            elif labels.ndim == 2 and labels.shape[1] == width:
                 labels = data.y[spec.name] = labels.argmax(-1)  # one-hot
             if labels.ndim != 1 or not np.array_equal(labels, np.round(labels)):
                 raise InputError(f"labels of {spec.name!r}: class indices expected, got shape {labels.shape}")
             if labels.min() < 0 or labels.max() >= width:
                 raise InputError(f"labels of {spec.name!r} go from {labels.min():g} to {labels.max():g}; "
                                  f"the output has {width} classes (0..{width - 1})")  # fmt: skip
+        elif kind == "autoencoder" and labels.shape[1:] == tuple(d or 1 for d in spec.shape[1:]):
+            del data.y[spec.name]  # reconstruction targets (the input itself): scored by MSE, no labels
         elif kind in ("binary-classifier", "anomaly_scorer", "autoencoder"):
             if not set(np.unique(labels).tolist()) <= {0, 1}:
                 raise InputError(f"labels of {spec.name!r}: 0 / 1 expected for a {kind}")
         elif labels.size // len(labels) != width:
             raise InputError(f"labels of {spec.name!r} have {labels.size // len(labels)} value(s) per sample; "
                              f"the output has {width}")  # fmt: skip
+    if data.y == {}:
+        data.y = None
 
 
 def _score(
