@@ -62,3 +62,21 @@ def test_onnxruntime_gpu_provider_agrees_with_the_cpu(tmp_path):
     cpu = edgekit.load(path).run(x)[0]
     gpu = edgekit.load(path, target="gpu").run(x)[0]
     assert np.abs(cpu - gpu).max() <= 1e-4
+
+
+def test_validate_measures_the_gpu_cell_beside_the_cpu(coral, tmp_path):
+    """``edgekit validate --targets cpu,gpu`` on a real ImageNet model: the GPU cell is measured on the GPU,
+    gives the CPU cell's top-1 on the photos, and the report says whether LiteRT took the whole graph."""
+    _require(targets.litert_gpu(), "gpu")
+    from edgekit.validate import validate
+
+    x = _images(coral, 224)
+    cpu_top1 = edgekit.load(coral / "mobilenet_v2_1.0_224_quant.tflite").run(x)[0].argmax(1)
+    np.savez(tmp_path / "photos.npz", x=x, y=cpu_top1)
+    report = validate([coral / "mobilenet_v2_1.0_224_quant.tflite"], data=tmp_path / "photos.npz",
+                      targets=["cpu", "gpu"], task="classifier", out=tmp_path / "report")  # fmt: skip
+    cells = {r["target_requested"]: r for r in report["results"]}
+    assert cells["gpu"]["status"] == "measured" and cells["gpu"]["target_used"] == "gpu", cells["gpu"]
+    assert "fully_accelerated" in cells["gpu"]
+    output = next(iter(report["outputs"]))
+    assert cells["gpu"]["metrics"][output]["accuracy"] == cells["cpu"]["metrics"][output]["accuracy"] == 1.0

@@ -131,6 +131,15 @@ def _svg(fig: Any) -> str:
     return text
 
 
+def _log_x(ax: Any) -> None:
+    """A log latency axis with plain-number labels on the decades only (minor labels overprint)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def tradeoff_plot(report: dict[str, Any]) -> str:
     """Main metric against p50 latency, one point per measured cell; marker area by size, Pareto front joined."""
     import matplotlib.pyplot as plt
@@ -167,7 +176,7 @@ def tradeoff_plot(report: dict[str, Any]) -> str:
         ax.axhline(ref_value, color="grey", lw=1, ls=":", label="Keras reference")
     for target in sorted({r["target_requested"] for r in measured}):
         ax.scatter([], [], c=TARGET_COLORS.get(target), label=target)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("latency p50, ms (batch 1, log scale)")
     ax.set_ylabel(metric_name)
     ax.set_title("main metric vs latency: area ∝ file size, ○ TFLite, □ ONNX, outlined = Pareto", fontsize=9)
@@ -188,7 +197,7 @@ def latency_plot(report: dict[str, Any], times: dict[int, np.ndarray]) -> str:
         for i in keys
     ]
     ax.boxplot([times[i] for i in keys], orientation="horizontal", tick_labels=labels, flierprops={"ms": 2})
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("latency per sample, ms (log scale)")
     ax.set_title("latency distributions")
     ax.grid(alpha=0.3, axis="x")
