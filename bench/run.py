@@ -338,6 +338,7 @@ def _mobilenet_v2_224(folder: Path) -> dict[str, Path]:
     from edgekit.convert import convert
 
     keras.utils.set_random_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
     inputs = keras.Input((224, 224, 3), name="image")
     base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None, classes=1000)
     model = keras.Model(inputs, base(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)))

@@ -440,9 +440,6 @@ def doctor_cmd(as_json: bool) -> None:
     out.print(table)
 
 
-# -- entry point ----------------------------------------------------------------------------
-
-
 # -- validate -------------------------------------------------------------------------------
 
 
@@ -542,6 +539,9 @@ def _print_validation(report: dict[str, Any]) -> None:
             out.print(f"{target}: smallest {advice['smallest']['artifact']}, fastest {advice['fastest']['artifact']} "
                       f"at {advice['fastest']['threads']} thread(s)")  # fmt: skip
     out.print(f"report: {report['report_dir']}/report.html")
+
+
+# -- entry point ----------------------------------------------------------------------------
 
 
 def _silence_native_teardown() -> None:

@@ -56,6 +56,15 @@ def test_run_directory_continues_into_convert(forecaster):
     assert ops.get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1 and "WHILE" not in ops
     assert arts["tflite:fp32"]["parity"]["within_tolerance"]
     assert converted["task"]["type"] == "forecaster"  # the scaler travels with the artifacts
+    # validate on the raw CSV: every window of the whole series, scored against the naive forecast
+    report = validate([out / "convert"], data=MODELS / "sunspots.csv", out=out / "validate_csv")
+    rows = len((MODELS / "sunspots.csv").read_text().strip().splitlines()) - 1
+    assert report["data"]["samples"] == rows - 16 and report["outputs"][next(iter(report["outputs"]))]["kind"] == (
+        "forecaster"
+    )
+    for cell in report["results"]:
+        metrics = next(iter(cell["metrics"].values()))
+        assert metrics["mae_vs_naive"] < 0.9, cell  # the whole series, training years included
 
 
 def test_breast_cancer_detector_auc_and_run_chain(tmp_path):
