@@ -395,14 +395,14 @@ def _measure(
     progress: Progress | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the reference and every cell; return the report (without budgets) and the arrays the plots need."""
-    data_npz = data.save(work / "data.npz")
+    data_file = data.inputs_file(work)
     ref_outputs, ref_reason = None, "not asked for (--no-reference)"
     if subject.reference is None:
         ref_reason = "no Keras model beside these artifacts"
     elif use_reference:
         if progress:
             progress("reference: the Keras model", 0, 1)
-        ref_outputs, ref_reason = reference_outputs(subject.reference, data_npz, work / "reference")
+        ref_outputs, ref_reason = reference_outputs(subject.reference, data_file, work / "reference")
     reference = {
         "model": str(subject.reference) if subject.reference else None,
         "status": "measured" if ref_outputs is not None else "unavailable",
@@ -417,7 +417,7 @@ def _measure(
         label = _relative(artifact["path"], root)
         if progress:
             progress(f"{label} on {cell.target}, {cell.threads} thread(s)", i, len(cells))
-        result, outputs_npz = run_cell(cell, data_npz, work / f"cell{i}")
+        result, outputs_npz = run_cell(cell, data_file, work / f"cell{i}")
         entry: dict[str, Any] = {
             "artifact": label, "path": str(artifact["path"]), "format": artifact["format"],
             "precision": artifact["precision"], "size_bytes": Path(artifact["path"]).stat().st_size,

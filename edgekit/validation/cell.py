@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.validation.data import InputsFile
+
 WARMUP = 10
 TIMEOUT_S = 1800.0
 
@@ -40,7 +42,7 @@ class Cell:
     threads: int
 
 
-def measure(cell: Cell, data_npz: Path, outputs_npz: Path, warmup: int = WARMUP) -> dict[str, Any]:
+def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMUP) -> dict[str, Any]:
     """Load the artifact on the target, run every sample at batch 1, save outputs; return the figures.
 
     Status ``unavailable`` (with the reason) when the target cannot run this file here, ``failed`` when the
@@ -66,8 +68,7 @@ def measure(cell: Cell, data_npz: Path, outputs_npz: Path, warmup: int = WARMUP)
     if cell.target == "edgetpu" and not getattr(runner.model, "edgetpu_compiled", False):
         return {"status": "unavailable", "reason": "edgetpu: not compiled for the Edge TPU (edgetpu_compiler "
                 "makes the *_edgetpu.tflite twin); this file would run on the CPU"}  # fmt: skip
-    with np.load(data_npz) as f:
-        saved = {key.split(":", 2)[2]: f[key] for key in sorted(f.files, key=lambda k: int(k.split(":")[1]))}
+    saved = data.read()
     names = [s.name for s in runner.inputs]
     inputs: Any = saved if set(names) == set(saved) else list(saved.values())  # by name, else in order
     try:
@@ -106,14 +107,14 @@ def measure(cell: Cell, data_npz: Path, outputs_npz: Path, warmup: int = WARMUP)
     return result
 
 
-def run_cell(cell: Cell, data_npz: Path, work: Path, timeout: float = TIMEOUT_S) -> tuple[dict[str, Any], Path]:
+def run_cell(cell: Cell, data: InputsFile, work: Path, timeout: float = TIMEOUT_S) -> tuple[dict[str, Any], Path]:
     """Measure ``cell`` in a child process; return its result and the outputs file it wrote.
 
     A child that dies (a native crash, a timeout) is a ``failed`` cell whose reason says how it died.
     """
     work.mkdir(parents=True, exist_ok=True)
     job, result_path, outputs = work / "job.json", work / "result.json", work / "outputs.npz"
-    job.write_text(json.dumps({"cell": asdict(cell), "data": str(data_npz), "outputs": str(outputs)}))
+    job.write_text(json.dumps({"cell": asdict(cell), "data": asdict(data), "outputs": str(outputs)}))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         proc = subprocess.run(
@@ -134,7 +135,8 @@ def run_cell(cell: Cell, data_npz: Path, work: Path, timeout: float = TIMEOUT_S)
 
 def _main(job_path: str, result_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
-    result = measure(Cell(**job["cell"]), Path(job["data"]), Path(job["outputs"]))
+    data = InputsFile(job["data"]["path"], [tuple(k) for k in job["data"]["keys"]])
+    result = measure(Cell(**job["cell"]), data, Path(job["outputs"]))
     Path(result_path).write_text(json.dumps(result))
 
 

@@ -15,23 +15,27 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from edgekit.validation.data import InputsFile
 
 TIMEOUT_S = 1800.0
 
 
 def reference_outputs(
-    model_path: str | Path, data_npz: Path, work: Path, timeout: float = TIMEOUT_S
+    model_path: str | Path, data: InputsFile, work: Path, timeout: float = TIMEOUT_S
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
-    """The model's outputs by output name on the ``x:<name>`` arrays of ``data_npz``; or None and why not.
+    """The model's outputs by output name on the inputs of ``data``; or None and why not.
 
     Example:
-        >>> reference_outputs("missing.keras", Path("d.npz"), Path("/tmp"))[1]
+        >>> reference_outputs("missing.keras", InputsFile("d.npz", []), Path("/tmp"))[1]
         'missing.keras: no such file'
     """
     if not Path(model_path).is_file():
@@ -43,7 +47,7 @@ def reference_outputs(
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "edgekit.validation.reference", str(model_path), str(data_npz), str(out)],
+            [sys.executable, "-m", "edgekit.validation.reference", str(model_path), json.dumps(asdict(data)), str(out)],
             capture_output=True, text=True, timeout=timeout, env=env,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -55,13 +59,13 @@ def reference_outputs(
         return {k.split(":", 1)[1]: f[k] for k in f.files}, None
 
 
-def _main(model_path: str, data_npz: str, out: str) -> None:
+def _main(model_path: str, data_json: str, out: str) -> None:
     from edgekit.converters.source import input_specs, load_keras, output_names
 
     model = load_keras(model_path)
     specs = input_specs(model)
-    with np.load(data_npz) as f:
-        saved = {key.split(":", 2)[2]: f[key] for key in sorted(f.files, key=lambda k: int(k.split(":")[1]))}
+    data = json.loads(data_json)
+    saved = InputsFile(data["path"], [tuple(k) for k in data["keys"]]).read()
     feeds = [saved[s.name] for s in specs] if {s.name for s in specs} == set(saved) else list(saved.values())
     predicted = model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=256, verbose=0)
     if not isinstance(predicted, (list, tuple, dict)):
