@@ -8,8 +8,8 @@ Forms (the ones ``convert --calib`` takes, with labels):
 - ``.npy``: inputs only (no labels);
 - an image folder with one sub-folder per class: images resized to the model's input, labels = the
   sorted sub-folder names' positions;
-- ``.csv`` with a header row: a series cut into windows of the model's length; the label is the next
-  value of the last column (a forecaster's target).
+- ``.csv`` with a header row: the last columns (as many as the model takes per step) cut into windows of
+  the model's length; the label is the next value of the last column (a forecaster's target).
 
 Example:
     >>> data = load_labelled("runs/demo/mobilenet_digits", inputs, outputs)  # doctest: +SKIP
@@ -169,12 +169,15 @@ def _csv(path: Path, spec: TensorSpec) -> tuple[dict, dict, dict]:
         raise InputError(f"{path}: not a numeric CSV with a header row ({exc})") from None
     if series.size == 0 or np.isnan(series).any():
         raise InputError(f"{path}: empty, or has non-numeric / missing values")
-    if spec.shape[2] is not None and series.shape[1] != spec.shape[2]:
-        raise InputError(f"{path}: {series.shape[1]} column(s), the model takes {spec.shape[2]} feature(s) per step")
+    features = spec.shape[2] or series.shape[1]
+    if series.shape[1] < features:
+        raise InputError(f"{path}: {series.shape[1]} column(s), the model takes {features} feature(s) per step")
+    series = series[:, -features:]  # the last columns (a leading time or index column is left out)
     if len(series) <= spec.shape[1]:
         raise InputError(f"{path}: {len(series)} rows, need more than the model's {spec.shape[1]} steps")
     x, y = windows(series.astype(np.float32), spec.shape[1])
-    return {spec.name: x}, {"": y}, {"windows": len(x), "target": "next value of the last column"}
+    info = {"windows": len(x), "columns_used": f"the last {features}", "target": "next value of the last column"}
+    return {spec.name: x}, {"": y}, info
 
 
 def _check_inputs(x: dict[str, np.ndarray], inputs: list[TensorSpec], source: str) -> None:
