@@ -47,6 +47,10 @@ def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMU
 
     Status ``unavailable`` (with the reason) when the target cannot run this file here, ``failed`` when the
     file does not load or an invoke fails.
+
+    Example:
+        >>> measure(Cell("m.tflite", "gpu", 1), data, Path("out.npz"))["status"]  # doctest: +SKIP
+        'unavailable'
     """
     from edgekit.bench import latency_summary, peak_rss_mb
     from edgekit.errors import EdgekitError, InferenceError, TargetUnavailableError
@@ -111,6 +115,11 @@ def run_cell(cell: Cell, data: InputsFile, work: Path, timeout: float = TIMEOUT_
     """Measure ``cell`` in a child process; return its result and the outputs file it wrote.
 
     A child that dies (a native crash, a timeout) is a ``failed`` cell whose reason says how it died.
+
+    Example:
+        >>> result, outputs = run_cell(Cell("m.tflite", "cpu", 2), data, Path("work"))  # doctest: +SKIP
+        >>> result["latency_ms"]["p90"] >= result["latency_ms"]["p50"]  # doctest: +SKIP
+        True
     """
     work.mkdir(parents=True, exist_ok=True)
     job, result_path, outputs = work / "job.json", work / "result.json", work / "outputs.npz"

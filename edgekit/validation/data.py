@@ -94,7 +94,12 @@ class LabelledData:
         return len(next(iter(self.x.values())))
 
     def inputs_file(self, work: Path) -> InputsFile:
-        """The user's ``.npz`` where it holds the inputs as they are, else a copy written into ``work``."""
+        """The user's ``.npz`` where it holds the inputs as they are, else a copy written into ``work``.
+
+        Example:
+            >>> data.inputs_file(Path("work")).keys  # doctest: +SKIP
+            [('image', 'x')]
+        """
         if self.origin is not None:
             return self.origin
         np.savez(work / "inputs.npz", **{f"x:{k}": v for k, v in self.x.items()})

@@ -141,7 +141,12 @@ def _log_x(ax: Any) -> None:
 
 
 def tradeoff_plot(report: dict[str, Any]) -> str:
-    """Main metric against p50 latency, one point per measured cell; marker area by size, Pareto front joined."""
+    """Main metric against p50 latency, one point per measured cell; marker area by size, Pareto front joined.
+
+    Example:
+        >>> tradeoff_plot(report).startswith("<svg")  # doctest: +SKIP
+        True
+    """
     import matplotlib.pyplot as plt
 
     metric_name, ref_value = main_figure(report, (report["reference"] or {}).get("metrics"))
@@ -186,7 +191,12 @@ def tradeoff_plot(report: dict[str, Any]) -> str:
 
 
 def latency_plot(report: dict[str, Any], times: dict[int, np.ndarray]) -> str:
-    """Box plots of every measured cell's per-sample latency."""
+    """Box plots of every measured cell's per-sample latency.
+
+    Example:
+        >>> latency_plot(report, {0: np.array([0.1, 0.2])}).startswith("<svg")  # doctest: +SKIP
+        True
+    """
     import matplotlib.pyplot as plt
 
     keys = sorted(times)
@@ -218,7 +228,12 @@ def _task_panels(report: dict[str, Any], arrays: dict[str, Any]) -> list[tuple[s
 
 
 def task_plot(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | None) -> str | None:
-    """Confusion matrices, ROC curves or predicted-vs-actual for the first output; None without labels."""
+    """Confusion matrices, ROC curves or predicted-vs-actual for the first output; None without labels.
+
+    Example:
+        >>> task_plot(report, {"labels": None, "outputs": {}, "reference": None}, None) is None  # doctest: +SKIP
+        True
+    """
     import matplotlib.pyplot as plt
 
     name = next(iter(report["outputs"]))
@@ -290,7 +305,12 @@ figure {{ margin: 1.5em 0; }} .broken {{ color: #b00; }}
 
 
 def html_page(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | None) -> str:
-    """The self-contained HTML report (inline SVG plots, no scripts, no network)."""
+    """The self-contained HTML report (inline SVG plots, no scripts, no network).
+
+    Example:
+        >>> "<table" in html_page(report, arrays, x)  # doctest: +SKIP
+        True
+    """
     md = markdown(report).split("\n| ")[0]  # the header paragraphs
     intro = "".join(f"<p>{html.escape(p.replace('`', ''))}</p>" for p in md.split("\n\n")[1:] if p.strip())
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
