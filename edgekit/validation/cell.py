@@ -72,11 +72,8 @@ def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMU
     if cell.target == "edgetpu" and not getattr(runner.model, "edgetpu_compiled", False):
         return {"status": "unavailable", "reason": "edgetpu: not compiled for the Edge TPU (edgetpu_compiler "
                 "makes the *_edgetpu.tflite twin); this file would run on the CPU"}  # fmt: skip
-    saved = data.read()
-    names = [s.name for s in runner.inputs]
-    inputs: Any = saved if set(names) == set(saved) else list(saved.values())  # by name, else in order
     try:
-        arrays = runner.bind(inputs)
+        arrays = runner.bind(data.feeds([s.name for s in runner.inputs]))
         n = len(arrays[0])
         for i in range(min(warmup, n)):
             runner.invoke_bound([a[i : i + 1] for a in arrays])
@@ -144,8 +141,7 @@ def run_cell(cell: Cell, data: InputsFile, work: Path, timeout: float = TIMEOUT_
 
 def _main(job_path: str, result_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
-    data = InputsFile(job["data"]["path"], [tuple(k) for k in job["data"]["keys"]])
-    result = measure(Cell(**job["cell"]), data, Path(job["outputs"]))
+    result = measure(Cell(**job["cell"]), InputsFile.from_dict(job["data"]), Path(job["outputs"]))
     Path(result_path).write_text(json.dumps(result))
 
 

@@ -46,9 +46,25 @@ class InputsFile:
     path: str
     keys: list[tuple[str, str]]
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputsFile:
+        """The inverse of ``dataclasses.asdict`` (how a measuring process receives it as JSON)."""
+        return cls(d["path"], [(name, key) for name, key in d["keys"]])
+
     def read(self) -> dict[str, np.ndarray]:
         """The arrays by input name, in the model's order (memory-mapped where the ``.npz`` stores them raw)."""
         return {name: npz_array(Path(self.path), key) for name, key in self.keys}
+
+    def feeds(self, names: list[str]) -> list[np.ndarray]:
+        """The arrays for a model whose inputs are ``names``: by name where they match, else in order
+        (another file of the same model may name its inputs differently).
+
+        Example:
+            >>> InputsFile("test.npz", [("image", "x")]).feeds(["serving_default_image:0"])[0].shape  # doctest: +SKIP
+            (224, 8, 8, 1)
+        """
+        arrays = self.read()
+        return [arrays[n] for n in names] if set(names) == set(arrays) else list(arrays.values())
 
 
 def npz_array(path: Path, key: str) -> np.ndarray:

@@ -64,9 +64,7 @@ def _main(model_path: str, data_json: str, out: str) -> None:
 
     model = load_keras(model_path)
     specs = input_specs(model)
-    data = json.loads(data_json)
-    saved = InputsFile(data["path"], [tuple(k) for k in data["keys"]]).read()
-    feeds = [saved[s.name] for s in specs] if {s.name for s in specs} == set(saved) else list(saved.values())
+    feeds = InputsFile.from_dict(json.loads(data_json)).feeds([s.name for s in specs])
     predicted = model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=256, verbose=0)
     if not isinstance(predicted, (list, tuple, dict)):
         predicted = [predicted]

@@ -304,22 +304,23 @@ figure {{ margin: 1.5em 0; }} .broken {{ color: #b00; }}
 """
 
 
-def html_page(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | None) -> str:
-    """The self-contained HTML report (inline SVG plots, no scripts, no network).
+def html_page(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | None, md: str) -> str:
+    """The self-contained HTML report (inline SVG plots, no scripts, no network); ``md`` is :func:`markdown`'s
+    text, whose header paragraphs and recommendations the page shows too.
 
     Example:
-        >>> "<table" in html_page(report, arrays, x)  # doctest: +SKIP
+        >>> "<table" in html_page(report, arrays, x, markdown(report))  # doctest: +SKIP
         True
     """
-    md = markdown(report).split("\n| ")[0]  # the header paragraphs
-    intro = "".join(f"<p>{html.escape(p.replace('`', ''))}</p>" for p in md.split("\n\n")[1:] if p.strip())
+    header = md.split("\n| ")[0]
+    intro = "".join(f"<p>{html.escape(p.replace('`', ''))}</p>" for p in header.split("\n\n")[1:] if p.strip())
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
     rows = []
     for r, row in zip(report["results"], table_rows(report), strict=True):
         cls = r["status"] + (" pareto" if r.get("pareto") else "")
         rows.append(f'<tr class="{cls}">' + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
     budgets = "".join(f'<li class="broken">{html.escape(b["message"])}</li>' for b in report["budgets_broken"])
-    advice = markdown(report).split("## Recommendations\n")[1]
+    advice = md.split("## Recommendations\n")[1]
     advice_html = "".join(
         f"<li>{html.escape(line[2:].replace('**', '').replace('`', ''))}</li>" for line in advice.splitlines() if line
     )
@@ -352,7 +353,8 @@ def write_reports(report: dict[str, Any], arrays: dict[str, Any], out_dir: Path,
     import matplotlib
 
     matplotlib.use("Agg")
-    page = html_page(report, arrays, x)
-    write_atomic(out_dir / "report.md", markdown(report))
+    md = markdown(report)
+    page = html_page(report, arrays, x, md)
+    write_atomic(out_dir / "report.md", md)
     write_atomic(out_dir / "report.html", page)
     write_json(out_dir / "report.json", report)
