@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edgekit import __version__
+from edgekit._native import native_output_captured
 from edgekit.errors import BudgetExceededError, EdgekitError
 from edgekit.parity import TASKS
 from edgekit.runtime.targets import TARGETS
@@ -67,18 +68,43 @@ def app(verbose: int) -> None:
 # -- inspect --------------------------------------------------------------------------------
 
 
+def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from edgekit.preflight.memory import parse_bytes
+
+    return None if value is None else parse_bytes(value)
+
+
 @app.command("inspect")
 @click.argument("model", type=click.Path(path_type=str))
+@click.option("--target", type=click.Choice(TARGETS), default=None, help="Add a pre-flight for this target.")
+@click.option("--ram-budget", callback=_parse_size, default=None, help="RAM the model must fit in (512K, 8M, 1G).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def inspect_cmd(model: str, as_json: bool) -> None:
-    """Show what a .tflite or .onnx model holds: I/O, ops, params, MACs, quantization."""
+def inspect_cmd(model: str, target: str | None, ram_budget: int | None, as_json: bool) -> None:
+    """Show what a .tflite or .onnx model holds: I/O, ops, params, MACs, quantization, memory.
+
+    With --target edgetpu: which ops the Edge TPU compiler would map and which stay on the CPU
+    (and why); with --target gpu: the ops LiteRT's GPU delegate cannot take. A model over
+    --ram-budget exits 4.
+    """
     from edgekit.inspection import inspect_model
 
-    report = inspect_model(model)
+    report = inspect_model(model, target=target, ram_budget=ram_budget)
     if as_json:
         emit_json(report)
-        return
+    else:
+        _print_inspection(model, report)
+    budget = report.get("ram_budget")
+    if budget and not budget["fits"]:
+        raise BudgetExceededError(
+            f"{model} needs {_kb(budget['needed_bytes'])} (parameters + activations + state), "
+            f"over the {_kb(budget['budget_bytes'])} RAM budget"
+        )
+
+
+def _print_inspection(model: str, report: dict[str, Any]) -> None:
     summary = Table(title=f"{model}", show_header=False, title_justify="left")
+    memory = report["memory"]
+    activations = memory["activation_peak_bytes"]
     for key, value in (
         ("format", report["format"]),
         ("size", _kb(report["size_bytes"])),
@@ -86,6 +112,8 @@ def inspect_cmd(model: str, as_json: bool) -> None:
         ("ops", f"{report['ops_total']} ({len(report['op_histogram'])} kinds)"),
         ("params", f"{report['params']:,}"),
         ("MACs", f"{report['macs']:,}"),
+        ("memory", f"parameters {_kb(memory['param_bytes'])}, activation peak "
+                   f"{_kb(activations) if activations is not None else 'unknown'}"),
         ("edgetpu compiled", "yes" if report["edgetpu_compiled"] else "no"),
         ("signatures", ", ".join(report["signatures"]) or "-"),
         (
@@ -96,8 +124,12 @@ def inspect_cmd(model: str, as_json: bool) -> None:
             else "no",
         ),
         ("metadata", ", ".join(f"{k}={v}" for k, v in report["metadata"].items()) or "-"),
-    ):
+    ):  # fmt: skip
         summary.add_row(key, str(value))
+    if budget := report.get("ram_budget"):
+        verdict = "fits" if budget["fits"] else "[red]does not fit[/]"
+        needs = f"needs {_kb(budget['needed_bytes'])} of {_kb(budget['budget_bytes'])}"
+        summary.add_row("RAM budget", f"{verdict}: {needs}")
     out.print(summary)
     tensors = Table("", "name", "shape", "dtype", "quantization", title="inputs / outputs", title_justify="left")
     for kind in ("inputs", "outputs"):
@@ -110,6 +142,41 @@ def inspect_cmd(model: str, as_json: bool) -> None:
     for op, count in report["op_histogram"].items():
         ops.add_row(op, str(count))
     out.print(ops)
+    if tpu := report.get("edgetpu"):
+        _print_edgetpu(tpu)
+    if gpu := report.get("gpu"):
+        _print_gpu(gpu)
+
+
+def _print_edgetpu(tpu: dict[str, Any]) -> None:
+    if tpu["compiled"]:
+        out.print(f"[bold]Edge TPU[/]: compiled; {tpu['ops_cpu']} op(s) left on the CPU: "
+                  f"{', '.join(tpu['cpu_ops']) or '-'}")  # fmt: skip
+        return
+    for blocker in tpu["blockers"]:
+        out.print(f"[red]Edge TPU: cannot compile: {blocker}[/]", markup=True)
+    out.print(
+        f"[bold]Edge TPU pre-flight[/]: {tpu['ops_mapped']} op(s) map to the TPU, {tpu['ops_cpu']} stay on the CPU; "
+        f"parameters on-chip {_kb(tpu['param_bytes_on_chip'])}, streamed {_kb(tpu['param_bytes_off_chip'])}"
+    )
+    if tpu["reasons"] and not tpu["blockers"]:
+        table = Table("#", "op", "why it stays on the CPU", title="CPU ops", title_justify="left")
+        for r in tpu["reasons"]:
+            table.add_row(str(r["index"]), r["op"], r["reason"])
+        out.print(table)
+
+
+def _print_gpu(gpu: dict[str, Any]) -> None:
+    if gpu["fully_accelerated"] is None:
+        out.print(f"[bold]GPU[/]: {gpu['note']}")
+        return
+    out.print(f"[bold]GPU pre-flight[/]: {'fully accelerated' if gpu['fully_accelerated'] else gpu['target']} "
+              f"({gpu['ops_on_gpu']} of {gpu['ops_total']} ops on the GPU)")  # fmt: skip
+    if gpu["unsupported_ops"]:
+        table = Table("#", "op", "why the GPU delegate does not take it", title="unsupported", title_justify="left")
+        for u in gpu["unsupported_ops"]:
+            table.add_row(str(u["index"]), u["op"], u["reason"])
+        out.print(table)
 
 
 # -- bench ----------------------------------------------------------------------------------
@@ -562,8 +629,12 @@ def main(argv: list[str] | None = None, *, entry: Callable[..., Any] = app) -> i
         2
     """
     atexit.register(_silence_native_teardown)
+    args = sys.argv[1:] if argv is None else argv
+    verbose = any(a in ("--verbose", "-v", "-vv") for a in args)
     try:
-        code = entry.main(args=argv, prog_name="edgekit", standalone_mode=False)
+        with native_output_captured(passthrough=verbose) as native:
+            code = entry.main(args=args, prog_name="edgekit", standalone_mode=False)
+        log.debug("native output: %s", native.text)
     except EdgekitError as exc:
         err.print(f"edgekit: error: {exc}", markup=False)
         return exc.exit_code

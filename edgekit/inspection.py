@@ -13,18 +13,24 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.errors import InputError
 from edgekit.formats.onnx import OnnxModel, num_elements, parse_onnx
-from edgekit.formats.tflite import EDGETPU_CUSTOM_OP, OpInfo, SubgraphInfo, TFLiteModel, parse_tflite
+from edgekit.formats.tflite import OpInfo, SubgraphInfo, TFLiteModel, parse_tflite, quantization_kind
+from edgekit.preflight.edgetpu import edgetpu_preflight
+from edgekit.preflight.gpu import gpu_preflight
+from edgekit.preflight.memory import fits, model_memory, onnx_memory
 from edgekit.runtime.files import model_format, read_model_bytes
+from edgekit.runtime.targets import TARGETS
 from edgekit.runtime.tflite import _spec as tflite_spec
 
-QUANT_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
-ACTIVATION_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
-INTEGER_ACTIVATIONS = {"int8": "int8", "uint8": "uint8", "int16": "int16x8"}
 
+def inspect_model(path: str | Path, *, target: str | None = None, ram_budget: int | None = None) -> dict[str, Any]:
+    """Report on a model file: format, size, I/O, ops, params, MACs, quantization, metadata, memory.
 
-def inspect_model(path: str | Path) -> dict[str, Any]:
-    """Report on a model file: format, size, I/O, ops, params, MACs, quantization, metadata.
+    ``target="edgetpu"`` adds an ``edgetpu`` pre-flight (which ops the compiler would map, which
+    stay on the CPU and why, on-chip versus streamed parameters); ``target="gpu"`` adds a ``gpu``
+    pre-flight (ops the GPU delegate cannot take). ``ram_budget`` (bytes) adds ``ram_budget``:
+    whether parameters + activation arena + state fit.
 
     Example:
         >>> inspect_model("model.h5")
@@ -32,10 +38,33 @@ def inspect_model(path: str | Path) -> dict[str, Any]:
         ...
         edgekit.errors.InputError: model.h5: no such file
     """
+    if target not in (None, *TARGETS):
+        raise InputError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
     blob = read_model_bytes(path)
     if model_format(path) == "tflite":
-        return _inspect_tflite(parse_tflite(blob, str(path)))
-    return _inspect_onnx(parse_onnx(blob, str(path)))
+        model = parse_tflite(blob, str(path))
+        report = _inspect_tflite(model)
+        report["memory"] = model_memory(model)
+        if target == "edgetpu" or model.edgetpu_compiled:
+            report["edgetpu"] = edgetpu_preflight(model)
+        if target == "gpu":
+            report["gpu"] = gpu_preflight(model)
+    else:
+        onnx_model = parse_onnx(blob, str(path))
+        report = _inspect_onnx(onnx_model)
+        report["memory"] = onnx_memory(onnx_model)
+        if target == "edgetpu":
+            raise InputError(f"{path}: the Edge TPU runs TFLite models only (convert with --to edgetpu)")
+        if target == "gpu":
+            report["gpu"] = {
+                "fully_accelerated": None,
+                "unsupported_ops": [],
+                "note": "ONNX Runtime's CUDA provider assigns nodes when the session is created: "
+                "run bench --target gpu where onnxruntime-gpu is installed",
+            }
+    if ram_budget is not None:
+        report["ram_budget"] = fits(report["memory"], ram_budget)
+    return report
 
 
 # -- TFLite ---------------------------------------------------------------------------------
@@ -64,43 +93,6 @@ def _op_macs(op: OpInfo, graph: SubgraphInfo) -> int:
     return 0
 
 
-def _tflite_quantization(model: TFLiteModel) -> str:
-    """Classify by the dtypes the compute ops work in.
-
-    An op's activation dtype is that of its outputs and its first input (cell
-    states of integer LSTMs are int16 in an int8 model, so other inputs do not
-    count). QUANTIZE/DEQUANTIZE at the boundaries do not count, nor do custom
-    ops unless the model has nothing else (a fully compiled Edge TPU model).
-    """
-    ops = [(op, g) for g in model.subgraphs for op in g.ops]
-    compute = [(op, g) for op, g in ops if op.name not in QUANT_BOUNDARY_OPS and not op.name.startswith("CUSTOM:")]
-    compute = compute or [(op, g) for op, g in ops if op.name.startswith("CUSTOM:")]
-    activations: set[str] = set()
-    weights: set[str] = set()
-    for op, graph in compute:
-        for pos, i in enumerate(op.inputs):
-            tensor = graph.tensors[i] if i >= 0 else None
-            if tensor is None:
-                continue
-            if tensor.is_constant and len(tensor.shape) >= 2:
-                weights.add(tensor.dtype)
-            elif pos == 0 and not tensor.is_constant and tensor.dtype in ACTIVATION_DTYPES:
-                activations.add(tensor.dtype)
-        activations |= {graph.tensors[i].dtype for i in op.outputs if i >= 0} & ACTIVATION_DTYPES
-    dequantized_f16 = any(
-        op.name == "DEQUANTIZE" and any(g.tensors[i].is_constant and g.tensors[i].dtype == "float16" for i in op.inputs)
-        for op, g in ops
-    )
-    integer = activations & set(INTEGER_ACTIVATIONS)
-    if not integer:
-        if weights & {"int8", "int4"}:
-            return "dynamic"
-        return "float16" if dequantized_f16 or "float16" in weights else "float32"
-    if activations - set(INTEGER_ACTIVATIONS) or len(integer) > 1:
-        return "mixed"
-    return INTEGER_ACTIVATIONS[integer.pop()]
-
-
 def _metadata_view(metadata: dict[str, bytes]) -> dict[str, str]:
     view = {}
     for name, data in metadata.items():
@@ -120,7 +112,6 @@ def _inspect_tflite(model: TFLiteModel) -> dict[str, Any]:
             if tensor.is_constant:
                 constants[tensor.buffer] = tensor.num_elements
         macs += sum(_op_macs(op, graph) for op in graph.ops)
-    edgetpu_ops = histogram.get(f"CUSTOM:{EDGETPU_CUSTOM_OP}", 0)
     return {
         "path": model.path,
         "format": "tflite",
@@ -132,7 +123,7 @@ def _inspect_tflite(model: TFLiteModel) -> dict[str, Any]:
         "subgraphs": len(model.subgraphs),
         "params": int(sum(constants.values())),
         "macs": int(macs),
-        "quantization": _tflite_quantization(model),
+        "quantization": quantization_kind(model),
         "signatures": model.signatures,
         # Fused RNN cells keep state in variable tensors that persist across invoke(): an app must call
         # reset_all_variables() (Android: resetVariableTensors()) before each independent inference.
@@ -141,12 +132,7 @@ def _inspect_tflite(model: TFLiteModel) -> dict[str, Any]:
         "metadata": _metadata_view(model.metadata),
         "description": model.description,
         "edgetpu_compiled": model.edgetpu_compiled,
-        "edgetpu": {
-            "custom_ops": edgetpu_ops,
-            "cpu_ops": sum(histogram.values()) - edgetpu_ops,
-        }
-        if model.edgetpu_compiled
-        else None,
+        "edgetpu": None,
     }
 
 
@@ -224,4 +210,5 @@ def _inspect_onnx(model: OnnxModel) -> dict[str, Any]:
         "needs_state_reset": False,
         "metadata": model.metadata,
         "edgetpu_compiled": False,
+        "edgetpu": None,
     }

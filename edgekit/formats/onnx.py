@@ -130,6 +130,7 @@ class OnnxModel:
     inputs: list[ValueInfo]
     outputs: list[ValueInfo]
     value_shapes: dict[str, tuple[int | str | None, ...]] = field(default_factory=dict)
+    value_dtypes: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
 
     def op_histogram(self) -> dict[str, int]:
@@ -180,12 +181,14 @@ def _walk_graph(buf: bytes, model: OnnxModel, top: bool) -> None:
     for vi_buf in g.get(13, []):
         vi = _value_info(vi_buf)
         model.value_shapes[vi.name] = vi.shape
+        model.value_dtypes[vi.name] = vi.dtype
     if top:
         init_names = set(model.initializers)
         model.inputs = [v for v in map(_value_info, g.get(11, [])) if v.name not in init_names]
         model.outputs = [_value_info(b) for b in g.get(12, [])]
         for v in model.inputs + model.outputs:
             model.value_shapes[v.name] = v.shape
+            model.value_dtypes[v.name] = v.dtype
 
 
 def parse_onnx(blob: bytes, path: str = "<bytes>") -> OnnxModel:

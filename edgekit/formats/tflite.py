@@ -26,6 +26,9 @@ import numpy as np
 from edgekit.errors import ModelFormatError
 
 TFLITE_IDENTIFIER = b"TFL3"
+QUANT_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+ACTIVATION_DTYPES = {"float32", "float16", "int8", "uint8", "int16"}
+INTEGER_ACTIVATIONS = {"int8": "int8", "uint8": "uint8", "int16": "int16x8"}
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 
 
@@ -93,11 +96,17 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class OpInfo:
-    """One operator: its resolved name and tensor indices (-1 = absent optional input)."""
+    """One operator: its resolved name, tensor indices (-1 = absent optional input) and builtin options.
+
+    ``options`` holds the builtin options table's fields in snake case (``{"align_corners": True}``),
+    empty for ops without options.
+    """
 
     name: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    version: int = 1
 
 
 @dataclass
@@ -158,6 +167,45 @@ class TFLiteModel:
         return any(op.name == f"CUSTOM:{EDGETPU_CUSTOM_OP}" for op in self.all_ops())
 
 
+def quantization_kind(model: TFLiteModel) -> str:
+    """How a model is quantized: float32, float16, dynamic, int8, uint8, int16x8 or mixed.
+
+    Classified by the dtypes the compute ops work in.
+
+    An op's activation dtype is that of its outputs and its first input (cell
+    states of integer LSTMs are int16 in an int8 model, so other inputs do not
+    count). QUANTIZE/DEQUANTIZE at the boundaries do not count, nor do custom
+    ops unless the model has nothing else (a fully compiled Edge TPU model).
+    """
+    ops = [(op, g) for g in model.subgraphs for op in g.ops]
+    compute = [(op, g) for op, g in ops if op.name not in QUANT_BOUNDARY_OPS and not op.name.startswith("CUSTOM:")]
+    compute = compute or [(op, g) for op, g in ops if op.name.startswith("CUSTOM:")]
+    activations: set[str] = set()
+    weights: set[str] = set()
+    for op, graph in compute:
+        for pos, i in enumerate(op.inputs):
+            tensor = graph.tensors[i] if i >= 0 else None
+            if tensor is None:
+                continue
+            if tensor.is_constant and len(tensor.shape) >= 2:
+                weights.add(tensor.dtype)
+            elif pos == 0 and not tensor.is_constant and tensor.dtype in ACTIVATION_DTYPES:
+                activations.add(tensor.dtype)
+        activations |= {graph.tensors[i].dtype for i in op.outputs if i >= 0} & ACTIVATION_DTYPES
+    dequantized_f16 = any(
+        op.name == "DEQUANTIZE" and any(g.tensors[i].is_constant and g.tensors[i].dtype == "float16" for i in op.inputs)
+        for op, g in ops
+    )
+    integer = activations & set(INTEGER_ACTIVATIONS)
+    if not integer:
+        if weights & {"int8", "int4"}:
+            return "dynamic"
+        return "float16" if dequantized_f16 or "float16" in weights else "float32"
+    if activations - set(INTEGER_ACTIVATIONS) or len(integer) > 1:
+        return "mixed"
+    return INTEGER_ACTIVATIONS[integer.pop()]
+
+
 def _buffer_data(buf: Any, blob: bytes) -> np.ndarray:
     if buf.data is not None and len(buf.data):
         return np.asarray(buf.data, dtype=np.uint8)
@@ -194,6 +242,23 @@ def _tensor(t: Any, buffers: list[np.ndarray]) -> TensorInfo:
     )
 
 
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _options(table: Any) -> dict[str, Any]:
+    """A builtin options object as a plain dict of scalars (lists become tuples)."""
+    if table is None:
+        return {}
+    options = {}
+    for key, value in vars(table).items():
+        if isinstance(value, (bool, int, float)):
+            options[_snake(key)] = value
+        elif value is not None and hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+            options[_snake(key)] = tuple(int(v) for v in value)
+    return options
+
+
 def parse_tflite(blob: bytes, path: str = "<bytes>") -> TFLiteModel:
     """Parse and verify TFLite flatbuffer bytes.
 
@@ -209,11 +274,12 @@ def parse_tflite(blob: bytes, path: str = "<bytes>") -> TFLiteModel:
     s = schema()
     try:
         raw = s.ModelT.InitFromPackedBuf(blob, 0)
-        codes = []
+        codes, versions = [], []
         for oc in raw.operatorCodes or []:
             code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
             custom = _decode(oc.customCode)
             codes.append(f"CUSTOM:{custom}" if custom or code == 32 else builtin_op_name(code))
+            versions.append(int(oc.version or 1))
         buffers = [_buffer_data(b, blob) for b in raw.buffers or []]
         subgraphs = []
         for i, sg in enumerate(raw.subgraphs or []):
@@ -224,7 +290,8 @@ def parse_tflite(blob: bytes, path: str = "<bytes>") -> TFLiteModel:
                 outs = tuple(int(x) for x in (op.outputs if op.outputs is not None else ()))
                 if any(x >= len(tensors) for x in ins + outs) or op.opcodeIndex >= len(codes):
                     raise ModelFormatError(f"{path}: operator refers to a missing tensor or opcode")
-                ops.append(OpInfo(codes[op.opcodeIndex], ins, outs))
+                code = op.opcodeIndex
+                ops.append(OpInfo(codes[code], ins, outs, _options(op.builtinOptions), versions[code]))
             subgraphs.append(
                 SubgraphInfo(
                     name=_decode(sg.name) or f"subgraph_{i}",
