@@ -218,6 +218,8 @@ def bench_cmd(
         )  # fmt: skip
     if result["unavailable_reason"]:
         err.print(f"[yellow]{result['unavailable_reason']}; measured on {result['target_used']} instead[/]")
+    if result["fallback_reason"]:
+        err.print(f"[yellow]ran on {result['target_used']}: {result['fallback_reason']}[/]")
     if as_json:
         emit_json(result)
         return
@@ -333,7 +335,15 @@ def _print_conversion(manifest: dict[str, Any], out_dir: str) -> None:
         ratio = f"{a['size_bytes'] / fp32:.2f}x" if fp32 else "-"
         when = "reused" if a.get("reused") else f"{a['convert_seconds']:.1f} s"
         table.add_row(a["path"], _kb(a["size_bytes"]), ratio, parity, when)
-    out.print(table)
+    if arts:
+        out.print(table)
+    preflight = (manifest.get("edgetpu") or {}).get("preflight")
+    if preflight:
+        total = preflight["ops_mapped"] + preflight["ops_cpu"]
+        first = (f"; the CPU part starts at op {preflight['first_cpu_op_index']} ({preflight['cpu_ops'][0]}: "
+                 f"{preflight['reasons'][0]['reason']})" if preflight["cpu_ops"] else "")  # fmt: skip
+        out.print(f"Edge TPU pre-flight of {manifest['edgetpu']['model']}: {preflight['ops_mapped']} of {total} ops "
+                  f"map{first}")  # fmt: skip
 
 
 # -- train / run ----------------------------------------------------------------------------

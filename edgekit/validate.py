@@ -429,6 +429,7 @@ def _measure(
             entry.update({k: result[k] for k in ("latency_ms", "init_ms", "peak_rss_mb", "backend", "samples")})
             if "fully_accelerated" in result:
                 entry["fully_accelerated"] = result["fully_accelerated"]
+                entry["fallback_reason"] = result.get("fallback_reason")
             with np.load(outputs_npz) as f:
                 outs = {k.split(":", 1)[1]: f[k] for k in f.files if k.startswith("y:")}
                 arrays["times_ms"][i] = f["times_ms"]

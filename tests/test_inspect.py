@@ -46,7 +46,7 @@ def test_edgetpu_twin_is_detected(coral, name, cpu_ops):
     assert cpu["edgetpu_compiled"] is False and cpu["edgetpu"] is None
     assert tpu["edgetpu_compiled"] is True
     assert tpu["op_histogram"]["CUSTOM:edgetpu-custom-op"] == 1
-    assert tpu["edgetpu"]["cpu_ops"] == cpu_ops
+    assert tpu["edgetpu"]["compiled"] is True and tpu["edgetpu"]["ops_cpu"] == cpu_ops
 
 
 def test_int8_lstm_is_fused_and_int8(coral):

@@ -41,7 +41,11 @@ class Runner(abc.ABC):
         path: the model file.
         format: ``tflite`` or ``onnx``.
         backend: the runtime package that runs it (``ai-edge-litert``, ``onnxruntime``...).
-        target: where it runs (``cpu``, ``gpu``, ``edgetpu``).
+        target: the target asked for (``cpu``, ``gpu``, ``edgetpu``).
+        target_used: where it really runs: the target, or ``gpu+cpu`` / ``edgetpu+cpu`` when the
+            accelerator left ops to the CPU, ``cpu`` when it took none.
+        fully_accelerated: whether the accelerator took every op (None on the CPU).
+        fallback_reason: why some ops run on the CPU (None when none do).
         threads: the thread count asked for (``None``: the runtime's default).
         inputs / outputs: :class:`TensorSpec` of each model input and output.
     """
@@ -53,6 +57,13 @@ class Runner(abc.ABC):
     threads: int | None
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    fully_accelerated: bool | None = None
+    fallback_reason: str | None = None
+
+    @property
+    def target_used(self) -> str:
+        """Where the model runs: ``cpu``, ``gpu``, ``edgetpu``, or ``gpu+cpu`` / ``edgetpu+cpu`` when split."""
+        return self.target if self.fully_accelerated is not False else f"{self.target}+cpu"
 
     @abc.abstractmethod
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -158,6 +169,9 @@ class Runner(abc.ABC):
             "format": self.format,
             "backend": self.backend,
             "target": self.target,
+            "target_used": self.target_used,
+            "fully_accelerated": self.fully_accelerated,
+            "fallback_reason": self.fallback_reason,
             "threads": self.threads,
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],

@@ -111,10 +111,22 @@ class TFLiteRunner(Runner):
         module, self.backend = interpreter_module()
         delegates = []
         if self.target == "edgetpu":
+            if not self.model.edgetpu_compiled:
+                raise TargetUnavailableError(
+                    f"edgetpu unavailable: {self.path} is not compiled for the Edge TPU "
+                    f"(edgekit convert {self.path} --to edgetpu)"
+                )
             status = targets.edgetpu_runtime()
             if not status.available:
                 raise TargetUnavailableError(f"edgetpu unavailable: {status.reason}")
-            delegates = [module.load_delegate(targets.EDGETPU_LIBRARY)]
+            try:
+                delegates = [module.load_delegate(targets.EDGETPU_LIBRARY)]
+            except ValueError as exc:  # the library loads but finds no device
+                raise TargetUnavailableError(f"edgetpu unavailable: {_last_line(exc)}") from None
+            cpu_ops = [op.name for op in self.model.subgraphs[0].ops if op.name != f"CUSTOM:{EDGETPU_CUSTOM_OP}"]
+            self.fully_accelerated = not cpu_ops
+            if cpu_ops:
+                self.fallback_reason = f"the compiler left {len(cpu_ops)} op(s) on the CPU: {', '.join(cpu_ops)}"
         elif self.model.edgetpu_compiled:
             raise InferenceError(
                 f"{self.path}: compiled for the Edge TPU ({EDGETPU_CUSTOM_OP}); run it with "
@@ -170,12 +182,30 @@ class TFLiteRunner(Runner):
 
         self.backend = "ai-edge-litert CompiledModel"
         accel = HardwareAccelerator.GPU | HardwareAccelerator.CPU
-        with captured_native_stderr():
-            self._cm = CompiledModel.from_buffer(self._blob, accel)
+        with captured_native_stderr() as log:
+            try:
+                self._cm = CompiledModel.from_buffer(self._blob, accel)
+            except RuntimeError as exc:
+                raise InferenceError(f"{self.path}: the GPU accelerator cannot prepare it: {_last_line(exc)}") from None
         self.fully_accelerated = bool(self._cm.is_fully_accelerated())
+        if not self.fully_accelerated:
+            self.fallback_reason = self._gpu_fallback_reason(log.find("Failed", "not supported", "fall back"))
         self._cm_in = self._cm.create_input_buffers(0)
         self._cm_out = self._cm.create_output_buffers(0)
         self._run_native = self._run_compiled_model
+
+    def _gpu_fallback_reason(self, native_line: str | None) -> str:
+        """Why LiteRT kept ops on the CPU: the GPU delegate's rules for this graph, and LiteRT's own log line."""
+        from edgekit.preflight.gpu import gpu_preflight
+
+        unsupported = gpu_preflight(self.model)["unsupported_ops"]
+        parts = [f"{u['op']} ({u['reason']})" for u in unsupported[:3]]
+        if len(unsupported) > 3:
+            parts.append(f"{len(unsupported) - 3} more")
+        reason = (
+            "ops the GPU does not take: " + "; ".join(parts) if parts else "LiteRT left part of the graph on the CPU"
+        )
+        return f"{reason} [LiteRT: {native_line}]" if native_line else reason
 
     def _run_compiled_model(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         for buf, arr in zip(self._cm_in, arrays, strict=True):

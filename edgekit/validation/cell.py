@@ -96,15 +96,16 @@ def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMU
     np.savez(outputs_npz, times_ms=times, **{f"y:{k}": v for k, v in outputs.items()})
     result: dict[str, Any] = {
         "status": "measured",
-        "target_used": runner.target,
+        "target_used": runner.target_used,
         "backend": runner.backend,
         "samples": n,
         "init_ms": round(init_ms, 3),
         "latency_ms": {k: v for k, v in latency_summary(times).items() if k in ("p50", "p90", "p99", "mean")},
         "peak_rss_mb": peak_rss_mb(),
     }
-    if hasattr(runner, "fully_accelerated"):
+    if runner.fully_accelerated is not None:
         result["fully_accelerated"] = runner.fully_accelerated
+        result["fallback_reason"] = runner.fallback_reason
     return result
 
 
