@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -448,7 +449,54 @@ def _latency_ratios(report: dict[str, Any]) -> dict[str, Any]:
     return ratios
 
 
+def targets_section() -> dict[str, Any]:
+    """Targets on this machine: availability, the Edge TPU pre-flight against Coral's compiled twins, the GPU
+    pre-flight, and the planned activation arena against LiteRT's real one."""
+    from edgekit.formats.tflite import EDGETPU_CUSTOM_OP, read_tflite
+    from edgekit.preflight.edgetpu import edgetpu_preflight
+    from edgekit.preflight.gpu import gpu_preflight
+    from edgekit.preflight.memory import arena_peak, measured_arena_span
+    from edgekit.runtime import targets
+
+    pairs = {}
+    for name in [*CPU_MODELS, "posenet_mobilenet_v1_075_353_481_16_quant_decoder"]:
+        twin = CORAL / f"{name}_edgetpu.tflite"
+        if not twin.is_file():
+            continue
+        start = time.perf_counter()
+        predicted = edgetpu_preflight(read_tflite(CORAL / f"{name}.tflite"))
+        seconds = time.perf_counter() - start
+        left = [op.name for op in read_tflite(twin).subgraphs[0].ops if op.name != f"CUSTOM:{EDGETPU_CUSTOM_OP}"]
+        pairs[name] = {
+            "compiler_cpu_ops": len(left), "predicted_cpu_ops": predicted["ops_cpu"],
+            "same_ops_in_order": predicted["cpu_ops"] == left, "predicted_mapped": predicted["ops_mapped"],
+            "param_bytes_on_chip": predicted["param_bytes_on_chip"], "preflight_ms": round(seconds * 1e3, 2),
+        }  # fmt: skip
+    memory, gpu = {}, {}
+    for name in CPU_MODELS:
+        path = CORAL / f"{name}.tflite"
+        planned, real = arena_peak(read_tflite(path).subgraphs[0]), measured_arena_span(path)
+        memory[name] = {"planned_activation_bytes": planned, "litert_arena_bytes": real,
+                        "ratio": round(real / planned, 4)}  # fmt: skip
+        pre = gpu_preflight(read_tflite(path))
+        gpu[name] = {"preflight_target": pre["target"], "unsupported": [u["op"] for u in pre["unsupported_ops"]]}
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU or Edge TPU lent to this session",
+        "availability": {
+            "gpu_litert": targets.litert_gpu().describe(),
+            "gpu_onnxruntime": targets.onnxruntime_gpu().describe(),
+            "edgetpu_runtime": targets.edgetpu_runtime().describe(),
+            "edgetpu_compiler": targets.edgetpu_compiler().describe(),
+        },
+        "edgetpu_preflight_vs_compiler": pairs,
+        "activation_arena_vs_litert": memory,
+        "gpu_preflight": gpu,
+        "gpu_measured": "not measured: no GPU on this machine (device_tests/ hold the GPU measurements to run)",
+    }
+
+
 SECTIONS = {
+    "targets": targets_section,
     "runtime": runtime_section,
     "convert": convert_section,
     "train": train_section,

@@ -16,7 +16,7 @@ from edgekit.formats.tflite import EDGETPU_CUSTOM_OP, read_tflite
 from edgekit.inspection import inspect_model
 from edgekit.preflight.edgetpu import edgetpu_preflight
 from edgekit.preflight.gpu import gpu_preflight
-from edgekit.preflight.memory import arena_peak, lifetimes, model_memory, parse_bytes
+from edgekit.preflight.memory import arena_peak, measured_arena_span, model_memory, parse_bytes
 from tests.conftest import run_cli
 
 PAIRS = [
@@ -81,19 +81,6 @@ def test_compiled_model_is_read_not_predicted(coral):
 # -- memory ---------------------------------------------------------------------------------
 
 
-def _arena_span(path) -> int:
-    """Bytes LiteRT's interpreter really spans with the model's activation tensors (default delegates off)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interp = Interpreter(
-        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    )
-    interp.allocate_tensors()
-    graph = read_tflite(path).subgraphs[0]
-    spans = [(interp.tensor(t.tensor)().ctypes.data, t.size) for t in lifetimes(graph)]
-    return max(a + n for a, n in spans) - min(a for a, _ in spans)
-
-
 @pytest.mark.parametrize(
     "name", ["mobilenet_v2_1.0_224_quant", "deeplabv3_mnv2_dm05_pascal_quant", "keras_lstm_mnist_ptq"]
 )
@@ -101,7 +88,7 @@ def test_activation_peak_is_where_litert_puts_the_tensors(coral, name):
     """Planned as TFLite's arena planner does, the peak equals the interpreter's real arena span, byte for byte
     (these models' kernels ask for no scratch tensors)."""
     path = coral / f"{name}.tflite"
-    assert arena_peak(read_tflite(path).subgraphs[0]) == _arena_span(path)
+    assert arena_peak(read_tflite(path).subgraphs[0]) == measured_arena_span(path)
 
 
 def test_activation_peak_leaves_out_kernel_scratch_only(coral):
@@ -109,7 +96,7 @@ def test_activation_peak_leaves_out_kernel_scratch_only(coral):
     the real arena is larger than the plan by at most that."""
     path = coral / "mobilenet_v1_0.25_128_quant.tflite"
     planned = arena_peak(read_tflite(path).subgraphs[0])
-    assert planned < _arena_span(path) <= planned + 64 * 64 * 27
+    assert planned < measured_arena_span(path) <= planned + 64 * 64 * 27
 
 
 def test_memory_in_every_inspect_and_ram_budget(coral, tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -261,3 +262,26 @@ def onnx_memory(model: Any) -> dict[str, Any]:
     if missing is not None:
         memory["activation_note"] = f"value {missing!r} has no shape/type in the file"
     return memory
+
+
+def measured_arena_span(path: str | Path) -> int:
+    """Bytes LiteRT's interpreter really spans with a model's activation tensors (default delegates off).
+
+    The address range from the lowest to the highest end of the main subgraph's arena tensors
+    after ``allocate_tensors()``: what :func:`arena_peak` predicts, plus any kernel scratch
+    placed between them.
+
+    Example:
+        >>> measured_arena_span("../shared/coral/mobilenet_v2_1.0_224_quant.tflite")  # doctest: +SKIP
+        1655808
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgekit.formats.tflite import read_tflite
+
+    interp = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    interp.allocate_tensors()
+    spans = [(interp.tensor(t.tensor)().ctypes.data, t.size) for t in lifetimes(read_tflite(path).subgraphs[0])]
+    return max(a + n for a, n in spans) - min(a for a, _ in spans)
