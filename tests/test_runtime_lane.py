@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+from edgekit.runtime import targets
 from tests.conftest import REPO
 
 BUILD_LANE = ["tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "tensorflow_model_optimization"]
@@ -20,10 +21,14 @@ def test_inspect_bench_doctor_do_not_import_tensorflow(coral, tmp_path):
         model = {str(coral / "mobilenet_v1_0.25_128_quant.tflite")!r}
         codes = [
             main(["inspect", model, "--json"]),
+            main(["inspect", model, "--target", "edgetpu", "--ram-budget", "1M", "--json"]),
+            main(["inspect", model, "--target", "gpu", "--json"]),
             main(["bench", model, "--runs", "3", "--json"]),
             main(["bench", model, "--runs", "3", "--target", "gpu", "--json"]),
             main(["doctor", "--json"]),
         ]
+        # compile-only convert of a .tflite: exit 3 ("compiler unavailable") where edgetpu_compiler is absent
+        codes.append(main(["convert", model, "--to", "edgetpu", "--out", {str(tmp_path / "tpu")!r}, "--json"]))
         import edgekit
         edgekit.load(model).run(__import__("numpy").zeros((1, 128, 128, 3), "uint8"))
         loaded = [m for m in {BUILD_LANE!r} if m in sys.modules]
@@ -33,4 +38,5 @@ def test_inspect_bench_doctor_do_not_import_tensorflow(coral, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert result == {"codes": [0, 0, 0, 0], "loaded": []}
+    compiled = 0 if targets.edgetpu_compiler().available else 3
+    assert result == {"codes": [0, 0, 0, 0, 0, 0, compiled], "loaded": []}
