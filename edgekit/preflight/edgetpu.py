@@ -64,12 +64,10 @@ def _same_dilation(op: OpInfo, _graph: SubgraphInfo) -> str | None:
     return None if w == h else f"dilation {h}x{w} differs in x and y"
 
 
-def _concatenation(op: OpInfo, graph: SubgraphInfo) -> str | None:
+def _concatenation(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str | None:
     constants = [t for i in op.inputs if (t := _t(graph, i)) is not None and t.is_constant]
-    if not constants:
-        return _no_fused_activation(op, graph)
-    if len(op.inputs) != 2:
-        return "a constant input is allowed only with exactly 2 inputs (zero padding)"
+    if constants and (len(op.inputs) != 2 or model.buffers[constants[0].buffer].any()):
+        return "a constant input is allowed only as the second of 2 inputs and all zeros (zero padding)"
     return _no_fused_activation(op, graph)
 
 
@@ -247,8 +245,6 @@ def model_blockers(model: TFLiteModel) -> list[str]:
                 blockers.append(f"tensor {t.name!r} has a dynamic shape {list(t.shape_signature)} (-1 = unknown): "
                                 "the compiler needs static shapes (convert with a fixed --batch)")  # fmt: skip
                 break
-    if len(model.subgraphs) > 1:
-        blockers.append(f"{len(model.subgraphs)} subgraphs (control flow): the compiler maps one subgraph")
     return blockers
 
 
