@@ -123,9 +123,13 @@ def _print_inspection(model: str, report: dict[str, Any]) -> None:
             if report["needs_state_reset"]
             else "no",
         ),
-        ("metadata", ", ".join(f"{k}={v}" for k, v in report["metadata"].items()) or "-"),
+        ("metadata", ", ".join(f"{k}={v}" for k, v in report["metadata"].items() if k != "edgekit") or "-"),
     ):  # fmt: skip
         summary.add_row(key, str(value))
+    if bundled := report.get("edgekit_metadata"):
+        pre = bundled["inputs"][0]["preprocessing"]
+        what = f"{bundled['task']} for {bundled['platform']}; input {pre['kind']} {pre.get('size', '')} "
+        summary.add_row("edgekit bundle", what + f"{pre.get('feed', '')}; outputs {bundled['postprocessing']}")
     if budget := report.get("ram_budget"):
         verdict = "fits" if budget["fits"] else "[red]does not fit[/]"
         needs = f"needs {_kb(budget['needed_bytes'])} of {_kb(budget['budget_bytes'])}"
@@ -616,6 +620,84 @@ def _print_validation(report: dict[str, Any]) -> None:
             out.print(f"{target}: smallest {advice['smallest']['artifact']}, fastest {advice['fastest']['artifact']} "
                       f"at {advice['fastest']['threads']} thread(s)")  # fmt: skip
     out.print(f"report: {report['report_dir']}/report.html")
+
+
+# -- bundle / predict / verify ---------------------------------------------------------------
+
+
+def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+
+
+@app.command("bundle")
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--platform", type=click.Choice(["rpi", "coral", "android", "ios"]), required=True)
+@click.option("--labels", type=click.Path(path_type=str), default=None, help="Labels file, one per line.")
+@click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Bundle folder (new).")
+@click.option("--zip", "zip_archive", is_flag=True, help="Also write OUT.zip.")
+@click.option("--mean", callback=_floats, default=None, help="Image normalization: (pixel - mean) / std, per channel.")
+@click.option("--std", callback=_floats, default=None)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print edgekit.json.")
+def bundle_cmd(
+    source: str, platform: str, out_dir: str | None, zip_archive: bool, as_json: bool, **options: Any
+) -> None:
+    """Pack a run directory or a .tflite into a folder an app runs without guessing (edgekit.json)."""
+    from edgekit.bundle import bundle
+
+    manifest = bundle(source, platform, out=out_dir, zip_archive=zip_archive, **options)
+    where = out_dir or f"bundles/{Path(manifest['model']['source']).stem}_{platform}"
+    if as_json:
+        emit_json(manifest)
+        return
+    out.print(f"{where}: {manifest['model']['file']} ({manifest['model']['precision']}, {manifest['task']}) "
+              f"for {platform}: {manifest['model']['chosen_because']}")  # fmt: skip
+    for name in manifest["files"]:
+        out.print(f"  {name}")
+    for warning in manifest["warnings"]:
+        err.print(f"edgekit: warning: {warning}", markup=False)
+    if zip_archive:
+        out.print(f"  and {where}.zip")
+
+
+@app.command("predict")
+@click.argument("source", type=click.Path(path_type=str))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Classes to show (default: the bundle's).")
+@click.option("--labels", type=click.Path(path_type=str), default=None, help="Labels file for a bare model.")
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per input.")
+def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: Any) -> None:
+    """Run a bundle (folder or zip) or a .tflite on images, .npy windows or CSV rows."""
+    from edgekit.bundling.app import describe
+    from edgekit.predict import predict
+
+    results = predict(source, list(inputs), **options)
+    if as_json:
+        emit_json(results)
+        return
+    for r in results:
+        out.print(f"{os.path.basename(r['input'])}: {describe(r)}", markup=False)
+
+
+@app.command("verify")
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True)
+def verify_cmd(source: str, as_json: bool) -> None:
+    """Check a bundle: schema version, every sha256, labels, that the model loads and runs from its spec."""
+    from edgekit.verify import verify
+
+    report = verify(source)
+    if as_json:
+        emit_json(report)
+        return
+    for check in report["checks"]:
+        out.print(f"ok  {check}", markup=False)
 
 
 # -- entry point ----------------------------------------------------------------------------

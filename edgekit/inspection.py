@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundling.metadata import read_metadata
 from edgekit.errors import InputError
 from edgekit.formats.onnx import OnnxModel, num_elements, parse_onnx
 from edgekit.formats.tflite import OpInfo, SubgraphInfo, TFLiteModel, parse_tflite, quantization_kind
@@ -45,6 +46,7 @@ def inspect_model(path: str | Path, *, target: str | None = None, ram_budget: in
         model = parse_tflite(blob, str(path))
         report = _inspect_tflite(model)
         report["memory"] = model_memory(model)
+        report["edgekit_metadata"] = read_metadata(model)
         if target == "edgetpu" or model.edgetpu_compiled:
             report["edgetpu"] = edgetpu_preflight(model)
         if target == "gpu":
@@ -53,6 +55,7 @@ def inspect_model(path: str | Path, *, target: str | None = None, ram_budget: in
         onnx_model = parse_onnx(blob, str(path))
         report = _inspect_onnx(onnx_model)
         report["memory"] = onnx_memory(onnx_model)
+        report["edgekit_metadata"] = None
         if target == "edgetpu":
             raise InputError(f"{path}: the Edge TPU runs TFLite models only (convert with --to edgetpu)")
         if target == "gpu":

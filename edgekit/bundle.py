@@ -1,0 +1,278 @@
+"""``edgekit bundle``: one folder (or zip) per platform that an app consumes without guessing.
+
+Every bundle holds the chosen ``.tflite`` (the manifest also embedded in it), ``labels.txt``
+where there are labels, and ``edgekit.json`` (schema in ``edgekit/bundling/edgekit.schema.json``):
+inputs and their preprocessing, outputs and their post-processing, recurrent state, the
+validation figures that chose the artifact and a sha256 per file. Raspberry Pi and Coral
+bundles add ``run.py`` and ``requirements.txt``; Android and iOS bundles an ``assets/`` layout
+and a Kotlin or Swift snippet written for this model's tensors.
+
+Which artifact: from a run directory's validate report, the fastest TFLite file inside every
+budget on the platform's target (the CPU for the Pi and phones); without a report, the
+full-integer int8 file if its conversion check passed, else fp16, else fp32. Coral takes the Edge-TPU-compiled
+file when ``convert --to edgetpu`` produced one. Runtime lane only: no TensorFlow.
+
+Example:
+    >>> manifest = bundle("runs/mobilenet_digits", "rpi", out="bundles/digits_rpi")  # doctest: +SKIP
+    >>> manifest["model"]["file"], manifest["task"]  # doctest: +SKIP
+    ('model_int8.tflite', 'classifier')
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit import __version__
+from edgekit.bundling import templates
+from edgekit.bundling.metadata import embed_metadata
+from edgekit.bundling.spec import SCHEMA_VERSION, ends_in_softmax, io_entries, validate_spec
+from edgekit.errors import InputError
+from edgekit.formats.tflite import parse_tflite, quantization_kind
+from edgekit.manifest import read_manifest, sha256_file, write_json
+from edgekit.runtime.files import read_model_bytes
+
+PLATFORMS = ("rpi", "coral", "android", "ios")
+TARGET_OF = {"rpi": "cpu", "coral": "edgetpu", "android": "cpu", "ios": "cpu"}
+PRECISION_ORDER = ("int8", "fp16", "fp32", "dynamic", "16x8")
+
+
+@dataclass
+class Choice:
+    """The artifact a bundle carries, and why."""
+
+    path: Path
+    precision: str
+    reason: str
+    task: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+
+
+def _convert_dir(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    for candidate in (folder / "convert", folder):
+        manifest = read_manifest(candidate) or {}
+        if manifest.get("stage") == "convert":
+            return candidate, manifest
+    return None
+
+
+def _validation(folder: Path, artifact: Path) -> dict[str, Any] | None:
+    """The validate report's CPU rows for ``artifact`` (metrics, agreement, latency per thread count)."""
+    report_path = next((p for p in (folder / "validate" / "report.json", folder / "report.json") if p.is_file()), None)
+    if report_path is None:
+        return None
+    report = json.loads(report_path.read_text())
+    rows = [
+        r for r in report["results"] if Path(r["path"]).resolve() == artifact.resolve() and r["status"] == "measured"
+    ]
+    if not rows:
+        return None
+    return {
+        "report": str(report_path),
+        "data": report.get("data", {}).get("source") if isinstance(report.get("data"), dict) else None,
+        "metrics": rows[0]["metrics"],
+        "agreement": rows[0]["agreement"],
+        "latency_ms": {f"{r['target_used']}_{r['threads']}t": r["latency_ms"] for r in rows},
+        "budgets_broken": [b for b in report.get("budgets_broken", []) if b.get("artifact") == rows[0]["artifact"]],
+    }
+
+
+def choose_artifact(source: str | Path, platform: str) -> Choice:
+    """The TFLite file a ``platform`` bundle carries from ``source`` (a run / convert directory or a file).
+
+    Example:
+        >>> choose_artifact("runs/lstm_sunspots", "android").precision  # doctest: +SKIP
+        'fp32'
+    """
+    src = Path(source)
+    if not src.exists():
+        raise InputError(f"{source}: no such file or directory")
+    if src.is_file():
+        if src.suffix != ".tflite":
+            raise InputError(f"{source}: bundles carry TFLite models (LiteRT on the Pi, Coral, Android and iOS); "
+                             "give a .tflite file or a run directory")  # fmt: skip
+        model = parse_tflite(read_model_bytes(src), str(src))
+        return Choice(src, "edgetpu" if model.edgetpu_compiled else quantization_kind(model), "the file given")
+    found = _convert_dir(src)
+    if found is None:
+        raise InputError(f"{source}: no convert manifest here or in {source}/convert (run edgekit convert first)")
+    folder, manifest = found
+    run_task = (read_manifest(src) or {}).get("task") or manifest.get("task") or {}
+    tflite = {a["precision"]: a for a in manifest.get("artifacts", [])
+              if a["format"] == "tflite" and a.get("verdict") in ("pass", "unchecked", "out_of_tolerance")}  # fmt: skip
+    if platform == "coral":
+        if "edgetpu" in tflite:
+            path = folder / tflite["edgetpu"]["path"]
+            return Choice(path, "edgetpu", "compiled for the Edge TPU by edgetpu_compiler", run_task)
+        if "int8" not in tflite:
+            raise InputError(f"{source}: no full-integer tflite:int8 artifact for the Coral "
+                             "(edgekit convert MODEL --to edgetpu --calib DATA)")  # fmt: skip
+        why = (manifest.get("edgetpu") or {}).get("compiler") or {}
+        reason = why.get("reason") or why.get("error") or "no edgetpu artifact in the convert manifest"
+        path = folder / tflite["int8"]["path"]
+        return Choice(path, "int8", f"not compiled for the Edge TPU ({reason}): runs on the CPU until compiled",
+                      run_task, _validation(src, path))  # fmt: skip
+    recommended = _recommended(src, TARGET_OF[platform])
+    if recommended is not None and recommended[0].is_file():
+        path, why = recommended
+        precision = next((p for p, a in tflite.items() if (folder / a["path"]).resolve() == path.resolve()), "unknown")
+        return Choice(path, precision, why, run_task, _validation(src, path))
+    for precision in PRECISION_ORDER:
+        art = tflite.get(precision)
+        if art and art.get("verdict") == "pass":
+            path = folder / art["path"]
+            return Choice(path, precision, f"not validated: the {precision} file, the smallest whose conversion "
+                          "check passed", run_task, _validation(src, path))  # fmt: skip
+    raise InputError(f"{source}: no TFLite artifact passed its conversion check")
+
+
+def _recommended(folder: Path, target: str) -> tuple[Path, str] | None:
+    """The fastest TFLite file validate measured on ``target`` inside every budget, and why."""
+    report_path = folder / "validate" / "report.json"
+    if not report_path.is_file():
+        return None
+    report = json.loads(report_path.read_text())
+    broken = {b["artifact"] for b in report.get("budgets_broken", [])}
+    rows = [r for r in report["results"] if r["status"] == "measured" and r["format"] == "tflite"
+            and r["target_requested"] == target and r["artifact"] not in broken]  # fmt: skip
+    if not rows:
+        return None
+    best = min(rows, key=lambda r: r["latency_ms"]["p50"])
+    why = (f"validate: the fastest TFLite file inside every budget on the {target} "
+           f"(p50 {best['latency_ms']['p50']} ms at {best['threads']} thread(s))")  # fmt: skip
+    return Path(best["path"]), why
+
+
+def _labels(labels: str | Path | None, task: dict[str, Any]) -> list[str] | None:
+    if labels is not None:
+        path = Path(labels)
+        if not path.is_file():
+            raise InputError(f"{labels}: no such labels file")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if not lines:
+            raise InputError(f"{labels}: no labels in it")
+        return lines
+    if task.get("labels"):
+        return [str(label) for label in task["labels"]]
+    return None
+
+
+def _postprocessing(choice: Choice, model: Any, outputs: list[dict], labels: list[str] | None, top_k: int) -> tuple:
+    task = choice.task.get("type") or ("classifier" if labels else "raw")
+    first = outputs[0]
+    post: dict[str, Any] = {"output": first["name"]}
+    if task == "classifier":
+        size = int(first["shape"][-1])
+        if labels is not None and len(labels) != size:
+            raise InputError(f"labels: {len(labels)} labels, but output {first['name']!r} has {size} values "
+                             f"(shape {first['shape']})")  # fmt: skip
+        post.update(softmax="in_model" if ends_in_softmax(model, 0) else "apply", top_k=min(top_k, size),
+                    labels="labels.txt" if labels else None)  # fmt: skip
+    elif task == "anomaly_scorer":
+        post["threshold"] = float(choice.task["threshold"])
+        post["anomaly_if"] = choice.task.get("anomaly_if", "score > threshold")
+    elif task == "forecaster":
+        post["inverse_scaling"] = ("in the model (its Normalization layer was fitted on the training split)"
+                                   if "scaler" in choice.task else "none")  # fmt: skip
+    elif labels is not None:
+        raise InputError(f"labels given, but the model is a {task}, not a classifier")
+    return task, post
+
+
+def bundle(
+    source: str | Path,
+    platform: str,
+    *,
+    labels: str | Path | None = None,
+    out: str | Path | None = None,
+    zip_archive: bool = False,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    top_k: int = 5,
+) -> dict[str, Any]:
+    """Build a ``platform`` bundle from ``source``; return its manifest (``edgekit.json``).
+
+    ``mean`` / ``std`` override image normalization (``(pixel - mean) / std``) for models that
+    expect it outside the graph. The bundle is assembled in a temporary folder and moved into
+    place, so a failure leaves nothing half-written.
+
+    Example:
+        >>> m = bundle("mobilenet_v2_1.0_224_quant.tflite", "rpi", labels="imagenet_labels.txt")  # doctest: +SKIP
+        >>> m["inputs"][0]["preprocessing"]["feed"]  # doctest: +SKIP
+        'uint8_pixels'
+    """
+    if platform not in PLATFORMS:
+        raise InputError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+    if top_k < 1:
+        raise InputError(f"--top-k must be >= 1, got {top_k}")
+    choice = choose_artifact(source, platform)
+    blob = read_model_bytes(choice.path)
+    model = parse_tflite(blob, str(choice.path))
+    overrides = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
+    inputs, outputs = io_entries(model, overrides)
+    label_list = _labels(labels, choice.task)
+    task, post = _postprocessing(choice, model, outputs, label_list, top_k)
+    assets = "assets/" if platform == "android" else ""
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created_by": f"edgekit {__version__}",
+        "platform": platform,
+        "model": {
+            "file": f"{assets}{choice.path.name}",
+            "format": "tflite",
+            "precision": choice.precision,
+            "edgetpu_compiled": model.edgetpu_compiled,
+            "source": str(choice.path),
+            "chosen_because": choice.reason,
+        },
+        "task": task,
+        "inputs": inputs,
+        "outputs": outputs,
+        "postprocessing": {**post, "labels": f"{assets}labels.txt" if post.get("labels") else post.get("labels")},
+        "state": {
+            "recurrent": bool(model.variable_tensors),
+            "reset_before_each_call": bool(model.variable_tensors),
+            "variable_tensors": model.variable_tensors,
+        },
+        "validation": choice.validation,
+        "runtime": templates.runtime_notes(platform, model.edgetpu_compiled),
+    }
+    if "labels" not in post:
+        manifest["postprocessing"].pop("labels")
+    warnings = [f"{choice.path.name} broke a validate budget: {b['message']}"
+                for b in (choice.validation or {}).get("budgets_broken", [])[:3]]  # fmt: skip
+    if platform == "coral" and not model.edgetpu_compiled:
+        warnings.append(f"{choice.path.name} is not compiled for the Edge TPU: {choice.reason}")
+    manifest["warnings"] = warnings
+    out_dir = Path(out) if out is not None else Path("bundles") / f"{choice.path.stem}_{platform}"
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InputError(f"--out {out_dir}: exists and is not empty (give a new folder)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
+    try:
+        files = {manifest["model"]["file"]: embed_metadata(blob, manifest)}
+        if label_list:
+            files[manifest["postprocessing"]["labels"]] = ("\n".join(label_list) + "\n").encode()
+        files.update(templates.platform_files(platform, manifest))
+        for name, data in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+        manifest["files"] = {name: sha256_file(staging / name) for name in sorted(files)}
+        validate_spec(manifest)
+        write_json(staging / "edgekit.json", manifest)
+        if out_dir.exists():
+            out_dir.rmdir()
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if zip_archive:
+        from edgekit.bundling.archive import write_zip
+
+        write_zip(out_dir, out_dir.with_suffix(".zip"))
+    return manifest

@@ -1,0 +1,290 @@
+"""Run an edgekit bundle on a device: ``python run.py INPUT... [--top-k K] [--json] [--threads N]``.
+
+This file is copied into every Raspberry Pi and Coral bundle as ``run.py``; it needs only
+ai-edge-litert (or tflite-runtime), numpy and pillow, and reads ``edgekit.json`` beside it.
+It is also where ``edgekit predict`` takes its preprocessing and post-processing from, so
+what a device app does and what edgekit validated are the same code.
+
+Inputs: images (any format pillow reads: resized and converted as the manifest says),
+``.npy`` arrays (one sample, or a batch), ``.csv`` files (a window model takes the last
+``steps`` rows; a feature model takes each row as one sample).
+
+Example:
+    $ python run.py photos/cat.jpg --top-k 3
+    cat.jpg: Egyptian cat 0.69, tabby 0.12, tiger cat 0.08
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+READS_MAJOR = 1
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+_INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
+class BundleError(Exception):
+    """Bad input or a bad bundle: one line for the user."""
+
+
+def load_manifest(folder: Path) -> dict[str, Any]:
+    """Read ``edgekit.json``; refuse a newer major schema version."""
+    path = folder / "edgekit.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{folder}: no edgekit.json (not an edgekit bundle)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    major = str(manifest.get("schema_version", "0")).split(".")[0]
+    if not major.isdigit() or int(major) > READS_MAJOR:
+        version = manifest.get("schema_version")
+        raise BundleError(f"{path}: schema_version {version} is newer than this reader ({READS_MAJOR}.x): "
+                          "use the run.py that came with the bundle or upgrade edgekit")  # fmt: skip
+    return manifest
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists exists and has its sha256."""
+    for name, expected in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise BundleError(f"{path}: missing (listed in edgekit.json)")
+        if sha256_file(path) != expected:
+            raise BundleError(f"{path}: sha256 mismatch (the file was changed after bundling)")
+
+
+def read_labels(folder: Path, manifest: dict[str, Any]) -> list[str] | None:
+    """The labels file the manifest names, one label per line, or None."""
+    name = manifest["postprocessing"].get("labels")
+    return (folder / name).read_text(encoding="utf-8").splitlines() if name else None
+
+
+# -- preprocessing ---------------------------------------------------------------------------
+
+
+def _quantize(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
+    q = item["quantization"] or {"scale": 1.0, "zero_point": 0}
+    low, high = _INT_RANGE[item["dtype"]]
+    return np.clip(np.round(values / q["scale"] + q["zero_point"]), low, high).astype(item["dtype"])
+
+
+def _to_model(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
+    """Float values → the input's dtype (quantized with its scale / zero point when integer)."""
+    if item["dtype"] in _INT_RANGE:
+        return _quantize(values.astype(np.float32), item)
+    return values.astype(item["dtype"])
+
+
+def image_input(path: Path, item: dict[str, Any]) -> np.ndarray:
+    """One image file as a batch of one, resized, converted and scaled as ``item["preprocessing"]`` says."""
+    from PIL import Image, UnidentifiedImageError
+
+    pre = item["preprocessing"]
+    try:
+        with Image.open(path) as image:
+            image = image.convert(pre["color"]).resize((pre["size"][1], pre["size"][0]), Image.BILINEAR)
+            pixels = np.asarray(image)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise BundleError(f"{path}: not an image pillow can read ({type(exc).__name__})") from None
+    pixels = pixels.reshape(*pre["size"], -1)
+    if pre["feed"] == "uint8_pixels":
+        return pixels.astype(np.uint8)[None]
+    values = (pixels.astype(np.float32) - np.float32(pre["mean"])) / np.float32(pre["std"])
+    return _to_model(values, item)[None]
+
+
+def _csv_rows(path: Path) -> np.ndarray:
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            try:
+                rows.append([float(v) for v in row if v.strip()])
+            except ValueError:
+                if rows:
+                    raise BundleError(f"{path}: row {len(rows) + 1} is not numbers: {row[:4]}") from None
+                continue  # a header line
+    if not rows:
+        raise BundleError(f"{path}: no numeric rows")
+    return np.asarray(rows, np.float32)
+
+
+def array_input(path: Path, item: dict[str, Any]) -> np.ndarray:
+    """A ``.npy`` or ``.csv`` file as a batch for ``item``: a window model takes the last ``steps`` CSV rows
+    (as many trailing columns as it has channels), a feature model each row."""
+    if path.suffix == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise BundleError(f"{path}: not a numpy array file ({exc})") from None
+    else:
+        rows = _csv_rows(path)
+        sample = item["shape"][1:]
+        if item["preprocessing"]["kind"] == "window":
+            steps, channels = sample
+            if rows.shape[0] < steps or rows.shape[1] < channels:
+                raise BundleError(f"{path}: {rows.shape[0]} rows x {rows.shape[1]} columns; "
+                                  f"the model takes a window of {steps} rows x {channels} columns")  # fmt: skip
+            values = rows[-steps:, -channels:]
+        else:
+            values = rows[:, -int(np.prod(sample)) :].reshape(-1, *sample)
+    sample = tuple(item["shape"][1:])
+    if values.shape == sample:
+        values = values[None]
+    if tuple(values.shape[1:]) != sample:
+        raise BundleError(f"{path}: shape {list(values.shape)} does not fit input {item['name']!r} {item['shape']}")
+    if values.dtype.kind in "iu" and values.dtype == np.dtype(item["dtype"]):
+        return values
+    return _to_model(values.astype(np.float32), item)
+
+
+def read_input(path: Path, item: dict[str, Any]) -> np.ndarray:
+    """One input file as a batch for ``item`` (image, ``.npy`` or ``.csv``)."""
+    if not path.is_file():
+        raise BundleError(f"{path}: no such file")
+    if path.suffix.lower() in (".npy", ".csv"):
+        return array_input(path, item)
+    if item["preprocessing"]["kind"] != "image":
+        raise BundleError(f"{path}: input {item['name']!r} takes .npy or .csv data, not {path.suffix or 'this file'}")
+    return image_input(path, item)
+
+
+# -- post-processing -------------------------------------------------------------------------
+
+
+def dequantize(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
+    """Raw output → float (scale / zero point when quantized)."""
+    q = item.get("quantization")
+    if q and values.dtype.kind in "iu":
+        return (values.astype(np.float32) - q["zero_point"]) * np.float32(q["scale"])
+    return values.astype(np.float32)
+
+
+def postprocess(outputs: dict[str, np.ndarray], manifest: dict[str, Any], labels: list[str] | None,
+                top_k: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Float outputs by name (one batch) → one result per sample, as the task reads them."""
+    post = manifest["postprocessing"]
+    values = outputs[post["output"]]
+    results = []
+    for row in values.reshape(values.shape[0], -1):
+        task = manifest["task"]
+        if task == "classifier":
+            scores = row
+            if post.get("softmax") == "apply":
+                exp = np.exp(row - row.max())
+                scores = exp / exp.sum()
+            k = min(top_k or post.get("top_k", 5), scores.size)
+            best = np.argsort(-scores, kind="stable")[:k]
+            results.append({"top": [{"label": labels[i] if labels else str(int(i)), "index": int(i),
+                                     "score": round(float(scores[i]), 6)} for i in best]})  # fmt: skip
+        elif task == "anomaly_scorer":
+            score = float(row[0])
+            results.append({"score": round(score, 6), "threshold": post["threshold"],
+                            "anomaly": bool(score > post["threshold"])})  # fmt: skip
+        elif task == "binary-classifier":
+            p = float(row[0])
+            results.append({"probability": round(p, 6), "positive": bool(p > post.get("threshold", 0.5))})
+        else:
+            results.append({"values": [round(float(v), 6) for v in row]})
+    return results
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line for a result."""
+    if "top" in result:
+        return ", ".join(f"{t['label']} {t['score']:.2f}" for t in result["top"])
+    if "anomaly" in result:
+        return f"score {result['score']:.4g} ({'ANOMALY' if result['anomaly'] else 'normal'}, threshold " \
+               f"{result['threshold']:.4g})"  # fmt: skip
+    if "positive" in result:
+        return f"p={result['probability']:.3f} ({'positive' if result['positive'] else 'negative'})"
+    return " ".join(f"{v:.4g}" for v in result["values"])
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def open_interpreter(folder: Path, manifest: dict[str, Any], threads: int | None = None) -> Any:
+    """LiteRT's interpreter for the bundled model; the Edge TPU delegate for a compiled one."""
+    try:
+        from ai_edge_litert import interpreter as litert
+    except ImportError:
+        try:
+            from tflite_runtime import interpreter as litert
+        except ImportError:
+            raise BundleError("no TFLite runtime: pip install -r requirements.txt") from None
+    delegates = None
+    if manifest["model"]["edgetpu_compiled"]:
+        try:
+            delegates = [litert.load_delegate(EDGETPU_LIBRARY)]
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"edgetpu unavailable: {exc} (install libedgetpu1-std and plug in the Coral)") from None
+    interp = litert.Interpreter(model_path=str(folder / manifest["model"]["file"]), num_threads=threads,
+                                experimental_delegates=delegates)  # fmt: skip
+    interp.allocate_tensors()
+    return interp
+
+
+def run_batch(interp: Any, manifest: dict[str, Any], batch: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Invoke once per sample (inputs by the manifest's index), resetting recurrent state when it says so."""
+    details_in, details_out = interp.get_input_details(), interp.get_output_details()
+    collected: dict[str, list[np.ndarray]] = {o["name"]: [] for o in manifest["outputs"]}
+    for n in range(batch[0].shape[0]):
+        for item, values in zip(manifest["inputs"], batch, strict=True):
+            interp.set_tensor(details_in[item["index"]]["index"], values[n : n + 1])
+        if manifest["state"]["reset_before_each_call"]:
+            interp.reset_all_variables()
+        interp.invoke()
+        for item in manifest["outputs"]:
+            collected[item["name"]].append(interp.get_tensor(details_out[item["index"]]["index"]))
+    return {item["name"]: dequantize(np.concatenate(collected[item["name"]]), item) for item in manifest["outputs"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run this edgekit bundle on images, .npy or .csv files.")
+    parser.add_argument("inputs", nargs="+", type=Path)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
+    args = parser.parse_args(argv)
+    folder = Path(__file__).resolve().parent
+    try:
+        manifest = load_manifest(folder)
+        check_files(folder, manifest)
+        labels = read_labels(folder, manifest)
+        interp = open_interpreter(folder, manifest, args.threads)
+        item = manifest["inputs"][0]
+        report = []
+        for path in args.inputs:
+            results = postprocess(run_batch(interp, manifest, [read_input(path, item)]), manifest, labels, args.top_k)
+            report += [{"input": str(path), **r} for r in results]
+    except BundleError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for r in report:
+            print(f"{Path(r['input']).name}: {describe(r)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
