@@ -55,3 +55,12 @@ def mobilenet_run(tmp_path_factory) -> tuple[Path, dict]:
 
     out = tmp_path_factory.mktemp("mobilenet_digits") / "run"
     return out, train(REPO / "models" / "mobilenet_digits.yaml", out=out)
+
+
+@pytest.fixture(scope="session")
+def sensor_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The shipped sensor anomaly recipe run once per session: train, convert, validate (about 80 s)."""
+    from edgekit.train import run
+
+    out = tmp_path_factory.mktemp("autoencoder_sensor") / "run"
+    return out, run(REPO / "models" / "autoencoder_sensor.yaml", out=out)

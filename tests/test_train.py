@@ -96,14 +96,14 @@ def test_breast_cancer_detector_auc_and_run_chain(tmp_path):
     assert (tmp_path / "ae" / "validate" / "report.html").stat().st_size > 10_000
 
 
-def test_sensor_lstm_detector_finds_injected_anomalies_and_converts(tmp_path):
-    manifests = run(MODELS / "autoencoder_sensor.yaml", out=tmp_path / "sensor")
+def test_sensor_lstm_detector_finds_injected_anomalies_and_converts(sensor_run):
+    out, manifests = sensor_run
     assert manifests["train"]["metrics"]["roc_auc"] >= 0.90, manifests["train"]["metrics"]
     arts = {a["precision_token"]: a for a in manifests["convert"]["artifacts"]}
     assert manifests["convert"]["failed"] == [] and manifests["convert"]["conversion"]["route"].startswith("tf_keras")
     # The scaler's statistics are constants captured by tf_keras; they must be frozen into the ONNX graph.
     assert arts["onnx:fp32"]["parity"]["within_tolerance"] and arts["tflite:fp32"]["parity"]["within_tolerance"]
-    ops = inspect_model(tmp_path / "sensor" / "convert" / arts["tflite:int8"]["path"])["op_histogram"]
+    ops = inspect_model(out / "convert" / arts["tflite:int8"]["path"])["op_histogram"]
     assert ops.get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 2 and "WHILE" not in ops, ops
 
 

@@ -97,18 +97,37 @@ def image_input(path: Path, item: dict[str, Any]) -> np.ndarray:
     """One image file as a batch of one, resized, converted and scaled as ``item["preprocessing"]`` says."""
     from PIL import Image, UnidentifiedImageError
 
-    pre = item["preprocessing"]
     try:
         with Image.open(path) as image:
-            image = image.convert(pre["color"]).resize((pre["size"][1], pre["size"][0]), Image.BILINEAR)
-            pixels = np.asarray(image)
+            return pil_input(image, item)
     except (UnidentifiedImageError, OSError) as exc:
         raise BundleError(f"{path}: not an image pillow can read ({type(exc).__name__})") from None
-    pixels = pixels.reshape(*pre["size"], -1)
+
+
+def pil_input(image: Any, item: dict[str, Any]) -> np.ndarray:
+    """A pillow image (a file, a camera frame) as a batch of one for ``item``."""
+    from PIL import Image
+
+    pre = item["preprocessing"]
+    image = image.convert(pre["color"]).resize((pre["size"][1], pre["size"][0]), Image.BILINEAR)
+    pixels = np.asarray(image).reshape(*pre["size"], -1)
     if pre["feed"] == "uint8_pixels":
         return pixels.astype(np.uint8)[None]
     values = (pixels.astype(np.float32) - np.float32(pre["mean"])) / np.float32(pre["std"])
     return _to_model(values, item)[None]
+
+
+def values_input(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
+    """Raw values of one sample or a batch (a window of sensor rows, a feature row) as a batch for ``item``."""
+    values = np.asarray(values)
+    sample = tuple(item["shape"][1:])
+    if values.shape == sample:
+        values = values[None]
+    if tuple(values.shape[1:]) != sample:
+        raise BundleError(f"shape {list(values.shape)} does not fit input {item['name']!r} {item['shape']}")
+    if values.dtype.kind in "iu" and values.dtype == np.dtype(item["dtype"]):
+        return values
+    return _to_model(values.astype(np.float32), item)
 
 
 def _csv_rows(path: Path) -> np.ndarray:
@@ -145,14 +164,10 @@ def array_input(path: Path, item: dict[str, Any]) -> np.ndarray:
             values = rows[-steps:, -channels:]
         else:
             values = rows[:, -int(np.prod(sample)) :].reshape(-1, *sample)
-    sample = tuple(item["shape"][1:])
-    if values.shape == sample:
-        values = values[None]
-    if tuple(values.shape[1:]) != sample:
-        raise BundleError(f"{path}: shape {list(values.shape)} does not fit input {item['name']!r} {item['shape']}")
-    if values.dtype.kind in "iu" and values.dtype == np.dtype(item["dtype"]):
-        return values
-    return _to_model(values.astype(np.float32), item)
+    try:
+        return values_input(values, item)
+    except BundleError as exc:
+        raise BundleError(f"{path}: {exc}") from None
 
 
 def read_input(path: Path, item: dict[str, Any]) -> np.ndarray:

@@ -264,7 +264,7 @@ final class EdgekitModel {{
     }}
 
     private func index(of name: String, count: Int, tensor: (Int) throws -> Tensor) throws -> Int {{
-        for i in 0..<count where try tensor(i).name == name {{ return i }}
+        for i in 0..<count {{ if try tensor(i).name == name {{ return i }} }}
         fatalError("no tensor named \\(name) in {f["model"]}")
     }}
 
