@@ -5,9 +5,10 @@
    digits, the LSTM sunspot forecaster, the breast-cancer and sensor anomaly
    detectors. Metrics, conversion parity and int8 latency are printed and
    written to ``runs/demo/summary.json`` (the model cards quote it).
-2. The runtime half on real Coral models: inspect a quantized ImageNet
-   MobileNetV2, classify three photos with it, and benchmark it on every
-   target (reporting the ones this machine lacks as unavailable).
+2. The deployment half: bundle Coral's quantized ImageNet MobileNetV2 and
+   every zoo run for a Raspberry Pi (``runs/demo/bundles``), classify three
+   photos through the bundle, pre-flight it for the Edge TPU, and benchmark
+   it on every target (reporting the ones this machine lacks as unavailable).
 
 Example:
     $ make demo
@@ -17,12 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -34,16 +34,29 @@ CORAL = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "coral"
 console = Console(highlight=False)
 
 
-def classify_photos(model: Path) -> None:
-    labels = (CORAL / "imagenet_labels.txt").read_text().splitlines()
-    runner = edgekit.load(model, threads=2)
-    size = runner.inputs[0].shape[1]
-    table = Table("photo", "top-1", "score", title=f"{model.name} on {runner.backend}", title_justify="left")
-    for photo in sorted((CORAL / "images").glob("*.bmp")):
-        image = np.asarray(Image.open(photo).convert("RGB").resize((size, size)))[None]
-        probs = runner.run(image)[0][0]
-        table.add_row(photo.name, labels[int(probs.argmax())], f"{probs.max():.2f}")
+def deploy(model: Path, runs: Path) -> None:
+    """Bundle Coral's classifier and every zoo run for a Raspberry Pi, and classify the photos through the bundle."""
+    from edgekit.bundle import bundle
+    from edgekit.predict import predict
+
+    bundles = runs / "bundles"
+    shutil.rmtree(bundles, ignore_errors=True)
+    imagenet = bundles / "imagenet_rpi"
+    bundle(model, "rpi", labels=CORAL / "imagenet_labels.txt", out=imagenet)
+    title = f"edgekit predict {imagenet.relative_to(REPO)}"
+    table = Table("photo", "top-1", "score", title=title, title_justify="left")
+    for r in predict(imagenet, sorted((CORAL / "images").glob("*.bmp"))):
+        table.add_row(Path(r["input"]).name, r["top"][0]["label"], f"{r['top'][0]['score']:.2f}")
     console.print(table)
+    table = Table("run", "artifact", "task", "why", title="Raspberry Pi bundles of the zoo", title_justify="left")
+    for name in RECIPES:
+        m = bundle(runs / name, "rpi", out=bundles / f"{name}_rpi")
+        artifact = f"{m['model']['file']} ({m['model']['precision']})"
+        table.add_row(name, artifact, m["task"], m["model"]["chosen_because"])
+    console.print(table)
+    tpu = edgekit.inspect_model(model, target="edgetpu")["edgetpu"]
+    console.print(f"Edge TPU pre-flight of {model.name}: {tpu['ops_mapped']} ops map, {tpu['ops_cpu']} stay on the "
+                  f"CPU; {tpu['param_bytes_on_chip'] / 2**20:.2f} MiB of parameters on-chip")  # fmt: skip
 
 
 def bench_targets(model: Path) -> None:
@@ -132,7 +145,7 @@ def main() -> int:
         f"[bold]{model.name}[/]: {report['format']}, {report['quantization']}, {report['ops_total']} ops, "
         f"{report['params']:,} params, {report['macs'] / 1e6:.0f} M MACs, {report['size_bytes'] / 2**20:.2f} MiB"
     )
-    classify_photos(model)
+    deploy(model, out)
     bench_targets(model)
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s; summary in {out / 'summary.json'}")
     return 0
