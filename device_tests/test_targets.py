@@ -121,7 +121,7 @@ def test_edgetpu_compiler_agrees_with_the_preflight(coral, tmp_path):
     """Where ``edgetpu_compiler`` is installed: compile Coral's CPU models and compare the compiler's own CPU ops
     with the pre-flight's, op by op."""
     _require(targets.edgetpu_compiler(), "edgetpu_compiler")
-    from edgekit.convert import compile_tflite
+    from edgekit.edgetpu import compile_tflite
     from edgekit.formats.tflite import read_tflite
 
     for name in ("mobilenet_v2_1.0_224_quant", "deeplabv3_mnv2_dm05_pascal_quant", "keras_lstm_mnist_ptq"):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.edgetpu import EDGETPU, check_on_edgetpu, compile_for_edgetpu
 from edgekit.errors import ConversionError, EdgekitError, InputError
 from edgekit.manifest import (
     now,
@@ -44,7 +45,6 @@ from edgekit.runtime import targets
 
 log = logging.getLogger(__name__)
 
-EDGETPU = "edgetpu"
 TOKENS = (
     "tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "tflite:16x8", "onnx:fp32", "onnx:int8", EDGETPU,
 )  # fmt: skip
@@ -207,6 +207,8 @@ def convert(
     """
     is_path = isinstance(source, (str, os.PathLike))
     if is_path and Path(source).suffix == ".tflite":
+        from edgekit.edgetpu import compile_tflite
+
         return compile_tflite(source, out, to=to, timeout=timeout)
     if not is_path and not (hasattr(source, "save") and hasattr(source, "inputs")):
         raise InputError(f"source must be a model path or a Keras model, not {type(source).__name__}")
@@ -341,7 +343,7 @@ def convert(
         edgetpu, compiled, failure = compile_for_edgetpu(run_dir, int8["path"] if int8 else None, timeout=timeout)
         if compiled is not None:
             if targets.edgetpu_runtime().available and planned:
-                compiled.update(_check_on_edgetpu(run_dir / compiled["path"], x, reference, meta))
+                compiled.update(check_on_edgetpu(run_dir / compiled["path"], x, reference, meta))
             artifacts.append(compiled)
         if failure is not None:
             failures[EDGETPU] = failure
@@ -375,119 +377,6 @@ def convert(
     }
     if edgetpu is not None:
         manifest["edgetpu"] = edgetpu
-    write_manifest(run_dir, manifest)
-    return manifest
-
-
-def compile_for_edgetpu(
-    run_dir: Path, int8_name: str | None, *, timeout: float = 600
-) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
-    """Pre-flight and compile a full-integer model in ``run_dir`` for the Edge TPU.
-
-    Returns ``(edgetpu, artifact, failure)``: the pre-flight and compiler record for the
-    manifest, the compiled artifact's entry (None unless the compiler ran and mapped ops), and
-    the failure entry (None on success). A missing compiler is a failure that says
-    ``compiler unavailable: ...``; nothing is ever reported compiled that was not.
-
-    Example:
-        >>> edgetpu, compiled, failure = compile_for_edgetpu(Path("runs/m"), "m_int8.tflite")  # doctest: +SKIP
-        >>> failure["error"]  # doctest: +SKIP
-        'edgetpu: compiler unavailable: edgetpu_compiler not on PATH (...)'
-    """
-    from edgekit.converters.edgetpu import compile_model
-    from edgekit.formats.tflite import read_tflite
-    from edgekit.preflight.edgetpu import edgetpu_preflight
-
-    if int8_name is None:
-        failure = {"token": EDGETPU, "error": "edgetpu: the full-integer tflite:int8 model it compiles failed"}
-        return {"model": None, "preflight": None, "compiler": None}, None, failure
-    preflight = edgetpu_preflight(read_tflite(run_dir / int8_name))
-    record: dict[str, Any] = {"model": int8_name, "preflight": preflight, "compiler": None}
-    status = targets.edgetpu_compiler()
-    if not status.available:
-        total = preflight["ops_mapped"] + preflight["ops_cpu"]
-        record["compiler"] = {"available": False, "reason": status.reason}
-        error = (f"edgetpu: compiler unavailable: {status.reason}; {int8_name} is the full-integer model "
-                 f"(pre-flight: {preflight['ops_mapped']} of {total} ops would map to the Edge TPU)")  # fmt: skip
-        return record, None, {"token": EDGETPU, "error": error, "unavailable": True}
-    try:
-        info = compile_model(run_dir / int8_name, run_dir, compiler=status.detail, timeout=timeout)
-    except ConversionError as exc:
-        record["compiler"] = {"available": True, "error": str(exc)}
-        return record, None, {"token": EDGETPU, "error": f"edgetpu: {exc}"}
-    path = Path(info.pop("path"))
-    record["compiler"] = {"available": True, **info}
-    runtime = targets.edgetpu_runtime()
-    artifact = {
-        "path": path.name,
-        "format": "tflite",
-        "precision": "edgetpu",
-        "precision_token": EDGETPU,
-        "compiled_from": int8_name,
-        "size_bytes": path.stat().st_size,
-        "sha256": sha256_file(path),
-        "verdict": "unchecked",
-        "parity": {"unavailable": f"edgetpu {runtime.describe()}: the compiled model runs only on an Edge TPU"},
-        "compiler": info,
-        "reused": False,
-    }
-    return record, artifact, None
-
-
-def _check_on_edgetpu(
-    path: Path, x: dict[str, np.ndarray], reference: dict[str, np.ndarray], meta: dict[str, Any]
-) -> dict[str, Any]:
-    """Run a compiled model on the Edge TPU against the Keras outputs (int8 tolerance)."""
-    from edgekit.runtime import load
-
-    runner = load(path, target="edgetpu")
-    outputs = dict(zip([s.name for s in runner.outputs], runner.run(x), strict=True))
-    kinds = {name: out["kind"] for name, out in meta.get("output_kinds", {}).items()}
-    parity = compare(reference, outputs, kinds=kinds, precision="int8")
-    return {"parity": parity, "verdict": "pass" if parity["within_tolerance"] else "out_of_tolerance"}
-
-
-def compile_tflite(source: str | Path, out: str | Path, *, to: str | None = None, timeout: float = 600) -> dict:
-    """``edgekit convert MODEL.tflite --to edgetpu``: pre-flight and compile a full-integer TFLite file.
-
-    A float, dynamic-shape or already-compiled file is bad input (one line, nothing written).
-
-    Example:
-        >>> m = compile_tflite("m_int8.tflite", "runs/m", to="edgetpu")  # doctest: +SKIP
-        >>> m["edgetpu"]["preflight"]["ops_cpu"]  # doctest: +SKIP
-        0
-    """
-    import shutil
-
-    from edgekit.formats.tflite import read_tflite
-    from edgekit.preflight.edgetpu import require_compilable
-
-    tokens = [t.strip() for t in (to or "").split(",") if t.strip()]
-    if tokens != [EDGETPU]:
-        raise InputError(
-            f"{source}: a .tflite file can only be compiled for the Edge TPU (--to edgetpu); "
-            "convert the Keras model for other outputs"
-        )
-    require_compilable(read_tflite(source))
-    run_dir = prepare_run_dir(out)
-    name = Path(source).name
-    if not (run_dir / name).exists() or not (run_dir / name).samefile(source):
-        shutil.copyfile(source, run_dir / name)
-    edgetpu, compiled, failure = compile_for_edgetpu(run_dir, name, timeout=timeout)
-    manifest = {
-        "edgekit_manifest": 1,
-        "stage": "convert",
-        "created_at": now(),
-        "source": {"path": str(source), "sha256": sha256_file(Path(source))},
-        "settings": {"to": [EDGETPU], "strict": False},
-        "tools": {},
-        "task": {},
-        "conversion": {"route": "edgetpu_compiler"},
-        "artifacts": [compiled] if compiled else [],
-        "failed": [failure] if failure else [],
-        "warnings": [],
-        "edgetpu": edgetpu,
-    }
     write_manifest(run_dir, manifest)
     return manifest
 
