@@ -689,15 +689,21 @@ def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: 
 @click.argument("source", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True)
 def verify_cmd(source: str, as_json: bool) -> None:
-    """Check a bundle: schema version, every sha256, labels, that the model loads and runs from its spec."""
+    """Check a bundle: schema version, every sha256, labels, that the model loads and runs from its spec.
+
+    Exits 3 when the inference needs hardware that is not here (a compiled model without an Edge TPU).
+    """
     from edgekit.verify import verify
 
     report = verify(source)
     if as_json:
         emit_json(report)
-        return
-    for check in report["checks"]:
-        out.print(f"ok  {check}", markup=False)
+    else:
+        for check in report["checks"]:
+            out.print(f"ok  {check}", markup=False)
+    if report["unavailable"]:
+        err.print(f"edgekit: unavailable: {report['unavailable']}; the rest verified", markup=False)
+        raise click.exceptions.Exit(3)
 
 
 # -- entry point ----------------------------------------------------------------------------

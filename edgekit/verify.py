@@ -3,6 +3,8 @@
 Checks the manifest against its schema and version, every file's sha256, that the labels fit
 the classifier output, that the model loads, and that one inference from the manifest's own
 input spec gives outputs of the manifest's shapes and dtypes. Any mismatch is one line, exit 2.
+A compiled Edge TPU model where no Edge TPU is present gets every check but the inference,
+and ``ok: False`` with ``unavailable`` saying why (the CLI exits 3).
 
 Example:
     >>> verify("bundles/digits_rpi")["checks"]  # doctest: +SKIP
@@ -47,8 +49,8 @@ def verify(source: str | Path) -> dict[str, Any]:
             raise InputError(f"{bundle.model_path}: its embedded edgekit metadata does not match edgekit.json")
         checks.append("embedded metadata matches edgekit.json")
         if manifest["model"]["edgetpu_compiled"] and not edgetpu_runtime().available:
-            checks.append(f"inference skipped: edgetpu {edgetpu_runtime().describe()}")
-            return {"bundle": str(source), "ok": True, "checks": checks, "inference": None}
+            return {"bundle": str(source), "ok": False, "checks": checks, "inference": None,
+                    "unavailable": f"inference: edgetpu {edgetpu_runtime().describe()}"}  # fmt: skip
         target = "edgetpu" if manifest["model"]["edgetpu_compiled"] else "cpu"
         with load(bundle.model_path, target=target) as runner:
             checks.append("model loads")
@@ -63,4 +65,4 @@ def verify(source: str | Path) -> dict[str, Any]:
                 raise InputError(f"{source}: output {item['name']!r} is not finite on the manifest's zero input")
             shapes[item["name"]] = list(value.shape)
         checks.append("one inference: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
-    return {"bundle": str(source), "ok": True, "checks": checks, "inference": shapes}
+    return {"bundle": str(source), "ok": True, "checks": checks, "inference": shapes, "unavailable": None}

@@ -238,3 +238,24 @@ def test_bad_bundles_and_inputs_are_refused_in_one_line(imagenet, coral, tmp_pat
     assert not (tmp_path / "never").exists()
     assert not any(p.name in ("evil.txt",) for p in tmp_path.parent.rglob("evil.txt"))  # nothing extracted
     assert run_cli("verify", str(good)).returncode == 0
+
+
+def test_compiled_coral_bundle_without_a_coral_says_unavailable(coral, tmp_path):
+    """A bundle of Coral's compiled model: verify checks all it can and exits 3 naming the missing Edge TPU; the
+    bundle's run.py says "edgetpu unavailable" (exit 2). Where a Coral is plugged in, both run it."""
+    from edgekit.runtime.targets import edgetpu_runtime
+
+    out = tmp_path / "coral"
+    bundle(coral / "mobilenet_v1_0.25_128_quant_edgetpu.tflite", "coral", labels=coral / "imagenet_labels.txt", out=out)
+    manifest = json.loads((out / "edgekit.json").read_text())
+    assert manifest["model"]["edgetpu_compiled"] is True and manifest["runtime"]["delegate"] == "libedgetpu.so.1"
+    verified = run_cli("verify", str(out))
+    run_py = subprocess.run([sys.executable, str(out / "run.py"), _photos(coral)[1]], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    if edgetpu_runtime().available:
+        assert verified.returncode == 0 and run_py.returncode == 0
+        return
+    assert verified.returncode == 3 and "unavailable: inference: edgetpu unavailable" in verified.stderr
+    assert "ok  sha256 of 5 files" in verified.stdout
+    assert run_py.returncode == 2 and run_py.stderr.strip().startswith("run.py: error: edgetpu unavailable")
+    assert "Traceback" not in run_py.stderr

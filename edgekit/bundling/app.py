@@ -247,7 +247,10 @@ def open_interpreter(folder: Path, manifest: dict[str, Any], threads: int | None
             raise BundleError("no TFLite runtime: pip install -r requirements.txt") from None
     delegates = None
     if manifest["model"]["edgetpu_compiled"]:
+        import ctypes
+
         try:
+            ctypes.CDLL(EDGETPU_LIBRARY)  # first: a failed load_delegate leaves a half-built Delegate behind
             delegates = [litert.load_delegate(EDGETPU_LIBRARY)]
         except (OSError, ValueError) as exc:
             raise BundleError(f"edgetpu unavailable: {exc} (install libedgetpu1-std and plug in the Coral)") from None
