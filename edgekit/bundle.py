@@ -29,6 +29,7 @@ from typing import Any
 
 from edgekit import __version__
 from edgekit.bundling import templates
+from edgekit.bundling.loader import labels_checked, read_labels_file
 from edgekit.bundling.metadata import embed_metadata
 from edgekit.bundling.spec import SCHEMA_VERSION, ends_in_softmax, io_entries, validate_spec
 from edgekit.errors import InputError
@@ -149,31 +150,21 @@ def _recommended(folder: Path, target: str) -> tuple[Path, str] | None:
 
 def _labels(labels: str | Path | None, task: dict[str, Any]) -> list[str] | None:
     if labels is not None:
-        path = Path(labels)
-        if not path.is_file():
-            raise InputError(f"{labels}: no such labels file")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        while lines and not lines[-1].strip():
-            lines.pop()
-        if not lines:
-            raise InputError(f"{labels}: no labels in it")
-        return lines
-    if task.get("labels"):
-        return [str(label) for label in task["labels"]]
-    return None
+        return read_labels_file(labels)
+    return [str(label) for label in task["labels"]] if task.get("labels") else None
 
 
-def _postprocessing(choice: Choice, model: Any, outputs: list[dict], labels: list[str] | None, top_k: int) -> tuple:
+def _postprocessing(
+    choice: Choice, model: Any, outputs: list[dict], labels: list[str] | None, top_k: int
+) -> tuple[str, dict[str, Any]]:
     task = choice.task.get("type") or ("classifier" if labels else "raw")
     first = outputs[0]
     post: dict[str, Any] = {"output": first["name"]}
     if task == "classifier":
         size = int(first["shape"][-1])
-        if labels is not None and len(labels) != size:
-            raise InputError(f"labels: {len(labels)} labels, but output {first['name']!r} has {size} values "
-                             f"(shape {first['shape']})")  # fmt: skip
-        post.update(softmax="in_model" if ends_in_softmax(model, 0) else "apply", top_k=min(top_k, size),
-                    labels="labels.txt" if labels else None)  # fmt: skip
+        post.update(softmax="in_model" if ends_in_softmax(model, 0) else "apply", top_k=min(top_k, size))
+        if labels:
+            post["labels"] = "labels.txt"
     elif task == "anomaly_scorer":
         post["threshold"] = float(choice.task["threshold"])
         post["anomaly_if"] = choice.task.get("anomaly_if", "score > threshold")
@@ -234,7 +225,7 @@ def bundle(
         "task": task,
         "inputs": inputs,
         "outputs": outputs,
-        "postprocessing": {**post, "labels": f"{assets}labels.txt" if post.get("labels") else post.get("labels")},
+        "postprocessing": {**post, **({"labels": f"{assets}labels.txt"} if "labels" in post else {})},
         "state": {
             "recurrent": bool(model.variable_tensors),
             "reset_before_each_call": bool(model.variable_tensors),
@@ -243,8 +234,7 @@ def bundle(
         "validation": choice.validation,
         "runtime": templates.runtime_notes(platform, model.edgetpu_compiled),
     }
-    if "labels" not in post:
-        manifest["postprocessing"].pop("labels")
+    labels_checked(label_list, manifest)
     warnings = [f"{choice.path.name} broke a validate budget: {b['message']}"
                 for b in (choice.validation or {}).get("budgets_broken", [])[:3]]  # fmt: skip
     if platform == "coral" and not model.edgetpu_compiled:

@@ -46,13 +46,23 @@ class OpenBundle:
         self.close()
 
 
-def _read_labels(path: str | Path) -> list[str]:
+def read_labels_file(path: str | Path) -> list[str]:
+    """Labels, one per line (trailing blank lines dropped).
+
+    Example:
+        >>> read_labels_file("missing.txt")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: missing.txt: no such labels file
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: no such labels file")
     lines = p.read_text(encoding="utf-8").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
+    if not lines:
+        raise InputError(f"{path}: no labels in it")
     return lines
 
 
@@ -127,11 +137,11 @@ def open_bundle(source: str | Path, labels: str | Path | None = None) -> OpenBun
             tmp.cleanup()
             raise
     elif p.suffix == ".tflite":
-        label_list = _read_labels(labels) if labels is not None else None
+        label_list = read_labels_file(labels) if labels is not None else None
         manifest = derived_manifest(p, label_list)
         return OpenBundle(manifest, p, labels_checked(label_list, manifest))
     else:
         raise InputError(f"{source}: not a bundle (folder or .zip) nor a .tflite model")
     if labels is not None:
-        bundle.labels = labels_checked(_read_labels(labels), bundle.manifest)
+        bundle.labels = labels_checked(read_labels_file(labels), bundle.manifest)
     return bundle
