@@ -48,18 +48,18 @@ from edgekit.formats.tflite import EDGETPU_CUSTOM_OP, OpInfo, SubgraphInfo, Tens
 ON_CHIP_BYTES = int(7.75 * (1 << 20))
 INTEGER_DTYPES = {"int8", "uint8"}
 SOFTMAX_MAX_ELEMENTS = 16_000
-Check = Callable[[OpInfo, SubgraphInfo], str | None]
+Check = Callable[[OpInfo, SubgraphInfo, TFLiteModel], str | None]
 
 
 def _t(graph: SubgraphInfo, index: int) -> TensorInfo | None:
     return graph.tensors[index] if index >= 0 else None
 
 
-def _no_fused_activation(op: OpInfo, _graph: SubgraphInfo) -> str | None:
+def _no_fused_activation(op: OpInfo, _graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     return "fused activation not supported" if op.options.get("fused_activation_function", 0) else None
 
 
-def _same_dilation(op: OpInfo, _graph: SubgraphInfo) -> str | None:
+def _same_dilation(op: OpInfo, _graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     w, h = op.options.get("dilation_w_factor", 1), op.options.get("dilation_h_factor", 1)
     return None if w == h else f"dilation {h}x{w} differs in x and y"
 
@@ -68,10 +68,10 @@ def _concatenation(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str |
     constants = [t for i in op.inputs if (t := _t(graph, i)) is not None and t.is_constant]
     if constants and (len(op.inputs) != 2 or model.buffers[constants[0].buffer].any()):
         return "a constant input is allowed only as the second of 2 inputs and all zeros (zero padding)"
-    return _no_fused_activation(op, graph)
+    return _no_fused_activation(op, graph, model)
 
 
-def _fully_connected(op: OpInfo, graph: SubgraphInfo) -> str | None:
+def _fully_connected(op: OpInfo, graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     if op.options.get("weights_format", 0) != 0:
         return "only the default weights format is supported"
     out = _t(graph, op.outputs[0])
@@ -92,7 +92,7 @@ def _rank(op: OpInfo, graph: SubgraphInfo) -> int:
     return len(t.shape) if t is not None else 0
 
 
-def _softmax(op: OpInfo, graph: SubgraphInfo) -> str | None:
+def _softmax(op: OpInfo, graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     t = _t(graph, op.inputs[0])
     if t is None:
         return None
@@ -110,7 +110,7 @@ def _strided_slice(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str |
     return None
 
 
-def _not_on_batch(kind: str, position: int) -> Callable[[OpInfo, SubgraphInfo, TFLiteModel], str | None]:
+def _not_on_batch(kind: str, position: int) -> Check:
     def check(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str | None:
         axes = _axis_values(op, graph, model, position)
         rank = _rank(op, graph)
@@ -130,7 +130,7 @@ def _pad(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str | None:
     return "padding in the batch dimension" if _rank(op, graph) > 1 and any(pads[:2]) else None
 
 
-def _pack(op: OpInfo, _graph: SubgraphInfo) -> str | None:
+def _pack(op: OpInfo, _graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     return "packing in the batch dimension" if op.options.get("axis", 0) == 0 else None
 
 
@@ -141,14 +141,14 @@ def _split(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str | None:
     return "splitting in the batch dimension" if axis and rank > 1 and axis[0] % rank == 0 else None
 
 
-def _prelu(op: OpInfo, graph: SubgraphInfo) -> str | None:
+def _prelu(op: OpInfo, graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     alpha = _t(graph, op.inputs[1]) if len(op.inputs) > 1 else None
     if alpha is not None and any(d > 1 for d in alpha.shape[:-1]):
         return "alpha must be 1-D (one slope per channel)"
     return None
 
 
-def _resize(op: OpInfo, graph: SubgraphInfo) -> str | None:
+def _resize(op: OpInfo, graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     align = bool(op.options.get("align_corners"))
     if op.options.get("half_pixel_centers") or (op.name == "RESIZE_NEAREST_NEIGHBOR" and align):
         return "operation version not supported (half_pixel_centers / align_corners resize is op version 3)"
@@ -165,8 +165,8 @@ def _resize(op: OpInfo, graph: SubgraphInfo) -> str | None:
 
 
 # Coral's supported-op table (compiler 16 / runtime 14), each with its constraints.
-# A check takes (op, graph) or (op, graph, model) when it reads constant data.
-EDGETPU_OPS: dict[str, tuple[Callable[..., str | None], ...]] = {
+# Each check takes (op, graph, model) and returns why the op cannot map, or None.
+EDGETPU_OPS: dict[str, tuple[Check, ...]] = {
     "ADD": (), "SUB": (), "MUL": (), "MAXIMUM": (), "MINIMUM": (), "SQUARED_DIFFERENCE": (),
     "AVERAGE_POOL_2D": (_no_fused_activation,), "MAX_POOL_2D": (_no_fused_activation,),
     "CONCATENATION": (_concatenation,),
@@ -217,8 +217,7 @@ def op_reason(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str | None
         if t is not None and (reason := _tensor_reason(t, op)):
             return reason
     for check in checks:
-        takes_model = check.__code__.co_argcount == 3
-        if reason := (check(op, graph, model) if takes_model else check(op, graph)):
+        if reason := check(op, graph, model):
             return reason
     return None
 
