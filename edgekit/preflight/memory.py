@@ -142,18 +142,6 @@ def arena_peak(graph: SubgraphInfo) -> int:
     return max((offsets[t.tensor] + t.size for t in tensors), default=0)
 
 
-def live_bytes_lower_bound(graph: SubgraphInfo) -> int:
-    """The most bytes alive at any one op: no placement can use less than this.
-
-    Example:
-        >>> live_bytes_lower_bound(model.subgraphs[0]) <= arena_peak(model.subgraphs[0])  # doctest: +SKIP
-        True
-    """
-    tensors = lifetimes(graph)
-    return max((sum(t.size for t in tensors if t.first <= step <= t.last) for step in range(len(graph.ops))),
-               default=0)  # fmt: skip
-
-
 def param_bytes(model: TFLiteModel) -> int:
     """Bytes of constant data (weights, biases, lookup tables), each buffer counted once.
 
