@@ -13,7 +13,8 @@ from tests.conftest import REPO
 BUILD_LANE = ["tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "tensorflow_model_optimization"]
 
 
-def test_inspect_bench_doctor_do_not_import_tensorflow(coral, tmp_path):
+def test_runtime_commands_do_not_import_tensorflow(coral, tmp_path):
+    """inspect, bench, doctor, bundle, predict, verify and the compile-only convert, in one fresh interpreter."""
     script = textwrap.dedent(
         f"""
         import json, sys
@@ -27,6 +28,14 @@ def test_inspect_bench_doctor_do_not_import_tensorflow(coral, tmp_path):
             main(["bench", model, "--runs", "3", "--target", "gpu", "--json"]),
             main(["doctor", "--json"]),
         ]
+        bundle_dir = {str(tmp_path / "bundle")!r}
+        photo = {str(coral / "images" / "cat.bmp")!r}
+        labels = {str(coral / "imagenet_labels.txt")!r}
+        codes += [
+            main(["bundle", model, "--platform", "rpi", "--labels", labels, "--out", bundle_dir, "--zip", "--json"]),
+            main(["predict", bundle_dir + ".zip", photo, "--json"]),
+            main(["verify", bundle_dir, "--json"]),
+        ]
         # compile-only convert of a .tflite: exit 3 ("compiler unavailable") where edgetpu_compiler is absent
         codes.append(main(["convert", model, "--to", "edgetpu", "--out", {str(tmp_path / "tpu")!r}, "--json"]))
         import edgekit
@@ -39,4 +48,4 @@ def test_inspect_bench_doctor_do_not_import_tensorflow(coral, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stderr.strip().splitlines()[-1])
     compiled = 0 if targets.edgetpu_compiler().available else 3
-    assert result == {"codes": [0, 0, 0, 0, 0, 0, compiled], "loaded": []}
+    assert result == {"codes": [0, 0, 0, 0, 0, 0, 0, 0, 0, compiled], "loaded": []}
