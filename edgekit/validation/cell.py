@@ -16,9 +16,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.validation.child import run_module
 from edgekit.validation.data import InputsFile
 
 WARMUP = 10
@@ -122,21 +120,9 @@ def run_cell(cell: Cell, data: InputsFile, work: Path, timeout: float = TIMEOUT_
     work.mkdir(parents=True, exist_ok=True)
     job, result_path, outputs = work / "job.json", work / "result.json", work / "outputs.npz"
     job.write_text(json.dumps({"cell": asdict(cell), "data": asdict(data), "outputs": str(outputs)}))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "edgekit.validation.cell", str(job), str(result_path)],
-            capture_output=True, text=True, timeout=timeout, env=env,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "reason": f"no result within {timeout:.0f} s"}, outputs
-    if proc.returncode != 0 or not result_path.is_file():
-        if proc.returncode < 0:
-            how = f"crashed ({signal.Signals(-proc.returncode).name})"
-        else:
-            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-            how = f"exited {proc.returncode}: {lines[-1] if lines else 'no message'}"
-        return {"status": "failed", "reason": f"the measuring process {how}"}, outputs
+    failure = run_module("edgekit.validation.cell", [str(job), str(result_path)], expect=result_path, timeout=timeout)
+    if failure is not None:
+        return {"status": "failed", "reason": f"the measuring process {failure}"}, outputs
     return json.loads(result_path.read_text()), outputs
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from edgekit.validation.child import run_module
 from edgekit.validation.data import InputsFile
 
 TIMEOUT_S = 1800.0
@@ -44,17 +43,10 @@ def reference_outputs(
         return None, "tensorflow is not installed (the runtime lane): agreement is measured against the fp32 artifact"
     work.mkdir(parents=True, exist_ok=True)
     out = work / "reference.npz"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "edgekit.validation.reference", str(model_path), json.dumps(asdict(data)), str(out)],
-            capture_output=True, text=True, timeout=timeout, env=env,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return None, f"the Keras model gave no outputs within {timeout:.0f} s"
-    if proc.returncode != 0 or not out.is_file():
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        return None, f"the Keras model could not run: {lines[-1] if lines else f'exit {proc.returncode}'}"
+    args = [str(model_path), json.dumps(asdict(data)), str(out)]
+    failure = run_module("edgekit.validation.reference", args, expect=out, timeout=timeout)
+    if failure is not None:
+        return None, f"the Keras model could not run: its process {failure}"
     with np.load(out) as f:
         return {k.split(":", 1)[1]: f[k] for k in f.files}, None
 
