@@ -64,3 +64,12 @@ def sensor_run(tmp_path_factory) -> tuple[Path, dict]:
 
     out = tmp_path_factory.mktemp("autoencoder_sensor") / "run"
     return out, run(REPO / "models" / "autoencoder_sensor.yaml", out=out)
+
+
+@pytest.fixture(scope="session")
+def forecaster(tmp_path_factory) -> tuple[Path, dict]:
+    """The shipped sunspot LSTM recipe trained once per session (a few seconds)."""
+    from edgekit.train import train
+
+    out = tmp_path_factory.mktemp("lstm") / "run"
+    return out, train(REPO / "models" / "lstm_sunspots.yaml", out=out)

@@ -259,3 +259,26 @@ def test_compiled_coral_bundle_without_a_coral_says_unavailable(coral, tmp_path)
     assert "ok  sha256 of 5 files" in verified.stdout
     assert run_py.returncode == 2 and run_py.stderr.strip().startswith("run.py: error: edgetpu unavailable")
     assert "Traceback" not in run_py.stderr
+
+
+def test_forecaster_bundle_predicts_what_keras_predicts(forecaster, tmp_path):
+    """The sunspot LSTM (its scaler inside the graph) bundled from its convert folder: predict on the raw CSV (its
+    last 16 rows, last column) and on an .npy window gives the Keras model's forecast, in sunspot units."""
+    import keras
+
+    from edgekit.convert import convert
+
+    run_dir, _ = forecaster
+    convert(run_dir, tmp_path / "convert", to="tflite:fp32")
+    manifest = bundle(tmp_path / "convert", "rpi", out=tmp_path / "bundle")
+    assert manifest["task"] == "forecaster" and manifest["postprocessing"]["inverse_scaling"].startswith("in the model")
+    assert manifest["state"]["reset_before_each_call"] is True
+    csv_path = REPO / "models" / "sunspots.csv"
+    window = np.loadtxt(csv_path, delimiter=",", skiprows=1)[-16:, -1].astype(np.float32).reshape(16, 1)
+    np.save(tmp_path / "window.npy", window)
+    expected = float(keras.models.load_model(run_dir / "model.keras").predict(window[None], verbose=0).ravel()[0])
+    r = run_cli("predict", str(tmp_path / "bundle"), str(csv_path), str(tmp_path / "window.npy"), "--json")
+    assert r.returncode == 0, r.stderr
+    forecasts = [x["values"][0] for x in json.loads(r.stdout)]
+    assert forecasts == pytest.approx([expected, expected], rel=1e-4)
+    assert 0 < expected < 400  # sunspot units, not standardized values

@@ -31,12 +31,6 @@ def test_every_shipped_recipe_validates():
         assert recipe.name == name
 
 
-@pytest.fixture(scope="module")
-def forecaster(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lstm") / "run"
-    return out, train(MODELS / "lstm_sunspots.yaml", out=out)
-
-
 def test_forecaster_beats_naive_by_20_percent(forecaster):
     _, manifest = forecaster
     metrics = manifest["metrics"]
