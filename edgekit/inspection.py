@@ -76,7 +76,7 @@ def inspect_model(path: str | Path, *, target: str | None = None, ram_budget: in
 def _op_macs(op: OpInfo, graph: SubgraphInfo) -> int:
     """Multiply-accumulates of one op, from its weight and output shapes (0 for cheap ops)."""
     t = graph.tensors
-    ins = [t[i] if i >= 0 else None for i in op.inputs]
+    ins = [graph.tensor(i) for i in op.inputs]
     out = t[op.outputs[0]] if op.outputs and op.outputs[0] >= 0 else None
     if out is None or len(ins) < 2 or ins[1] is None:
         return 0

@@ -119,6 +119,15 @@ class SubgraphInfo:
     inputs: list[int]
     outputs: list[int]
 
+    def tensor(self, index: int) -> TensorInfo | None:
+        """The tensor at ``index``; None for -1 (an absent optional operand).
+
+        Example:
+            >>> graph.tensor(-1) is None  # doctest: +SKIP
+            True
+        """
+        return self.tensors[index] if index >= 0 else None
+
 
 @dataclass
 class TFLiteModel:
@@ -184,7 +193,7 @@ def quantization_kind(model: TFLiteModel) -> str:
     weights: set[str] = set()
     for op, graph in compute:
         for pos, i in enumerate(op.inputs):
-            tensor = graph.tensors[i] if i >= 0 else None
+            tensor = graph.tensor(i)
             if tensor is None:
                 continue
             if tensor.is_constant and len(tensor.shape) >= 2:

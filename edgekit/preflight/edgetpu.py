@@ -51,10 +51,6 @@ SOFTMAX_MAX_ELEMENTS = 16_000
 Check = Callable[[OpInfo, SubgraphInfo, TFLiteModel], str | None]
 
 
-def _t(graph: SubgraphInfo, index: int) -> TensorInfo | None:
-    return graph.tensors[index] if index >= 0 else None
-
-
 def _no_fused_activation(op: OpInfo, _graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     return "fused activation not supported" if op.options.get("fused_activation_function", 0) else None
 
@@ -65,7 +61,7 @@ def _same_dilation(op: OpInfo, _graph: SubgraphInfo, _model: TFLiteModel) -> str
 
 
 def _concatenation(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str | None:
-    constants = [t for i in op.inputs if (t := _t(graph, i)) is not None and t.is_constant]
+    constants = [t for i in op.inputs if (t := graph.tensor(i)) is not None and t.is_constant]
     if constants and (len(op.inputs) != 2 or model.buffers[constants[0].buffer].any()):
         return "a constant input is allowed only as the second of 2 inputs and all zeros (zero padding)"
     return _no_fused_activation(op, graph, model)
@@ -74,26 +70,26 @@ def _concatenation(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str |
 def _fully_connected(op: OpInfo, graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     if op.options.get("weights_format", 0) != 0:
         return "only the default weights format is supported"
-    out = _t(graph, op.outputs[0])
+    out = graph.tensor(op.outputs[0])
     if out is not None and any(d > 1 for d in out.shape[:-1]):
         return f"output {list(out.shape)} is not one-dimensional"
     return None
 
 
 def _axis_values(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel, position: int) -> list[int] | None:
-    t = _t(graph, op.inputs[position]) if len(op.inputs) > position else None
+    t = graph.tensor(op.inputs[position]) if len(op.inputs) > position else None
     if t is None or not t.is_constant:
         return None
     return [int(v) for v in np.frombuffer(model.buffers[t.buffer].tobytes(), dtype=np.dtype(t.dtype)).ravel()]
 
 
 def _rank(op: OpInfo, graph: SubgraphInfo) -> int:
-    t = _t(graph, op.inputs[0])
+    t = graph.tensor(op.inputs[0])
     return len(t.shape) if t is not None else 0
 
 
 def _softmax(op: OpInfo, graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
-    t = _t(graph, op.inputs[0])
+    t = graph.tensor(op.inputs[0])
     if t is None:
         return None
     if any(d > 1 for d in t.shape[:-1]):
@@ -136,13 +132,13 @@ def _pack(op: OpInfo, _graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
 
 def _split(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str | None:
     axis = _axis_values(op, graph, model, 0)
-    data = _t(graph, op.inputs[1]) if len(op.inputs) > 1 else None
+    data = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
     rank = len(data.shape) if data is not None else 0
     return "splitting in the batch dimension" if axis and rank > 1 and axis[0] % rank == 0 else None
 
 
 def _prelu(op: OpInfo, graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
-    alpha = _t(graph, op.inputs[1]) if len(op.inputs) > 1 else None
+    alpha = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
     if alpha is not None and any(d > 1 for d in alpha.shape[:-1]):
         return "alpha must be 1-D (one slope per channel)"
     return None
@@ -152,7 +148,7 @@ def _resize(op: OpInfo, graph: SubgraphInfo, _model: TFLiteModel) -> str | None:
     align = bool(op.options.get("align_corners"))
     if op.options.get("half_pixel_centers") or (op.name == "RESIZE_NEAREST_NEIGHBOR" and align):
         return "operation version not supported (half_pixel_centers / align_corners resize is op version 3)"
-    src, dst = _t(graph, op.inputs[0]), _t(graph, op.outputs[0])
+    src, dst = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
     if src is None or dst is None or len(src.shape) != 4 or len(dst.shape) != 4:
         return None
     for n_in, n_out in zip(src.shape[1:3], dst.shape[1:3], strict=True):
@@ -213,7 +209,7 @@ def op_reason(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel) -> str | None
     if checks is None:
         return f"{op.name.removeprefix('CUSTOM:')} is not supported by the Edge TPU"
     for i in [*op.inputs, *op.outputs]:
-        t = _t(graph, i)
+        t = graph.tensor(i)
         if t is not None and (reason := _tensor_reason(t, op)):
             return reason
     for check in checks:
@@ -251,7 +247,7 @@ def _leading_conversions(graph: SubgraphInfo) -> int:
     """How many ops at the start only convert float graph inputs (QUANTIZE / DEQUANTIZE from a float input)."""
     count, inputs = 0, set(graph.inputs)
     for op in graph.ops:
-        src = _t(graph, op.inputs[0]) if op.inputs else None
+        src = graph.tensor(op.inputs[0]) if op.inputs else None
         if (
             op.name in ("QUANTIZE", "DEQUANTIZE")
             and op.inputs[0] in inputs
@@ -267,7 +263,7 @@ def _leading_conversions(graph: SubgraphInfo) -> int:
 def _constant_bytes(op: OpInfo, graph: SubgraphInfo, model: TFLiteModel, seen: set[int]) -> int:
     total = 0
     for i in op.inputs:
-        t = _t(graph, i)
+        t = graph.tensor(i)
         if t is not None and t.is_constant and t.buffer not in seen:
             seen.add(t.buffer)
             total += len(model.buffers[t.buffer])

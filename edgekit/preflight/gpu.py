@@ -37,12 +37,8 @@ RUNTIME_DTYPES = {"float32", "float16", "int8", "uint8"}
 INTEGER_INDEX_OPS = {"GATHER", "CAST", "ONE_HOT", "EMBEDDING_LOOKUP"}
 
 
-def _tensor(graph: SubgraphInfo, index: int) -> TensorInfo | None:
-    return graph.tensors[index] if index >= 0 else None
-
-
 def _runtime_inputs(op: OpInfo, graph: SubgraphInfo) -> list[TensorInfo]:
-    return [t for i in op.inputs if (t := _tensor(graph, i)) is not None and not t.is_constant]
+    return [t for i in op.inputs if (t := graph.tensor(i)) is not None and not t.is_constant]
 
 
 def _activation(op: OpInfo, _graph: SubgraphInfo) -> str | None:
@@ -62,7 +58,7 @@ def _constant_input(position: int, what: str) -> Check:
     def check(op: OpInfo, graph: SubgraphInfo) -> str | None:
         if len(op.inputs) <= position:
             return None
-        t = _tensor(graph, op.inputs[position])
+        t = graph.tensor(op.inputs[position])
         return None if t is None or t.is_constant else f"{what} must be constant"
 
     return check
@@ -70,7 +66,7 @@ def _constant_input(position: int, what: str) -> Check:
 
 def _rank_between(low: int, high: int) -> Check:
     def check(op: OpInfo, graph: SubgraphInfo) -> str | None:
-        t = _tensor(graph, op.inputs[0])
+        t = graph.tensor(op.inputs[0])
         rank = len(t.shape) if t is not None else 0
         return None if low <= rank <= high else f"input rank {rank} (needs {low}-{high})"
 
@@ -97,24 +93,24 @@ def _fully_connected(op: OpInfo, _graph: SubgraphInfo) -> str | None:
 
 
 def _depthwise(op: OpInfo, graph: SubgraphInfo) -> str | None:
-    ranks = [len(t.shape) for i in op.inputs[:2] if (t := _tensor(graph, i)) is not None]
+    ranks = [len(t.shape) for i in op.inputs[:2] if (t := graph.tensor(i)) is not None]
     return None if all(r == 4 for r in ranks) else "input and filter must be 4-D"
 
 
 def _transpose(op: OpInfo, graph: SubgraphInfo) -> str | None:
-    perm = _tensor(graph, op.inputs[1]) if len(op.inputs) > 1 else None
+    perm = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
     size = perm.num_elements if perm is not None else 0
     return None if 2 <= size <= 4 else f"permutation of {size} axes (needs 2-4)"
 
 
 def _gather(op: OpInfo, graph: SubgraphInfo) -> str | None:
-    idx = _tensor(graph, op.inputs[1]) if len(op.inputs) > 1 else None
+    idx = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
     ok = idx is not None and idx.dtype == "int32" and len(idx.shape) <= 1
     return None if ok else "indices must be 1-D int32"
 
 
 def _batch_matmul(op: OpInfo, graph: SubgraphInfo) -> str | None:
-    rhs = _tensor(graph, op.inputs[1]) if len(op.inputs) > 1 else None
+    rhs = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
     if rhs is not None and rhs.is_constant and len(rhs.shape) != 2:
         return "a constant second operand must be 2-D"
     return None
@@ -194,7 +190,7 @@ def op_reason(op: OpInfo, graph: SubgraphInfo) -> str | None:
     if max_version is not None and op.version > max_version:
         return f"{op.name} version {op.version} (the delegate parses up to {max_version})"
     for i in [*op.inputs, *op.outputs]:
-        t = _tensor(graph, i)
+        t = graph.tensor(i)
         if t is None:
             continue
         if len(t.shape) >= 5:
