@@ -31,7 +31,7 @@ from edgekit import __version__
 from edgekit.bundling import templates
 from edgekit.bundling.loader import labels_checked, read_labels_file
 from edgekit.bundling.metadata import embed_metadata
-from edgekit.bundling.spec import SCHEMA_VERSION, ends_in_softmax, io_entries, validate_spec
+from edgekit.bundling.spec import SCHEMA_VERSION, classifier_postprocessing, io_entries, validate_spec
 from edgekit.errors import InputError
 from edgekit.formats.tflite import parse_tflite, quantization_kind
 from edgekit.manifest import read_manifest, sha256_file, write_json
@@ -61,12 +61,17 @@ def _convert_dir(folder: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
-def _validation(folder: Path, artifact: Path) -> dict[str, Any] | None:
-    """The validate report's CPU rows for ``artifact`` (metrics, agreement, latency per thread count)."""
-    report_path = next((p for p in (folder / "validate" / "report.json", folder / "report.json") if p.is_file()), None)
-    if report_path is None:
+def _report(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The validate report of a run directory (``validate/report.json``, or ``report.json`` beside it), read once."""
+    path = next((p for p in (folder / "validate" / "report.json", folder / "report.json") if p.is_file()), None)
+    return (path, json.loads(path.read_text())) if path is not None else None
+
+
+def _validation(found: tuple[Path, dict[str, Any]] | None, artifact: Path) -> dict[str, Any] | None:
+    """The validate report's measured rows for ``artifact`` (metrics, agreement, latency per thread count)."""
+    if found is None:
         return None
-    report = json.loads(report_path.read_text())
+    report_path, report = found
     rows = [
         r for r in report["results"] if Path(r["path"]).resolve() == artifact.resolve() and r["status"] == "measured"
     ]
@@ -102,6 +107,7 @@ def choose_artifact(source: str | Path, platform: str) -> Choice:
     if found is None:
         raise InputError(f"{source}: no convert manifest here or in {source}/convert (run edgekit convert first)")
     folder, manifest = found
+    report = _report(src)
     run_task = (read_manifest(src) or {}).get("task") or manifest.get("task") or {}
     tflite = {a["precision"]: a for a in manifest.get("artifacts", [])
               if a["format"] == "tflite" and a.get("verdict") in ("pass", "unchecked", "out_of_tolerance")}  # fmt: skip
@@ -116,27 +122,26 @@ def choose_artifact(source: str | Path, platform: str) -> Choice:
         reason = why.get("reason") or why.get("error") or "no edgetpu artifact in the convert manifest"
         path = folder / tflite["int8"]["path"]
         return Choice(path, "int8", f"not compiled for the Edge TPU ({reason}): runs on the CPU until compiled",
-                      run_task, _validation(src, path))  # fmt: skip
-    recommended = _recommended(src, TARGET_OF[platform])
+                      run_task, _validation(report, path))  # fmt: skip
+    recommended = _recommended(report, TARGET_OF[platform])
     if recommended is not None and recommended[0].is_file():
         path, why = recommended
         precision = next((p for p, a in tflite.items() if (folder / a["path"]).resolve() == path.resolve()), "unknown")
-        return Choice(path, precision, why, run_task, _validation(src, path))
+        return Choice(path, precision, why, run_task, _validation(report, path))
     for precision in PRECISION_ORDER:
         art = tflite.get(precision)
         if art and art.get("verdict") == "pass":
             path = folder / art["path"]
             return Choice(path, precision, f"not validated: the {precision} file, the smallest whose conversion "
-                          "check passed", run_task, _validation(src, path))  # fmt: skip
+                          "check passed", run_task, _validation(report, path))  # fmt: skip
     raise InputError(f"{source}: no TFLite artifact passed its conversion check")
 
 
-def _recommended(folder: Path, target: str) -> tuple[Path, str] | None:
+def _recommended(found: tuple[Path, dict[str, Any]] | None, target: str) -> tuple[Path, str] | None:
     """The fastest TFLite file validate measured on ``target`` inside every budget, and why."""
-    report_path = folder / "validate" / "report.json"
-    if not report_path.is_file():
+    if found is None:
         return None
-    report = json.loads(report_path.read_text())
+    report = found[1]
     broken = {b["artifact"] for b in report.get("budgets_broken", [])}
     rows = [r for r in report["results"] if r["status"] == "measured" and r["format"] == "tflite"
             and r["target_requested"] == target and r["artifact"] not in broken]  # fmt: skip
@@ -158,14 +163,10 @@ def _postprocessing(
     choice: Choice, model: Any, outputs: list[dict], labels: list[str] | None, top_k: int
 ) -> tuple[str, dict[str, Any]]:
     task = choice.task.get("type") or ("classifier" if labels else "raw")
-    first = outputs[0]
-    post: dict[str, Any] = {"output": first["name"]}
     if task == "classifier":
-        size = int(first["shape"][-1])
-        post.update(softmax="in_model" if ends_in_softmax(model, 0) else "apply", top_k=min(top_k, size))
-        if labels:
-            post["labels"] = "labels.txt"
-    elif task == "anomaly_scorer":
+        return task, classifier_postprocessing(model, outputs, top_k, bool(labels))
+    post: dict[str, Any] = {"output": outputs[0]["name"]}
+    if task == "anomaly_scorer":
         post["threshold"] = float(choice.task["threshold"])
         post["anomaly_if"] = choice.task.get("anomaly_if", "score > threshold")
     elif task == "forecaster":

@@ -20,7 +20,7 @@ from typing import Any
 from edgekit.bundling import app
 from edgekit.bundling.archive import safe_extract
 from edgekit.bundling.metadata import read_metadata
-from edgekit.bundling.spec import SCHEMA_VERSION, ends_in_softmax, io_entries, validate_spec
+from edgekit.bundling.spec import SCHEMA_VERSION, classifier_postprocessing, io_entries, validate_spec
 from edgekit.errors import InputError
 from edgekit.formats.tflite import read_tflite
 
@@ -103,9 +103,7 @@ def derived_manifest(path: Path, labels: list[str] | None) -> dict[str, Any]:
         return embedded
     inputs, outputs = io_entries(model)
     task = "classifier" if labels is not None else "raw"
-    post: dict[str, Any] = {"output": outputs[0]["name"]}
-    if task == "classifier":
-        post.update(softmax="in_model" if ends_in_softmax(model, 0) else "apply", top_k=5, labels="labels.txt")
+    post = classifier_postprocessing(model, outputs, 5, True) if labels is not None else {"output": outputs[0]["name"]}
     return {
         "schema_version": SCHEMA_VERSION, "platform": "rpi",
         "model": {"file": path.name, "format": "tflite", "precision": "", "edgetpu_compiled": model.edgetpu_compiled},

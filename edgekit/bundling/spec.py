@@ -192,3 +192,21 @@ def ends_in_softmax(model: TFLiteModel, output_index: int) -> bool:
             return False
         tensor = op.inputs[0]
     return False
+
+
+def classifier_postprocessing(model: TFLiteModel, outputs: list[dict], top_k: int, has_labels: bool) -> dict:
+    """Post-processing of a classifier's first output: softmax in the model or to apply, top-k, labels file.
+
+    Example:
+        >>> classifier_postprocessing(model, outputs, 5, True)["softmax"]  # doctest: +SKIP
+        'in_model'
+    """
+    first = outputs[0]
+    post: dict[str, Any] = {
+        "output": first["name"],
+        "softmax": "in_model" if ends_in_softmax(model, 0) else "apply",
+        "top_k": min(top_k, int(first["shape"][-1])),
+    }
+    if has_labels:
+        post["labels"] = "labels.txt"
+    return post
