@@ -7,7 +7,7 @@ SHARED ?= ../shared
 export EDGEKIT_SHARED := $(abspath $(SHARED))
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install browser test demo bench lint format clean
+.PHONY: install browser test test-fast demo bench lint format clean
 
 install: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: install browser
 	$(PY) -m pytest -q
+
+# The runtime lane only (LiteRT, ONNX Runtime, inspect, bench, pre-flights, bundles of Coral's models): no test that
+# trains, builds a Keras model or runs a TensorFlow conversion (those carry the `slow` marker). Under 3 minutes on 2 cores.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 # The validate report's HTML is checked in headless Chromium (Debian's package), installed where apt-get can.
 browser:

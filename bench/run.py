@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bench import benchmark, harness_overhead
-from edgekit.doctor import cpu_features, package_versions
+from edgekit.common.cpu import cpu_features
+from edgekit.doctor import package_versions
 from edgekit.manifest import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def convert_section() -> dict[str, Any]:
 
     import numpy as np
 
-    from edgekit.convert import convert
+    from edgekit.stages.convert import convert
     from tests import keras_models
 
     tokens = "tflite:fp32,tflite:fp16,tflite:dynamic,tflite:int8,tflite:16x8,onnx:fp32,onnx:int8"
@@ -134,9 +135,9 @@ def train_section() -> dict[str, Any]:
     import tempfile
     import time
 
+    from edgekit.build.training import measure_step_seconds
     from edgekit.recipes import load_recipe
-    from edgekit.train import train
-    from edgekit.training import measure_step_seconds
+    from edgekit.stages.train import train
 
     section: dict[str, Any] = {"recipes": {}, "seeds": list(SEEDS), "margin": MARGIN}
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,8 +181,8 @@ def optimize_section() -> dict[str, Any]:
     the int8 weights' entropy; pruning swept over sparsities, QAT repeated over three seeds."""
     import tempfile
 
-    from edgekit.optimize import optimize
-    from edgekit.train import train
+    from edgekit.stages.optimize import optimize
+    from edgekit.stages.train import train
 
     def summary(m: dict[str, Any]) -> dict[str, Any]:
         report = m["report"]
@@ -268,8 +269,8 @@ def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
     import keras
     import numpy as np
 
-    from edgekit.convert import convert
-    from edgekit.optimize import optimize
+    from edgekit.stages.convert import convert
+    from edgekit.stages.optimize import optimize
     from tests.keras_models import digits_images
 
     x, y = digits_images(size)
@@ -336,7 +337,7 @@ def _mobilenet_v2_224(folder: Path) -> dict[str, Path]:
     import keras
     import numpy as np
 
-    from edgekit.convert import convert
+    from edgekit.stages.convert import convert
 
     keras.utils.set_random_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
@@ -380,8 +381,8 @@ def validate_section() -> dict[str, Any]:
 
     import numpy as np
 
-    from edgekit.train import run
-    from edgekit.validate import validate
+    from edgekit.stages.train import run
+    from edgekit.stages.validate import validate
 
     section: dict[str, Any] = {"demo_models": {}, "int8_vs_fp32_latency": {}}
     with tempfile.TemporaryDirectory() as tmp:

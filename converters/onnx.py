@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.converters.calibration import Feeds, count
+from edgekit.common.calibration import Feeds, count
 from edgekit.converters.source import input_specs, output_names, serving_function
 from edgekit.errors import ConversionError, InputError
 from edgekit.runtime.specs import TensorSpec

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.common.parity import TASKS
 from edgekit.errors import InputError
-from edgekit.parity import TASKS
 from edgekit.runtime.specs import TensorSpec
 
 RECURRENT = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edgekit.converters.calibration import Feeds, count
+from edgekit.common.calibration import Feeds, count
 from edgekit.converters.source import input_specs, output_names, serving_function
 from edgekit.errors import ConversionError, UnsupportedOpError
 from edgekit.formats.tflite import name_io_in_order

@@ -13,51 +13,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.stages.optimize.settings import CLUSTER_INITS, ClusterConfig, PruneConfig, QatConfig
 
 FineTune = Callable[[Any, list[Any]], None]  # (wrapped model, extra callbacks) → fits it in place
 PREPROCESSING = {"Resizing", "Rescaling", "Normalization", "InputLayer"}
-CLUSTER_INITS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
 FOLDED = {"BatchNormalization"}  # the 8-bit scheme's transforms fold it into the conv before it
-
-
-@dataclass
-class PruneConfig:
-    """Magnitude pruning to ``sparsity`` with a ``polynomial`` (0 → target) or ``constant`` schedule."""
-
-    sparsity: float
-    schedule: str = "polynomial"
-    structured_2_4: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.sparsity < 1:
-            raise InputError(f"--prune: sparsity must be in [0, 1), got {self.sparsity}")
-        if self.schedule not in ("polynomial", "constant"):
-            raise InputError(f"--prune-schedule must be polynomial or constant, got {self.schedule!r}")
-
-
-@dataclass
-class ClusterConfig:
-    """Weight clustering into ``clusters`` centroids (``kmeans++``, ``linear``, ``density`` or ``random`` init)."""
-
-    clusters: int
-    init: str = "kmeans++"
-
-    def __post_init__(self) -> None:
-        if self.clusters < 2:
-            raise InputError(f"--cluster: the number of clusters must be >= 2, got {self.clusters}")
-        if self.init not in CLUSTER_INITS:
-            raise InputError(f"--cluster-init must be one of {', '.join(CLUSTER_INITS)}, got {self.init!r}")
-
-
-@dataclass
-class QatConfig:
-    """Quantization-aware training; ``leave_float`` names layers to keep in float."""
-
-    leave_float: list[str] = field(default_factory=list)
 
 
 def _tfmot() -> Any:

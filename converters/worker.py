@@ -17,6 +17,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
+from edgekit.common.io import write_atomic, write_json
 from edgekit.errors import ConversionError, EdgekitError, UnsupportedOpError
-from edgekit.manifest import write_atomic, write_json
+from edgekit.rundir import WorkerFiles
 
 log = logging.getLogger("edgekit.converters.worker")
 
@@ -103,15 +106,15 @@ def _unrolled(model: Any, sample: list[np.ndarray], meta: dict[str, Any]) -> Any
     return unrolled
 
 
-def prepare(job: dict[str, Any], work: Path) -> tuple[Any, dict[str, np.ndarray] | None, dict[str, Any]]:
+def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.ndarray] | None, dict[str, Any]]:
     """Load the model, pick the route, load calibration data, save the reference outputs.
 
     Returns the model to convert (the tf_keras rebuild for recurrent models),
     the calibration sample, and the source's input specs and output names
     (``inputs`` / ``outputs``), which every artifact must carry.
     """
+    from edgekit.common.calibration import count, load_calibration, split_sample, value_ranges
     from edgekit.converters.bridge import UNROLLABLE, to_tf_keras
-    from edgekit.converters.calibration import count, load_calibration, split_sample, value_ranges
     from edgekit.converters.source import (
         as_float32,
         detect_task,
@@ -158,59 +161,85 @@ def prepare(job: dict[str, Any], work: Path) -> tuple[Any, dict[str, np.ndarray]
             converted = {"float": converted, "quantized": _unrolled(model, [check[name][:8] for name in names], meta)}
     arrays = {f"x:{k}": v for k, v in check.items()}
     arrays.update({f"y:{k}": y for k, y in zip(meta["outputs"], reference, strict=True)})
-    np.savez(work / "reference.npz", **arrays)
-    write_json(work / "meta.json", meta)
+    np.savez(files.reference, **arrays)
+    write_json(files.meta, meta)
     return converted, calib, {"inputs": specs, "outputs": meta["outputs"]}
 
 
-def run(job_path: Path) -> int:
-    from edgekit.converters.onnx import quantize_onnx, to_onnx
+@dataclass
+class Converted:
+    """What every producer works from: the model (or float / quantized variants), calibration, I/O names."""
+
+    model: Any
+    calibration: dict[str, np.ndarray] | None
+    io: dict[str, Any]
+    job: dict[str, Any]
+    onnx_fp32: bytes | None = None  # made once, quantized by onnx:int8
+
+    def for_precision(self, precision: str) -> Any:
+        if isinstance(self.model, dict):
+            return self.model["quantized" if precision in ("int8", "16x8") else "float"]
+        return self.model
+
+
+def _tflite(src: Converted, precision: str) -> bytes:
     from edgekit.converters.tflite import to_tflite
 
+    job = src.job
+    return to_tflite(
+        src.for_precision(precision), precision, calibration=src.calibration, batch=job["batch"],
+        int8_io=job["int8_io"], per_channel=job["int8_granularity"] == "per-channel",
+        allow_select_tf_ops=job["allow_select_tf_ops"], **src.io,
+    )  # fmt: skip
+
+
+def _onnx(src: Converted, precision: str) -> bytes:
+    from edgekit.converters.onnx import quantize_onnx, to_onnx
+
+    job = src.job
+    if precision == "fp32" or src.onnx_fp32 is None:
+        src.onnx_fp32 = to_onnx(src.for_precision(precision), opset=job["opset"], batch=job["batch"], **src.io)
+    if precision == "fp32":
+        return src.onnx_fp32
+    if src.calibration is None:
+        raise ConversionError("onnx:int8 needs calibration data (--calib)")
+    return quantize_onnx(
+        src.onnx_fp32, calibration=src.calibration, per_channel=job["int8_granularity"] == "per-channel"
+    )
+
+
+# One producer per format: (what to convert, precision) → the artifact's bytes. A new format is a new entry.
+PRODUCERS: dict[str, Callable[[Converted, str], bytes]] = {"tflite": _tflite, "onnx": _onnx}
+
+
+def run(job_path: Path) -> int:
+    """Produce every artifact of the job not yet in ``result.json``; 0 when done, 3 on a fatal error."""
+    files = WorkerFiles(job_path.parent)
     job = json.loads(job_path.read_text())
-    work = job_path.parent
-    result_path = work / "result.json"
-    result: dict[str, Any] = json.loads(result_path.read_text()) if result_path.is_file() else {"artifacts": {}}
+    result: dict[str, Any] = json.loads(files.result.read_text()) if files.result.is_file() else {"artifacts": {}}
     try:
-        converted, calib, io = prepare(job, work)
+        src = Converted(*prepare(job, files), job)
     except EdgekitError as exc:
         result["fatal"] = {"message": str(exc), "exit_code": exc.exit_code}
-        write_json(result_path, result)
+        write_json(files.result, result)
         return 3
-    onnx_fp32: bytes | None = None
     for art in job["artifacts"]:
         token = art["token"]
         if token in result["artifacts"]:
             continue
-        (work / "current").write_text(token)
+        files.current.write_text(token)
         if os.environ.get("EDGEKIT_CRASH_ON") == token:  # lets tests crash this process for real
             os.kill(os.getpid(), 11)
         fmt, precision = token.split(":")
         start = time.perf_counter()
         try:
-            model = converted
-            if isinstance(converted, dict):
-                model = converted["quantized" if precision in ("int8", "16x8") else "float"]
-            if fmt == "tflite":
-                blob = to_tflite(
-                    model, precision, calibration=calib, batch=job["batch"],
-                    int8_io=job["int8_io"], per_channel=job["int8_granularity"] == "per-channel",
-                    allow_select_tf_ops=job["allow_select_tf_ops"], **io,
-                )  # fmt: skip
-            elif precision == "fp32":
-                blob = onnx_fp32 = to_onnx(model, opset=job["opset"], batch=job["batch"], **io)
-            else:
-                if calib is None:
-                    raise ConversionError("onnx:int8 needs calibration data (--calib)")
-                onnx_fp32 = onnx_fp32 or to_onnx(model, opset=job["opset"], batch=job["batch"], **io)
-                blob = quantize_onnx(onnx_fp32, calibration=calib, per_channel=job["int8_granularity"] == "per-channel")
-            write_atomic(art["path"], blob)
+            write_atomic(art["path"], PRODUCERS[fmt](src, precision))
             result["artifacts"][token] = {"ok": True, "seconds": round(time.perf_counter() - start, 2)}
         except EdgekitError as exc:
             unsupported = isinstance(exc, UnsupportedOpError)
             result["artifacts"][token] = {"ok": False, "error": str(exc), "unsupported_op": unsupported}
-        write_json(result_path, result)
-    (work / "current").unlink(missing_ok=True)
+        write_json(files.result, result)
+    files.current.unlink(missing_ok=True)
     return 0
 
 

@@ -70,7 +70,7 @@ def test_validate_measures_the_gpu_cell_beside_the_cpu(coral, tmp_path):
     """``edgekit validate --targets cpu,gpu`` on a real ImageNet model: the GPU cell is measured on the GPU,
     gives the CPU cell's top-1 on the photos, and the report says whether LiteRT took the whole graph."""
     _require(targets.litert_gpu(), "gpu")
-    from edgekit.validate import validate
+    from edgekit.stages.validate import validate
 
     x = _images(coral, 224)
     cpu_top1 = edgekit.load(coral / "mobilenet_v2_1.0_224_quant.tflite").run(x)[0].argmax(1)
@@ -121,8 +121,8 @@ def test_edgetpu_compiler_agrees_with_the_preflight(coral, tmp_path):
     """Where ``edgetpu_compiler`` is installed: compile Coral's CPU models and compare the compiler's own CPU ops
     with the pre-flight's, op by op."""
     _require(targets.edgetpu_compiler(), "edgetpu_compiler")
-    from edgekit.edgetpu import compile_tflite
     from edgekit.formats.tflite import read_tflite
+    from edgekit.stages.convert.edgetpu import compile_tflite
 
     for name in ("mobilenet_v2_1.0_224_quant", "deeplabv3_mnv2_dm05_pascal_quant", "keras_lstm_mnist_ptq"):
         manifest = compile_tflite(coral / f"{name}.tflite", tmp_path / name, to="edgetpu")

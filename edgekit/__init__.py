@@ -1,33 +1,43 @@
 """edgekit: take Keras models to edge devices.
 
 The top level stays light: it imports neither TensorFlow nor a runtime until
-a function needs one.
+a function needs one. Every command of the CLI is a function here:
+
+- runtime lane: :func:`load`, :func:`inspect_model`, :func:`benchmark`, :func:`validate`, :func:`bundle`,
+  :func:`predict`, :func:`verify`;
+- build lane (TensorFlow is imported when they run): :func:`train`, :func:`run`, :func:`optimize`,
+  :func:`convert`.
 
 Example:
     >>> import edgekit
     >>> runner = edgekit.load("../shared/coral/mobilenet_v1_0.25_128_quant.tflite")  # doctest: +SKIP
+    >>> record = edgekit.convert("model.keras", "runs/m", to="tflite:fp32")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "benchmark", "inspect_model", "load"]
+_API = {
+    "load": "edgekit.runtime",
+    "inspect_model": "edgekit.inspection",
+    "benchmark": "edgekit.bench",
+    "convert": "edgekit.stages.convert",
+    "train": "edgekit.stages.train",
+    "run": "edgekit.pipeline",
+    "optimize": "edgekit.pipeline",
+    "validate": "edgekit.stages.validate",
+    "bundle": "edgekit.stages.bundle",
+    "predict": "edgekit.stages.bundle",
+    "verify": "edgekit.stages.bundle",
+}
+__all__ = ["__version__", *sorted(_API)]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load":
-        from edgekit.runtime import load
-
-        return load
-    if name == "inspect_model":
-        from edgekit.inspection import inspect_model
-
-        return inspect_model
-    if name == "benchmark":
-        from edgekit.bench import benchmark
-
-        return benchmark
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bundling.metadata import read_metadata
 from edgekit.errors import InputError
+from edgekit.formats.metadata import read_metadata
 from edgekit.formats.onnx import OnnxModel, num_elements, parse_onnx
 from edgekit.formats.tflite import OpInfo, SubgraphInfo, TFLiteModel, parse_tflite, quantization_kind
 from edgekit.preflight.edgetpu import edgetpu_preflight

@@ -26,7 +26,8 @@ from typing import Any
 
 from edgekit.errors import InputError
 from edgekit.runtime.targets import TARGETS
-from edgekit.validation.budgets import Budgets
+from edgekit.stages.convert.settings import RUN_DEFAULT_TO, ConvertSettings
+from edgekit.stages.validate.budgets import Budgets
 
 FAMILIES = ("image_classifier", "forecaster", "sequence_classifier", "autoencoder")
 PRECISIONS = ("auto", "mixed_float16", "mixed_bfloat16", "float32")
@@ -103,14 +104,6 @@ class TrainConfig:
 
 
 @dataclass
-class ConvertConfig:
-    """What ``edgekit run`` converts the trained model to."""
-
-    to: str = "tflite:fp32,tflite:int8,onnx:fp32"
-    calib_samples: int = 200
-
-
-@dataclass
 class ValidateConfig:
     """What ``edgekit run`` validates the artifacts on, and the budgets that fail it (``validate`` flags override)."""
 
@@ -129,7 +122,7 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig | None = None
-    convert: ConvertConfig = field(default_factory=ConvertConfig)
+    convert: ConvertSettings = field(default_factory=lambda: ConvertSettings(to=RUN_DEFAULT_TO))  # what run converts to
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     path: str | None = None  # where it was read from (not a YAML key)
 

@@ -36,8 +36,8 @@ console = Console(highlight=False)
 
 def deploy(model: Path, runs: Path) -> None:
     """Bundle Coral's classifier and every zoo run for a Raspberry Pi, and classify the photos through the bundle."""
-    from edgekit.bundle import bundle
-    from edgekit.predict import predict
+    from edgekit.stages.bundle import bundle
+    from edgekit.stages.bundle.prediction import predict
 
     bundles = runs / "bundles"
     shutil.rmtree(bundles, ignore_errors=True)
@@ -76,8 +76,8 @@ RECIPES = ("mobilenet_digits", "lstm_sunspots", "autoencoder_breast_cancer", "au
 
 def train_zoo(out: Path) -> dict:
     """``edgekit run`` on each recipe (train, convert, validate); a table of what validate measured on the test set."""
-    from edgekit.train import run
-    from edgekit.validation.report import main_figure
+    from edgekit.stages.train import run
+    from edgekit.stages.validate.report import main_figure
 
     summary = {}
     table = Table("recipe", "Keras test metrics", "artifacts on the test split (validate)", "int8 p50 ms",

@@ -15,7 +15,7 @@ import functools
 import shutil
 from dataclasses import dataclass
 
-from edgekit._native import captured_native_stderr
+from edgekit.runtime.native import captured_native_stderr
 
 TARGETS = ("cpu", "gpu", "edgetpu")
 EDGETPU_LIBRARY = "libedgetpu.so.1"

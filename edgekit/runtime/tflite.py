@@ -1,7 +1,7 @@
 """Run ``.tflite`` models: LiteRT's Interpreter on CPU / Edge TPU, its CompiledModel on GPU.
 
-The interpreter comes from ``ai_edge_litert`` when installed, else ``tflite_runtime``,
-else ``tensorflow.lite`` (``runner.backend`` says which).
+The interpreter comes from ``ai_edge_litert`` when installed, else ``tflite_runtime``
+(``runner.backend`` says which); never from TensorFlow, which is the build lane's.
 
 Example:
     >>> runner = TFLiteRunner("../shared/coral/mobilenet_v1_0.25_128_quant.tflite")  # doctest: +SKIP
@@ -16,12 +16,12 @@ from types import ModuleType
 
 import numpy as np
 
-from edgekit._native import captured_native_stderr
 from edgekit.errors import InferenceError, ModelFormatError, TargetUnavailableError
 from edgekit.formats.tflite import EDGETPU_CUSTOM_OP, TensorInfo, TFLiteModel, parse_tflite
 from edgekit.runtime import targets
 from edgekit.runtime.base import Runner
 from edgekit.runtime.files import read_model_bytes
+from edgekit.runtime.native import captured_native_stderr
 from edgekit.runtime.specs import TensorSpec
 
 INTERPRETER_MODULES = (
@@ -42,11 +42,7 @@ def interpreter_module() -> tuple[ModuleType, str]:
             return importlib.import_module(name), label
         except ImportError:
             continue
-    try:
-        import tensorflow as tf  # last resort: the build lane's full TensorFlow
-    except ImportError:
-        raise InferenceError("no TFLite runtime: pip install ai-edge-litert") from None
-    return tf.lite, "tensorflow.lite"
+    raise InferenceError("no TFLite runtime: pip install ai-edge-litert (tflite-runtime for Python < 3.12 also works)")
 
 
 def _spec(t: TensorInfo, name: str) -> TensorSpec:

@@ -1,0 +1,81 @@
+"""The ``edgekit`` click group, its logging set-up and the entry point that turns errors into exit codes.
+
+Every command maps :class:`~edgekit.errors.EdgekitError` to one line on stderr and the error's exit code;
+usage errors exit with 2. The commands register themselves on :data:`app` when :mod:`edgekit.cli` imports them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.logging import RichHandler
+
+from edgekit import __version__
+from edgekit.cli.render import err, notice
+from edgekit.errors import EdgekitError
+from edgekit.runtime.native import native_output_captured
+
+log = logging.getLogger("edgekit")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgekit")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def app(verbose: int) -> None:
+    """edgekit: take Keras models to edge devices (TFLite, ONNX, Edge TPU)."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+
+
+def _silence_native_teardown() -> None:
+    """LiteRT logs accelerator teardown on fd 2 after Python exits; keep it off the terminal."""
+    try:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None, *, entry: Callable[..., Any] = app) -> int:
+    """Run the CLI; return the exit code instead of raising.
+
+    Example:
+        >>> main(["inspect", "missing.tflite"])  # doctest: +SKIP
+        2
+    """
+    atexit.register(_silence_native_teardown)
+    args = sys.argv[1:] if argv is None else argv
+    verbose = any(a in ("--verbose", "-v", "-vv") for a in args)
+    try:
+        with native_output_captured(passthrough=verbose) as native:
+            code = entry.main(args=args, prog_name="edgekit", standalone_mode=False)
+        log.debug("native output: %s", native.text)
+    except EdgekitError as exc:
+        notice("error", str(exc))
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("edgekit: aborted")
+        return 130
+    except click.ClickException as exc:
+        notice("error", exc.format_message())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        notice("internal error", f"{type(exc).__name__}: {exc} (set EDGEKIT_DEBUG=1 for the traceback)")
+        return 1
+    return code if isinstance(code, int) else 0  # click returns the code of click.exceptions.Exit here
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""``edgekit bundle`` (pack a model for an app), ``edgekit predict`` (run one) and ``edgekit verify`` (check one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekit.cli.app import app
+from edgekit.cli.options import floats, json_option
+from edgekit.cli.render import emit_json, notice, print_bundle, print_predictions, print_verification
+
+
+@app.command("bundle")
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--platform", type=click.Choice(["rpi", "coral", "android", "ios"]), required=True)
+@click.option("--labels", type=click.Path(path_type=str), default=None, help="Labels file, one per line.")
+@click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Bundle folder (new).")
+@click.option("--zip", "zip_archive", is_flag=True, help="Also write OUT.zip.")
+@click.option("--mean", callback=floats, default=None, help="Image normalization: (pixel - mean) / std, per channel.")
+@click.option("--std", callback=floats, default=None)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@json_option("Print edgekit.json.")
+def bundle_cmd(
+    source: str, platform: str, out_dir: str | None, zip_archive: bool, as_json: bool, **options: Any
+) -> None:
+    """Pack a run directory or a .tflite into a folder an app runs without guessing (edgekit.json)."""
+    from edgekit.stages.bundle import bundle
+
+    manifest = bundle(source, platform, out=out_dir, zip_archive=zip_archive, **options)
+    where = out_dir or f"bundles/{Path(manifest['model']['source']).stem}_{platform}"
+    if as_json:
+        emit_json(manifest)
+    else:
+        print_bundle(manifest, where, platform, zip_archive)
+
+
+@app.command("predict")
+@click.argument("source", type=click.Path(path_type=str))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Classes to show (default: the bundle's).")
+@click.option("--labels", type=click.Path(path_type=str), default=None, help="Labels file for a bare model.")
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+@json_option("A JSON list, one object per input.")
+def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: Any) -> None:
+    """Run a bundle (folder or zip) or a .tflite on images, .npy windows or CSV rows."""
+    from edgekit.stages.bundle import predict
+
+    results = predict(source, list(inputs), **options)
+    if as_json:
+        emit_json(results)
+    else:
+        print_predictions(results)
+
+
+@app.command("verify")
+@click.argument("source", type=click.Path(path_type=str))
+@json_option()
+def verify_cmd(source: str, as_json: bool) -> None:
+    """Check a bundle: schema version, every sha256, labels, that the model loads and runs from its spec.
+
+    Exits 3 when the inference needs hardware that is not here (a compiled model without an Edge TPU).
+    """
+    from edgekit.stages.bundle import verify
+
+    report = verify(source)
+    if as_json:
+        emit_json(report)
+    else:
+        print_verification(report)
+    if report["unavailable"]:
+        notice("unavailable", f"{report['unavailable']}; the rest verified")
+        raise click.exceptions.Exit(3)

@@ -1,0 +1,272 @@
+"""``edgekit bundle``: one folder (or zip) per platform that an app consumes without guessing.
+
+Every bundle holds the chosen ``.tflite`` (the manifest also embedded in it), ``labels.txt``
+where there are labels, and ``edgekit.json`` (schema in ``edgekit/bundling/edgekit.schema.json``):
+inputs and their preprocessing, outputs and their post-processing, recurrent state, the
+validation figures that chose the artifact and a sha256 per file. Raspberry Pi and Coral
+bundles add ``run.py`` and ``requirements.txt``; Android and iOS bundles an ``assets/`` layout
+and a Kotlin or Swift snippet written for this model's tensors.
+
+Which artifact: from a run directory's validate report, the fastest TFLite file inside every
+budget on the platform's target (the CPU for the Pi and phones); without a report, the
+full-integer int8 file if its conversion check passed, else fp16, else fp32. Coral takes the Edge-TPU-compiled
+file when ``convert --to edgetpu`` produced one. Runtime lane only: no TensorFlow.
+
+Example:
+    >>> manifest = bundle("runs/mobilenet_digits", "rpi", out="bundles/digits_rpi")  # doctest: +SKIP
+    >>> manifest["model"]["file"], manifest["task"]  # doctest: +SKIP
+    ('model_int8.tflite', 'classifier')
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit import __version__
+from edgekit.common.io import sha256_file
+from edgekit.errors import InputError
+from edgekit.formats.metadata import embed_metadata
+from edgekit.formats.tflite import parse_tflite, quantization_kind
+from edgekit.rundir import RunDir
+from edgekit.rundir import run_task as run_task_of
+from edgekit.runtime.files import read_model_bytes
+from edgekit.stages.bundle import templates
+from edgekit.stages.bundle.loader import labels_checked, read_labels_file
+from edgekit.stages.bundle.spec import SCHEMA_VERSION, classifier_postprocessing, io_entries, validate_spec
+
+PLATFORMS = ("rpi", "coral", "android", "ios")
+TARGET_OF = {"rpi": "cpu", "coral": "edgetpu", "android": "cpu", "ios": "cpu"}
+PRECISION_ORDER = ("int8", "fp16", "fp32", "dynamic", "16x8")
+
+
+@dataclass
+class Choice:
+    """The artifact a bundle carries, and why."""
+
+    path: Path
+    precision: str
+    reason: str
+    task: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+
+
+def _convert_dir(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    for candidate in (RunDir(folder).convert, RunDir(folder)):
+        record = candidate.read_record() or {}
+        if record.get("stage") == "convert":
+            return candidate.root, dict(record)
+    return None
+
+
+def _report(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The validate report of a run directory (``validate/report.json``, or ``report.json`` beside it), read once."""
+    run = RunDir(folder)
+    path = next((p for p in (run.validate.report_json, run.report_json) if p.is_file()), None)
+    return (path, dict(run.read_record("validate", path) or {})) if path is not None else None
+
+
+def _validation(found: tuple[Path, dict[str, Any]] | None, artifact: Path) -> dict[str, Any] | None:
+    """The validate report's measured rows for ``artifact`` (metrics, agreement, latency per thread count)."""
+    if found is None:
+        return None
+    report_path, report = found
+    rows = [
+        r for r in report["results"] if Path(r["path"]).resolve() == artifact.resolve() and r["status"] == "measured"
+    ]
+    if not rows:
+        return None
+    return {
+        "report": str(report_path),
+        "data": report.get("data", {}).get("source") if isinstance(report.get("data"), dict) else None,
+        "metrics": rows[0]["metrics"],
+        "agreement": rows[0]["agreement"],
+        "latency_ms": {f"{r['target_used']}_{r['threads']}t": r["latency_ms"] for r in rows},
+        "budgets_broken": [b for b in report.get("budgets_broken", []) if b.get("artifact") == rows[0]["artifact"]],
+    }
+
+
+def choose_artifact(source: str | Path, platform: str) -> Choice:
+    """The TFLite file a ``platform`` bundle carries from ``source`` (a run / convert directory or a file).
+
+    Example:
+        >>> choose_artifact("runs/lstm_sunspots", "android").precision  # doctest: +SKIP
+        'fp32'
+    """
+    src = Path(source)
+    if not src.exists():
+        raise InputError(f"{source}: no such file or directory")
+    if src.is_file():
+        if src.suffix != ".tflite":
+            raise InputError(f"{source}: bundles carry TFLite models (LiteRT on the Pi, Coral, Android and iOS); "
+                             "give a .tflite file or a run directory")  # fmt: skip
+        model = parse_tflite(read_model_bytes(src), str(src))
+        return Choice(src, "edgetpu" if model.edgetpu_compiled else quantization_kind(model), "the file given")
+    found = _convert_dir(src)
+    if found is None:
+        raise InputError(f"{source}: no convert manifest here or in {source}/convert (run edgekit convert first)")
+    folder, manifest = found
+    report = _report(src)
+    run_task = run_task_of(src) or manifest.get("task") or {}
+    tflite = {a["precision"]: a for a in manifest.get("artifacts", [])
+              if a["format"] == "tflite" and a.get("verdict") in ("pass", "unchecked", "out_of_tolerance")}  # fmt: skip
+    if platform == "coral":
+        if "edgetpu" in tflite:
+            path = folder / tflite["edgetpu"]["path"]
+            return Choice(path, "edgetpu", "compiled for the Edge TPU by edgetpu_compiler", run_task)
+        if "int8" not in tflite:
+            raise InputError(f"{source}: no full-integer tflite:int8 artifact for the Coral "
+                             "(edgekit convert MODEL --to edgetpu --calib DATA)")  # fmt: skip
+        why = (manifest.get("edgetpu") or {}).get("compiler") or {}
+        reason = why.get("reason") or why.get("error") or "no edgetpu artifact in the convert manifest"
+        path = folder / tflite["int8"]["path"]
+        return Choice(path, "int8", f"not compiled for the Edge TPU ({reason}): runs on the CPU until compiled",
+                      run_task, _validation(report, path))  # fmt: skip
+    recommended = _recommended(report, TARGET_OF[platform])
+    if recommended is not None and recommended[0].is_file():
+        path, why = recommended
+        precision = next((p for p, a in tflite.items() if (folder / a["path"]).resolve() == path.resolve()), "unknown")
+        return Choice(path, precision, why, run_task, _validation(report, path))
+    for precision in PRECISION_ORDER:
+        art = tflite.get(precision)
+        if art and art.get("verdict") == "pass":
+            path = folder / art["path"]
+            return Choice(path, precision, f"not validated: the {precision} file, the smallest whose conversion "
+                          "check passed", run_task, _validation(report, path))  # fmt: skip
+    raise InputError(f"{source}: no TFLite artifact passed its conversion check")
+
+
+def _recommended(found: tuple[Path, dict[str, Any]] | None, target: str) -> tuple[Path, str] | None:
+    """The fastest TFLite file validate measured on ``target`` inside every budget, and why."""
+    if found is None:
+        return None
+    report = found[1]
+    broken = {b["artifact"] for b in report.get("budgets_broken", [])}
+    rows = [r for r in report["results"] if r["status"] == "measured" and r["format"] == "tflite"
+            and r["target_requested"] == target and r["artifact"] not in broken]  # fmt: skip
+    if not rows:
+        return None
+    best = min(rows, key=lambda r: r["latency_ms"]["p50"])
+    why = (f"validate: the fastest TFLite file inside every budget on the {target} "
+           f"(p50 {best['latency_ms']['p50']} ms at {best['threads']} thread(s))")  # fmt: skip
+    return Path(best["path"]), why
+
+
+def _labels(labels: str | Path | None, task: dict[str, Any]) -> list[str] | None:
+    if labels is not None:
+        return read_labels_file(labels)
+    return [str(label) for label in task["labels"]] if task.get("labels") else None
+
+
+def _postprocessing(
+    choice: Choice, model: Any, outputs: list[dict], labels: list[str] | None, top_k: int
+) -> tuple[str, dict[str, Any]]:
+    task = choice.task.get("type") or ("classifier" if labels else "raw")
+    if task == "classifier":
+        return task, classifier_postprocessing(model, outputs, top_k, bool(labels))
+    post: dict[str, Any] = {"output": outputs[0]["name"]}
+    if task == "anomaly_scorer":
+        post["threshold"] = float(choice.task["threshold"])
+        post["anomaly_if"] = choice.task.get("anomaly_if", "score > threshold")
+    elif task == "forecaster":
+        post["inverse_scaling"] = ("in the model (its Normalization layer was fitted on the training split)"
+                                   if "scaler" in choice.task else "none")  # fmt: skip
+    elif labels is not None:
+        raise InputError(f"labels given, but the model is a {task}, not a classifier")
+    return task, post
+
+
+def bundle(
+    source: str | Path,
+    platform: str,
+    *,
+    labels: str | Path | None = None,
+    out: str | Path | None = None,
+    zip_archive: bool = False,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    top_k: int = 5,
+) -> dict[str, Any]:
+    """Build a ``platform`` bundle from ``source``; return its manifest (``edgekit.json``).
+
+    ``mean`` / ``std`` override image normalization (``(pixel - mean) / std``) for models that
+    expect it outside the graph. The bundle is assembled in a temporary folder and moved into
+    place, so a failure leaves nothing half-written.
+
+    Example:
+        >>> m = bundle("mobilenet_v2_1.0_224_quant.tflite", "rpi", labels="imagenet_labels.txt")  # doctest: +SKIP
+        >>> m["inputs"][0]["preprocessing"]["feed"]  # doctest: +SKIP
+        'uint8_pixels'
+    """
+    if platform not in PLATFORMS:
+        raise InputError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+    if top_k < 1:
+        raise InputError(f"--top-k must be >= 1, got {top_k}")
+    choice = choose_artifact(source, platform)
+    blob = read_model_bytes(choice.path)
+    model = parse_tflite(blob, str(choice.path))
+    overrides = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
+    inputs, outputs = io_entries(model, overrides)
+    label_list = _labels(labels, choice.task)
+    task, post = _postprocessing(choice, model, outputs, label_list, top_k)
+    assets = "assets/" if platform == "android" else ""
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created_by": f"edgekit {__version__}",
+        "platform": platform,
+        "model": {
+            "file": f"{assets}{choice.path.name}",
+            "format": "tflite",
+            "precision": choice.precision,
+            "edgetpu_compiled": model.edgetpu_compiled,
+            "source": str(choice.path),
+            "chosen_because": choice.reason,
+        },
+        "task": task,
+        "inputs": inputs,
+        "outputs": outputs,
+        "postprocessing": {**post, **({"labels": f"{assets}labels.txt"} if "labels" in post else {})},
+        "state": {
+            "recurrent": bool(model.variable_tensors),
+            "reset_before_each_call": bool(model.variable_tensors),
+            "variable_tensors": model.variable_tensors,
+        },
+        "validation": choice.validation,
+        "runtime": templates.runtime_notes(platform, model.edgetpu_compiled),
+    }
+    labels_checked(label_list, manifest)
+    warnings = [f"{choice.path.name} broke a validate budget: {b['message']}"
+                for b in (choice.validation or {}).get("budgets_broken", [])[:3]]  # fmt: skip
+    if platform == "coral" and not model.edgetpu_compiled:
+        warnings.append(f"{choice.path.name} is not compiled for the Edge TPU: {choice.reason}")
+    manifest["warnings"] = warnings
+    out_dir = Path(out) if out is not None else Path("bundles") / f"{choice.path.stem}_{platform}"
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InputError(f"--out {out_dir}: exists and is not empty (give a new folder)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
+    try:
+        files = {manifest["model"]["file"]: embed_metadata(blob, manifest)}
+        if label_list:
+            files[manifest["postprocessing"]["labels"]] = ("\n".join(label_list) + "\n").encode()
+        files.update(templates.platform_files(platform, manifest))
+        for name, data in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+        manifest["files"] = {name: sha256_file(staging / name) for name in sorted(files)}
+        validate_spec(manifest)
+        staged = RunDir(staging)
+        manifest = dict(staged.write_record("bundle", manifest, path=staged.bundle_spec))
+        if out_dir.exists():
+            out_dir.rmdir()
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if zip_archive:
+        from edgekit.stages.bundle.archive import write_zip
+
+        write_zip(out_dir, out_dir.with_suffix(".zip"))
+    return manifest

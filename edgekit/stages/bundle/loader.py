@@ -1,0 +1,145 @@
+"""Open what ``predict`` and ``verify`` are given: a bundle folder, a bundle zip, or a ``.tflite`` file.
+
+A folder or zip must carry a valid ``edgekit.json`` whose files all match their sha256. A bare
+``.tflite`` uses the manifest embedded in it by ``edgekit bundle``, else one derived from the
+file itself (its inputs, outputs and quantization; a classifier when labels are given).
+
+Example:
+    >>> with open_bundle("bundles/coral_rpi.zip") as b:  # doctest: +SKIP
+    ...     b.manifest["task"]
+    'classifier'
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+from edgekit.formats.metadata import read_metadata
+from edgekit.formats.tflite import read_tflite
+from edgekit.stages.bundle import app
+from edgekit.stages.bundle.archive import safe_extract
+from edgekit.stages.bundle.spec import SCHEMA_VERSION, classifier_postprocessing, io_entries, validate_spec
+
+
+@dataclass
+class OpenBundle:
+    """A bundle's manifest, model path and labels; ``close()`` removes an extracted zip."""
+
+    manifest: dict[str, Any]
+    model_path: Path
+    labels: list[str] | None
+    folder: Path | None = None
+    _tmp: Any = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> OpenBundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_labels_file(path: str | Path) -> list[str]:
+    """Labels, one per line (trailing blank lines dropped).
+
+    Example:
+        >>> read_labels_file("missing.txt")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: missing.txt: no such labels file
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such labels file")
+    lines = p.read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise InputError(f"{path}: no labels in it")
+    return lines
+
+
+def _from_folder(folder: Path, tmp: Any = None) -> OpenBundle:
+    try:
+        manifest = app.load_manifest(folder)
+        validate_spec(manifest, str(folder / "edgekit.json"))
+        app.check_files(folder, manifest)
+        labels = app.read_labels(folder, manifest)
+    except app.BundleError as exc:
+        raise InputError(str(exc)) from None
+    labels_checked(labels, manifest)
+    return OpenBundle(manifest, folder / manifest["model"]["file"], labels, folder, tmp)
+
+
+def labels_checked(labels: list[str] | None, manifest: dict[str, Any]) -> list[str] | None:
+    """Refuse labels whose count is not the classifier output's size."""
+    if labels is None or manifest["task"] != "classifier":
+        return labels
+    out = next(o for o in manifest["outputs"] if o["name"] == manifest["postprocessing"]["output"])
+    if len(labels) != out["shape"][-1]:
+        raise InputError(f"labels: {len(labels)} labels, but output {out['name']!r} has {out['shape'][-1]} values")
+    return labels
+
+
+def derived_manifest(path: Path, labels: list[str] | None) -> dict[str, Any]:
+    """A manifest for a bare ``.tflite``: its embedded one, else derived from its tensors.
+
+    Example:
+        >>> derived_manifest(Path("mobilenet_v2_1.0_224_quant.tflite"), None)["task"]  # doctest: +SKIP
+        'raw'
+    """
+    model = read_tflite(path)
+    embedded = read_metadata(model)
+    if embedded is not None:
+        validate_spec({**embedded, "files": {path.name: "0" * 64}}, f"{path} (embedded edgekit metadata)")
+        embedded["model"] = {**embedded["model"], "file": path.name}
+        return embedded
+    inputs, outputs = io_entries(model)
+    task = "classifier" if labels is not None else "raw"
+    post = classifier_postprocessing(model, outputs, 5, True) if labels is not None else {"output": outputs[0]["name"]}
+    return {
+        "schema_version": SCHEMA_VERSION, "platform": "rpi",
+        "model": {"file": path.name, "format": "tflite", "precision": "", "edgetpu_compiled": model.edgetpu_compiled},
+        "task": task, "inputs": inputs, "outputs": outputs, "postprocessing": post,
+        "state": {"recurrent": bool(model.variable_tensors), "reset_before_each_call": bool(model.variable_tensors)},
+        "files": {},
+    }  # fmt: skip
+
+
+def open_bundle(source: str | Path, labels: str | Path | None = None) -> OpenBundle:
+    """Open a bundle folder, a bundle zip (extracted safely into a temporary folder) or a ``.tflite``.
+
+    Example:
+        >>> open_bundle("photo.jpg")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: photo.jpg: no such file or directory
+    """
+    p = Path(source)
+    if not p.exists():
+        raise InputError(f"{source}: no such file or directory")
+    if p.is_dir():
+        bundle = _from_folder(p)
+    elif p.suffix == ".zip":
+        tmp = tempfile.TemporaryDirectory(prefix="edgekit-bundle-")
+        try:
+            bundle = _from_folder(safe_extract(p, tmp.name), tmp)
+        except Exception:
+            tmp.cleanup()
+            raise
+    elif p.suffix == ".tflite":
+        label_list = read_labels_file(labels) if labels is not None else None
+        manifest = derived_manifest(p, label_list)
+        return OpenBundle(manifest, p, labels_checked(label_list, manifest))
+    else:
+        raise InputError(f"{source}: not a bundle (folder or .zip) nor a .tflite model")
+    if labels is not None:
+        bundle.labels = labels_checked(read_labels_file(labels), bundle.manifest)
+    return bundle

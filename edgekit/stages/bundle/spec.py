@@ -1,0 +1,212 @@
+"""The bundle manifest (``edgekit.json``): build it from a model, check it against its JSON Schema.
+
+The schema lives beside this module (``edgekit.schema.json``, JSON Schema 2020-12). Versions
+follow semver: a reader of 1.x takes any 1.y; a manifest of a newer major version is refused.
+The checker below implements the keywords that schema uses, so the runtime lane needs no
+``jsonschema`` package.
+
+Example:
+    >>> validate_spec({"schema_version": "1.0.0"})
+    Traceback (most recent call last):
+    ...
+    edgekit.errors.InputError: edgekit.json: 'platform' is required (at $)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+from edgekit.formats.tflite import TFLiteModel
+from edgekit.rundir import SCHEMA_VERSION
+from edgekit.runtime.tflite import io_specs
+
+SCHEMA_PATH = Path(__file__).with_name("edgekit.schema.json")
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The bundle manifest's JSON Schema.
+
+    Example:
+        >>> schema()["title"]
+        'edgekit bundle manifest (edgekit.json)'
+    """
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[kind])
+
+
+def _errors(value: Any, rule: dict[str, Any], where: str) -> list[str]:
+    """Violations of one schema node (the subset of JSON Schema the manifest schema uses)."""
+    if "oneOf" in rule:
+        matches = sum(not _errors(value, option, where) for option in rule["oneOf"])
+        return [] if matches == 1 else [f"matches {matches} of the allowed forms (at {where})"]
+    if "type" in rule:
+        kinds = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+        if not any(_is(value, k) for k in kinds):
+            return [f"must be {' or '.join(kinds)}, not {type(value).__name__} (at {where})"]
+    if "enum" in rule and value not in rule["enum"]:
+        return [f"{value!r} is not one of {rule['enum']} (at {where})"]
+    found: list[str] = []
+    if isinstance(value, str) and "pattern" in rule and not re.search(rule["pattern"], value):
+        found.append(f"{value!r} does not match {rule['pattern']} (at {where})")
+    if _is(value, "number") and "minimum" in rule and value < rule["minimum"]:
+        found.append(f"{value} < {rule['minimum']} (at {where})")
+    if isinstance(value, list):
+        if len(value) < rule.get("minItems", 0) or len(value) > rule.get("maxItems", len(value)):
+            found.append(f"has {len(value)} items (at {where})")
+        for i, item in enumerate(value):
+            found += _errors(item, rule.get("items", {}), f"{where}[{i}]")
+    if isinstance(value, dict):
+        found += [f"{key!r} is required (at {where})" for key in rule.get("required", []) if key not in value]
+        if len(value) < rule.get("minProperties", 0):
+            found.append(f"needs at least {rule['minProperties']} entries (at {where})")
+        for key, item in value.items():
+            sub = rule.get("properties", {}).get(key, rule.get("additionalProperties", {}))
+            if isinstance(sub, dict):
+                found += _errors(item, sub, f"{where}.{key}")
+    return found
+
+
+def check_version(spec: dict[str, Any], where: str = "edgekit.json") -> None:
+    """Refuse a manifest of another major version than this reader's.
+
+    Example:
+        >>> check_version({"schema_version": "2.0.0"})
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: edgekit.json: schema_version 2.0.0 is newer than edgekit reads (1.x): upgrade it
+    """
+    version = str(spec.get("schema_version", ""))
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise InputError(f"{where}: schema_version {version!r} is not a semantic version (like 1.0.0)")
+    major, mine = int(version.split(".")[0]), int(SCHEMA_VERSION.split(".")[0])
+    if major > mine:
+        raise InputError(f"{where}: schema_version {version} is newer than edgekit reads ({mine}.x): upgrade it")
+    if major < mine:
+        raise InputError(f"{where}: schema_version {version} is older than edgekit reads ({mine}.x): re-bundle")
+
+
+def validate_spec(spec: dict[str, Any], where: str = "edgekit.json") -> None:
+    """Raise :class:`~edgekit.errors.InputError` naming the first place ``spec`` breaks the schema.
+
+    Example:
+        >>> validate_spec([])
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: edgekit.json: must be object, not list (at $)
+    """
+    if errors := _errors(spec, schema(), "$"):
+        raise InputError(f"{where}: {errors[0]}")
+    check_version(spec, where)
+
+
+def _layout(shape: tuple[int | None, ...]) -> str:
+    return {4: "NHWC", 3: "NTC", 2: "NC"}.get(len(shape), "N")
+
+
+def default_preprocessing(shape: tuple[int | None, ...], dtype: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """How an app turns raw data into this input, unless the run or the user says otherwise.
+
+    Images (rank 4, 1 or 3 channels): resized bilinearly to the input size, RGB or grayscale;
+    a uint8 input takes the pixels as they are (Coral's convention); other inputs take
+    ``(pixel - mean) / std`` (default 0 and 1: raw 0-255 values, as edgekit's zoo models take
+    them, their scaling being inside the graph), quantized when the input is int8.
+
+    Example:
+        >>> default_preprocessing((1, 224, 224, 3), "uint8", {})["feed"]
+        'uint8_pixels'
+    """
+    dims = [d or 1 for d in shape]
+    if len(dims) == 4 and dims[-1] in (1, 3):
+        channels = dims[-1]
+        mean = overrides.get("mean") or [0.0] * channels
+        std = overrides.get("std") or [1.0] * channels
+        raw = dtype == "uint8" and "mean" not in overrides and "std" not in overrides
+        return {
+            "kind": "image", "size": [dims[1], dims[2]], "color": "RGB" if channels == 3 else "L",
+            "resize": "bilinear", "mean": [float(m) for m in mean], "std": [float(s) for s in std],
+            "feed": "uint8_pixels" if raw else ("quantize" if dtype in ("int8", "uint8") else "float"),
+        }  # fmt: skip
+    if dtype in ("int32", "int64"):
+        return {"kind": "tokens"}
+    if len(dims) == 3:
+        return {"kind": "window", "steps": dims[1], "channels": dims[2],
+                "feed": "quantize" if dtype in ("int8", "uint8") else "float"}  # fmt: skip
+    return {"kind": "features", "feed": "quantize" if dtype in ("int8", "uint8") else "float"}
+
+
+def io_entries(model: TFLiteModel, overrides: dict[str, Any] | None = None) -> tuple[list[dict], list[dict]]:
+    """The manifest's ``inputs`` and ``outputs`` of a TFLite model, by signature name, in order.
+
+    Example:
+        >>> ins, outs = io_entries(read_tflite("mobilenet_v2_1.0_224_quant.tflite"))  # doctest: +SKIP
+        >>> ins[0]["preprocessing"]["feed"]  # doctest: +SKIP
+        'uint8_pixels'
+    """
+    ins, outs = io_specs(model)
+
+    def entry(spec: Any, index: int) -> dict[str, Any]:
+        d = spec.to_dict()
+        return {"name": d["name"], "index": index, "shape": [s or 1 for s in spec.shape], "dtype": d["dtype"],
+                "quantization": d["quantization"]}  # fmt: skip
+
+    inputs = []
+    for i, spec in enumerate(ins):
+        item = entry(spec, i)
+        item["layout"] = _layout(spec.shape)
+        item["preprocessing"] = default_preprocessing(spec.shape, spec.dtype, overrides or {})
+        inputs.append(item)
+    return inputs, [entry(spec, i) for i, spec in enumerate(outs)]
+
+
+def ends_in_softmax(model: TFLiteModel, output_index: int) -> bool:
+    """Whether an output is produced by SOFTMAX (possibly through a QUANTIZE/DEQUANTIZE/RESHAPE).
+
+    Example:
+        >>> ends_in_softmax(read_tflite("mobilenet_v2_1.0_224_quant.tflite"), 0)  # doctest: +SKIP
+        True
+    """
+    graph = model.subgraphs[0]
+    producers = {t: op for op in graph.ops for t in op.outputs}
+    tensor = graph.outputs[output_index]
+    for _ in range(4):
+        op = producers.get(tensor)
+        if op is None:
+            return False
+        if op.name == "SOFTMAX":
+            return True
+        if op.name not in ("QUANTIZE", "DEQUANTIZE", "RESHAPE") or not op.inputs:
+            return False
+        tensor = op.inputs[0]
+    return False
+
+
+def classifier_postprocessing(model: TFLiteModel, outputs: list[dict], top_k: int, has_labels: bool) -> dict:
+    """Post-processing of a classifier's first output: softmax in the model or to apply, top-k, labels file.
+
+    Example:
+        >>> classifier_postprocessing(model, outputs, 5, True)["softmax"]  # doctest: +SKIP
+        'in_model'
+    """
+    first = outputs[0]
+    post: dict[str, Any] = {
+        "output": first["name"],
+        "softmax": "in_model" if ends_in_softmax(model, 0) else "apply",
+        "top_k": min(top_k, int(first["shape"][-1])),
+    }
+    if has_labels:
+        post["labels"] = "labels.txt"
+    return post

@@ -1,0 +1,115 @@
+"""``edgekit convert``: Keras → TFLite and ONNX artifacts, each checked against the source.
+
+The driver is a pipeline of small steps, each in its own module, sharing one
+:class:`~edgekit.stages.convert.settings.ConvertSettings`:
+
+1. *inputs* (:mod:`~edgekit.stages.convert.inputs`): the source and calibration, checked before anything
+   is written;
+2. *plan* (:mod:`~edgekit.stages.convert.plan`): which artifacts to make or reuse, by content address;
+3. *convert* (:mod:`~edgekit.stages.convert.child`): the converters run in a child process
+   (:mod:`edgekit.converters.worker`) whose crash costs one artifact, never the run;
+4. *check* (:mod:`~edgekit.stages.convert.check`): every artifact run on held-out inputs with the runtime
+   lane and given a verdict;
+5. *target steps* (:mod:`~edgekit.stages.convert.steps`): outputs made from a checked artifact (Edge TPU).
+
+The parent never imports TensorFlow.
+
+Example:
+    >>> record = convert("lstm.keras", "runs/lstm", to="tflite:int8", calib="windows.npz")  # doctest: +SKIP
+    >>> [a["precision"] for a in record["artifacts"]]  # doctest: +SKIP
+    ['int8']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit.rundir import Record, RunDir
+from edgekit.stages.convert.check import Checked, check_produced, out_of_tolerance
+from edgekit.stages.convert.child import convert_in_child
+from edgekit.stages.convert.edgetpu import compile_tflite
+from edgekit.stages.convert.inputs import Calibration, ConvertInputs, is_path, materialize, resolve_inputs
+from edgekit.stages.convert.plan import Plan, plan_conversion
+from edgekit.stages.convert.settings import ConvertSettings
+from edgekit.stages.convert.steps import TARGET_STEPS
+
+Progress = Callable[[str], None]
+
+
+def convert(
+    source: str | Path | Any,
+    out: str | Path,
+    *,
+    settings: ConvertSettings | None = None,
+    calib: Calibration = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Record:
+    """Convert ``source`` into ``out``; return the convert record (also written to ``out/manifest.json``).
+
+    ``source`` is a model file, a SavedModel or run directory, or a Keras model object (saved into the run
+    directory first); a full-integer ``.tflite`` is compiled for the Edge TPU (``to="edgetpu"``).
+    ``calib`` is a path, or a callable returning an array or a dict of arrays by input name (stored as
+    ``.edgekit/calib.npz``). ``settings`` — or its fields as keywords (``to=``, ``batch=``, ...) — say
+    how. Every artifact gets a verdict: a float artifact out of tolerance is a failure (in ``failed``,
+    file removed); a quantized one is kept, marked ``out_of_tolerance`` and named in ``warnings`` (the
+    CLI exits 3 under ``strict``).
+
+    Example:
+        >>> m = convert("model.keras", "runs/m", to="tflite:fp32")  # doctest: +SKIP
+        >>> m["artifacts"][0]["parity"]["within_tolerance"]  # doctest: +SKIP
+        True
+    """
+    settings = dataclasses.replace(settings, **options) if settings else ConvertSettings.from_options(**options)
+    if is_path(source) and Path(source).suffix == ".tflite":
+        return compile_tflite(source, out, to=settings.to, timeout=settings.timeout)
+    inputs = resolve_inputs(source, calib)
+    tokens = settings.tokens(has_calib=calib is not None)
+    settings.check()
+    run = RunDir(out).prepare()
+    inputs = materialize(inputs, run)
+    plan = plan_conversion(run, inputs, settings, tokens)
+    results, meta = convert_in_child(run, inputs, settings, plan, progress) if plan.todo else ({}, {})
+    meta = meta if plan.todo else plan.previous.get("conversion", {})
+    checked = check_produced(plan, results, meta, run, progress)
+    sections = {token: step(run, checked, settings) for token, step in TARGET_STEPS.items() if token in tokens}
+    return run.write_record("convert", _record(inputs, settings, plan, meta, checked, sections))
+
+
+def _record(
+    inputs: ConvertInputs,
+    settings: ConvertSettings,
+    plan: Plan,
+    meta: dict[str, Any],
+    checked: Checked,
+    sections: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The convert record's body: source, settings, tools, task, conversion, artifacts in ``--to`` order."""
+    order = {t: i for i, t in enumerate(plan.tokens)}
+    artifacts = sorted(checked.artifacts, key=lambda a: order[a["precision_token"]])
+    warnings = list(meta.get("warnings", []))
+    for art in artifacts:
+        if art.get("verdict") == "out_of_tolerance":
+            warnings.append(f"{art['path']}: {out_of_tolerance(art['parity'])}")
+    return {
+        "source": {
+            "path": str(inputs.model_path), "sha256": inputs.source_sha,
+            "calibration": str(inputs.calib) if inputs.calib else None, "calibration_sha256": inputs.calib_sha,
+        },
+        "settings": {
+            **settings.shaping(), "to": plan.tokens,
+            "calib_samples_requested": settings.calib_samples, "check_samples_requested": settings.check_samples,
+            "calib_samples": meta.get("calibration_samples", 0), "check_samples": meta.get("check_samples", 0),
+            "strict": settings.strict,
+        },
+        "tools": plan.tools,
+        "task": inputs.run_task,
+        "conversion": meta,
+        "artifacts": artifacts,
+        "failed": [checked.failures[t] for t in plan.tokens if t in checked.failures],
+        "warnings": warnings,
+        **sections,
+    }  # fmt: skip

@@ -1,0 +1,135 @@
+"""One typed settings object for ``edgekit convert``: the CLI, the recipe's ``convert:`` section, the Python API,
+the cache key, the worker's job and the manifest all read it.
+
+Example:
+    >>> s = ConvertSettings(to="tflite:fp32,onnx:fp32")
+    >>> s.tokens(has_calib=False)
+    ['tflite:fp32', 'onnx:fp32']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from edgekit.common.parity import TASKS
+from edgekit.errors import InputError
+
+EDGETPU = "edgetpu"
+TOKENS = (
+    "tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "tflite:16x8", "onnx:fp32", "onnx:int8", EDGETPU,
+)  # fmt: skip
+DEFAULT_WITH_CALIB = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "onnx:fp32", "onnx:int8")
+DEFAULT_WITHOUT_CALIB = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "onnx:fp32")
+NEEDS_CALIB = {"tflite:int8", "tflite:16x8", "onnx:int8", EDGETPU}
+# Outputs made from another artifact after it is checked (target steps), never by the converter worker.
+TARGET_TOKENS = (EDGETPU,)
+# What ``edgekit run`` converts a trained model to when the recipe does not say.
+RUN_DEFAULT_TO = "tflite:fp32,tflite:int8,onnx:fp32"
+# Settings that do not shape an artifact's bytes, so they stay out of its cache key and the worker's job.
+NOT_IN_KEY = ("to", "custom_objects", "strict", "timeout")
+
+
+@dataclass
+class ConvertSettings:
+    """How to convert: outputs, calibration and check sizes, I/O types, back-end options.
+
+    ``to`` is a comma-separated list of :data:`TOKENS` (None: every output the data allows);
+    ``int8_granularity`` is ``per-channel`` (weights scaled per output channel: the accurate default) or
+    ``per-tensor`` (one scale per weight tensor: smaller files); ``task`` overrides the detected task
+    (see :data:`edgekit.common.parity.TASKS`); ``strict`` makes an out-of-tolerance quantized artifact exit 3.
+
+    Example:
+        >>> ConvertSettings(int8_io="int4").check()
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: --int8-io must be int8, uint8 or float32, got 'int4'
+    """
+
+    to: str | None = None
+    calib_samples: int = 200
+    check_samples: int = 64
+    batch: int = 1
+    opset: int = 17
+    int8_io: str = "int8"
+    int8_granularity: str = "per-channel"
+    custom_objects: str | None = None
+    unsafe: bool = False
+    allow_select_tf_ops: bool = False
+    task: str | None = None
+    strict: bool = False
+    timeout: float = 1800.0
+
+    @classmethod
+    def from_options(cls, **options: Any) -> ConvertSettings:
+        """Settings from keyword arguments (the CLI's options, the API's keywords); unknown names are refused.
+
+        Example:
+            >>> ConvertSettings.from_options(to="onnx:fp32", batch=2).batch
+            2
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(options) - known):
+            raise TypeError(f"unknown convert setting(s): {', '.join(unknown)}")
+        given = {k: (str(v) if k == "custom_objects" and v is not None else v) for k, v in options.items()}
+        return cls(**given)
+
+    def check(self) -> ConvertSettings:
+        """Refuse values no conversion can use, with one line naming the flag."""
+        if self.int8_io not in ("int8", "uint8", "float32"):
+            raise InputError(f"--int8-io must be int8, uint8 or float32, got {self.int8_io!r}")
+        if self.int8_granularity not in ("per-channel", "per-tensor"):
+            raise InputError(f"--int8-granularity must be per-channel or per-tensor, got {self.int8_granularity!r}")
+        if self.batch < 1 or self.calib_samples < 1 or self.check_samples < 1:
+            raise InputError("--batch, --calib-samples and --check-samples must be >= 1")
+        if self.task is not None and self.task not in TASKS:
+            raise InputError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        return self
+
+    def tokens(self, has_calib: bool) -> list[str]:
+        """The outputs to produce: ``to`` checked, else every output the data allows.
+
+        Example:
+            >>> ConvertSettings(to="edgetpu", int8_io="uint8").tokens(has_calib=True)
+            ['tflite:int8', 'edgetpu']
+        """
+        if not self.to:
+            return list(DEFAULT_WITH_CALIB if has_calib else DEFAULT_WITHOUT_CALIB)
+        tokens = [t.strip() for t in self.to.split(",") if t.strip()]
+        unknown = [t for t in tokens if t not in TOKENS]
+        if unknown or not tokens:
+            raise InputError(f"--to: unknown output {', '.join(unknown) or '(none)'} (choose from {', '.join(TOKENS)})")
+        if not has_calib and EDGETPU in tokens:
+            raise InputError(
+                "edgetpu needs a fully integer (int8) model, calibrated on sample inputs: "
+                "edgekit convert MODEL --to edgetpu --calib DATA (image folder, .npy/.npz or .csv)"
+            )
+        if not has_calib and (needs := [t for t in tokens if t in NEEDS_CALIB]):
+            raise InputError(
+                f"{', '.join(needs)} need calibration data: pass --calib (image folder, .npy/.npz or .csv)"
+            )
+        if EDGETPU in tokens and self.int8_io == "float32":
+            raise InputError("--to edgetpu needs integer inputs and outputs: --int8-io int8 or uint8, not float32")
+        if EDGETPU in tokens and "tflite:int8" not in tokens:  # the compiler's input
+            tokens.insert(tokens.index(EDGETPU), "tflite:int8")
+        return list(dict.fromkeys(tokens))
+
+    def shaping(self) -> dict[str, Any]:
+        """The settings that shape an artifact's bytes: its cache key, the worker's job, the manifest's settings.
+
+        Example:
+            >>> sorted(ConvertSettings().shaping())[:3]
+            ['allow_select_tf_ops', 'batch', 'calib_samples']
+        """
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_KEY}
+
+
+def parse_tokens(to: str | None, has_calib: bool) -> list[str]:
+    """Validate ``--to``; default to every output the data allows.
+
+    Example:
+        >>> parse_tokens("tflite:fp32, onnx:fp32", has_calib=False)
+        ['tflite:fp32', 'onnx:fp32']
+    """
+    return ConvertSettings(to=to).tokens(has_calib)

@@ -1,0 +1,286 @@
+"""``edgekit bundle`` / ``predict`` / ``verify`` and the examples, on Coral's real classifier and zoo runs.
+
+Acceptance: a bundle built from Coral's uint8 MobileNetV2 with its ImageNet labels classifies Coral's photos as
+Egyptian cat, chickadee and military uniform — through ``edgekit predict``, through the bundle's own ``run.py``
+and through the Pi example — and every bad bundle or input is refused in one line with exit 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.formats.tflite import read_tflite
+from edgekit.inspection import inspect_model
+from edgekit.stages.bundle import bundle
+from tests.helpers import REPO, run_cli
+
+EXPECTED = {"bird.bmp": "chickadee", "cat.bmp": "Egyptian cat", "grace_hopper.bmp": "military uniform"}
+
+
+@pytest.fixture(scope="module")
+def imagenet(coral, tmp_path_factory) -> dict[str, Path]:
+    """Coral's classifier bundled for every platform."""
+    root = tmp_path_factory.mktemp("bundles")
+    bundles = {}
+    for platform in ("rpi", "coral", "android", "ios"):
+        bundles[platform] = root / platform
+        bundle(coral / "mobilenet_v2_1.0_224_quant.tflite", platform, labels=coral / "imagenet_labels.txt",
+               out=bundles[platform], zip_archive=platform == "rpi")  # fmt: skip
+    return bundles
+
+
+def _photos(coral) -> list[str]:
+    return [str(p) for p in sorted((coral / "images").glob("*.bmp"))]
+
+
+def test_predict_reproduces_what_the_model_was_validated_with(imagenet, coral):
+    for source in (imagenet["rpi"], imagenet["rpi"].with_suffix(".zip")):
+        r = run_cli("predict", str(source), *_photos(coral), "--json", "--top-k", "3")
+        assert r.returncode == 0, r.stderr
+        results = json.loads(r.stdout)
+        assert [Path(x["input"]).name for x in results] == sorted(EXPECTED)
+        assert {Path(x["input"]).name: x["top"][0]["label"] for x in results} == EXPECTED
+        assert all(len(x["top"]) == 3 and x["top"][0]["score"] > 0.7 for x in results)
+    # the bare model with the labels gives the same answer (raw uint8 pixels, resized to 224)
+    bare = run_cli("predict", str(coral / "mobilenet_v2_1.0_224_quant.tflite"), *_photos(coral), "--labels",
+                   str(coral / "imagenet_labels.txt"), "--json")  # fmt: skip
+    assert [x["top"][0]["label"] for x in json.loads(bare.stdout)] == [EXPECTED[k] for k in sorted(EXPECTED)]
+
+
+def test_bundle_manifest_says_everything_an_app_needs(imagenet):
+    folder = imagenet["rpi"]
+    manifest = json.loads((folder / "edgekit.json").read_text())
+    assert manifest["schema_version"] == "1.0.0" and manifest["task"] == "classifier"
+    item = manifest["inputs"][0]
+    assert item["shape"] == [1, 224, 224, 3] and item["dtype"] == "uint8" and item["layout"] == "NHWC"
+    assert item["preprocessing"] == {"kind": "image", "size": [224, 224], "color": "RGB", "resize": "bilinear",
+                                     "mean": [0.0] * 3, "std": [1.0] * 3, "feed": "uint8_pixels"}  # fmt: skip
+    assert manifest["postprocessing"] == {"output": manifest["outputs"][0]["name"], "softmax": "in_model",
+                                          "top_k": 5, "labels": "labels.txt"}  # fmt: skip
+    assert manifest["state"]["reset_before_each_call"] is False
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    assert sorted(manifest["files"]) == ["README.md", "labels.txt", "mobilenet_v2_1.0_224_quant.tflite",
+                                         "requirements.txt", "run.py"]  # fmt: skip
+    assert all("==" in line for line in (folder / "requirements.txt").read_text().split())
+    # the model file describes itself: the manifest rides in its flatbuffer metadata, and it still runs the same
+    embedded = inspect_model(folder / manifest["model"]["file"])["edgekit_metadata"]
+    assert embedded["inputs"] == manifest["inputs"] and embedded["postprocessing"] == manifest["postprocessing"]
+    import edgekit
+
+    x = np.random.default_rng(0).integers(0, 255, (1, 224, 224, 3), dtype=np.uint8)
+    original = edgekit.load(manifest["model"]["source"]).run(x)[0]
+    assert np.array_equal(edgekit.load(folder / manifest["model"]["file"]).run(x)[0], original)
+    schema = json.loads((REPO / "edgekit" / "stages" / "bundle" / "edgekit.schema.json").read_text())
+    assert set(schema["required"]) <= set(manifest)
+
+
+def test_run_py_and_the_pi_example_need_only_the_bundle(imagenet, coral, tmp_path):
+    """The bundle's run.py and examples/pi_classifier.py, in an interpreter that cannot import edgekit."""
+    moved = tmp_path / "device"
+    shutil.copytree(imagenet["rpi"], moved)  # away from the repo: nothing of edgekit on the path
+    env = {**os.environ, "PYTHONPATH": ""}
+    guard = "import sys; sys.modules['edgekit'] = None; import runpy; sys.argv = sys.argv[1:]; "
+    run_py = subprocess.run(
+        [sys.executable, "-c", guard + "runpy.run_path(sys.argv[0], run_name='__main__')", str(moved / "run.py"),
+         *_photos(coral), "--json"], capture_output=True, text=True, cwd=moved, env=env, timeout=120,
+    )  # fmt: skip
+    assert run_py.returncode == 0, run_py.stderr
+    assert [r["top"][0]["label"] for r in json.loads(run_py.stdout)] == [EXPECTED[k] for k in sorted(EXPECTED)]
+    example = subprocess.run(
+        [sys.executable, "-c", guard + "runpy.run_path(sys.argv[0], run_name='__main__')",
+         str(REPO / "examples" / "pi_classifier.py"), str(moved), str(coral / "images"), "--json"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )  # fmt: skip
+    assert example.returncode == 0, example.stderr
+    assert {r["input"]: r["top"][0]["label"] for r in json.loads(example.stdout)} == EXPECTED
+    camera = subprocess.run([sys.executable, str(REPO / "examples" / "pi_classifier.py"), str(moved), "--camera"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert camera.returncode != 0 and "camera unavailable" in camera.stderr
+
+
+def test_app_snippets_match_the_bundles_they_ship_with(imagenet):
+    """examples/android and examples/ios hold the snippets generated for Coral's classifier: they must be what
+    bundling generates now, and name files and tensors the bundle really has."""
+    model = read_tflite(imagenet["android"] / "assets" / "mobilenet_v2_1.0_224_quant.tflite")
+    names = {t.name for t in model.subgraphs[0].tensors}
+    for platform, snippet, committed in (
+        ("android", "EdgekitModel.kt", REPO / "examples" / "android" / "EdgekitModel.kt"),
+        ("ios", "EdgekitModel.swift", REPO / "examples" / "ios" / "EdgekitModel.swift"),
+    ):
+        generated = (imagenet[platform] / snippet).read_text()
+        assert committed.read_text() == generated, f"regenerate {committed} (edgekit bundle ... --platform {platform})"
+        manifest = json.loads((imagenet[platform] / "edgekit.json").read_text())
+        for item in manifest["inputs"] + manifest["outputs"]:
+            assert f'"{item["name"]}"' in generated and item["name"] in names
+        assert Path(manifest["model"]["file"]).name in generated
+    kotlin = (imagenet["android"] / "EdgekitModel.kt").read_text()
+    assert (
+        'FileUtil.loadLabels(context, "labels.txt")' in kotlin
+        and (imagenet["android"] / "assets" / "labels.txt").is_file()
+    )
+    assert "createScaledBitmap(bitmap, 224, 224, true)" in kotlin and "resetVariableTensors" not in kotlin
+
+
+@pytest.mark.slow
+def test_sensor_run_bundles_streams_and_verifies(sensor_run, tmp_path):
+    """A zoo run: validate's choice travels into the bundle, with its figures; the streaming example finds the
+    recorded stream's injected anomalies and stays quiet on its normal stretch."""
+    run_dir, _ = sensor_run
+    out = tmp_path / "sensor_rpi"
+    r = run_cli("bundle", str(run_dir), "--platform", "rpi", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads(r.stdout)
+    assert manifest["task"] == "anomaly_scorer" and manifest["postprocessing"]["threshold"] > 0
+    assert manifest["model"]["chosen_because"].startswith("validate: the fastest TFLite file inside every budget")
+    assert manifest["validation"]["metrics"]["score"]["roc_auc"] >= 0.9
+    assert manifest["state"]["reset_before_each_call"] is True  # fused LSTMs keep state across invokes
+    assert run_cli("verify", str(out)).returncode == 0
+    stream = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "stream_anomaly.py"), str(out), "-", "--every", "8", "--json"],
+        input=(REPO / "examples" / "data" / "sensor_stream.csv").read_text(), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert stream.returncode == 0, stream.stderr
+    scored = [json.loads(line) for line in stream.stdout.splitlines()]
+    truth = np.loadtxt(REPO / "examples" / "data" / "sensor_stream.csv", delimiter=",", skiprows=1)[:, 1]
+    steps = manifest["inputs"][0]["preprocessing"]["steps"]
+    anomalous = np.array([truth[s["row"] - steps : s["row"]].any() for s in scored])
+    flagged = np.array([s["anomaly"] for s in scored])
+    normal_stretch = np.array([s["row"] <= 0.4 * len(truth) for s in scored])
+    assert len(scored) == (len(truth) - steps) // 8 + 1
+    assert flagged[anomalous].mean() >= 0.8, flagged[anomalous].mean()  # recall on windows holding an anomaly
+    assert flagged[normal_stretch].mean() <= 0.1  # false alarms on the normal stretch
+    # predict on the same CSV (its last window) agrees with the stream's last line
+    last = json.loads(
+        run_cli("predict", str(out), str(REPO / "examples" / "data" / "sensor_stream.csv"), "--json").stdout
+    )
+    assert last[0]["score"] == pytest.approx(scored[-1]["score"], rel=1e-5)
+    android = run_cli("bundle", str(run_dir), "--platform", "android", "--out", str(tmp_path / "sensor_android"))
+    kotlin = (tmp_path / "sensor_android" / "EdgekitModel.kt").read_text()
+    assert android.returncode == 0 and "interpreter.resetVariableTensors()" in kotlin and "fun isAnomaly" in kotlin
+
+
+def _tamper(folder: Path, tmp_path: Path, name: str, edit) -> Path:
+    copy = tmp_path / name
+    shutil.copytree(folder, copy)
+    edit(copy)
+    return copy
+
+
+def _zip_with(tmp_path: Path, name: str, entry: str, symlink: bool = False) -> Path:
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        info = zipfile.ZipInfo(entry)
+        if symlink:
+            info.external_attr = 0o120777 << 16
+        zf.writestr(info, "x")
+    return path
+
+
+def test_bad_bundles_and_inputs_are_refused_in_one_line(imagenet, coral, tmp_path):
+    good = imagenet["rpi"]
+    manifest = json.loads((good / "edgekit.json").read_text())
+    model_name = manifest["model"]["file"]
+
+    def newer(folder: Path) -> None:
+        m = json.loads((folder / "edgekit.json").read_text())
+        (folder / "edgekit.json").write_text(json.dumps({**m, "schema_version": "2.0.0"}))
+
+    def flip(folder: Path) -> None:
+        data = bytearray((folder / model_name).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (folder / model_name).write_bytes(bytes(data))
+
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not a picture")
+    short_labels = tmp_path / "labels10.txt"
+    short_labels.write_text("\n".join(f"class{i}" for i in range(10)))
+    cases = [
+        (("verify", str(_tamper(good, tmp_path, "tampered", flip))), "sha256 mismatch"),
+        (("predict", str(_tamper(good, tmp_path, "tampered2", flip)), _photos(coral)[0]), "sha256 mismatch"),
+        (("verify", str(_tamper(good, tmp_path, "newer", newer))), "schema_version 2.0.0 is newer"),
+        (("verify", str(_zip_with(tmp_path, "dotdot.zip", "../../evil.txt"))), "has a '..' component"),
+        (("verify", str(_zip_with(tmp_path, "abs.zip", "/etc/evil.txt"))), "has an absolute path"),
+        (("predict", str(_zip_with(tmp_path, "link.zip", "run.py", symlink=True)), _photos(coral)[0]), "a symlink"),
+        (("predict", str(good), str(not_image)), "not an image"),
+        (("predict", str(good), _photos(coral)[0], "--labels", str(short_labels)), "10 labels, but output"),
+        (
+            (
+                "bundle",
+                str(coral / "mobilenet_v2_1.0_224_quant.tflite"),
+                "--platform",
+                "rpi",
+                "--labels",
+                str(short_labels),
+                "--out",
+                str(tmp_path / "never"),
+            ),
+            "10 labels, but output",
+        ),
+        (("bundle", str(coral / "mobilenet_v2_1.0_224_quant.tflite"), "--platform", "pi"), "Invalid value"),
+    ]
+    for args, message in cases:
+        r = run_cli(*args, cwd=tmp_path)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(lines) == 1 and message in lines[0], (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "never").exists()
+    assert not any(p.name in ("evil.txt",) for p in tmp_path.parent.rglob("evil.txt"))  # nothing extracted
+    assert run_cli("verify", str(good)).returncode == 0
+
+
+def test_compiled_coral_bundle_without_a_coral_says_unavailable(coral, tmp_path):
+    """A bundle of Coral's compiled model: verify checks all it can and exits 3 naming the missing Edge TPU; the
+    bundle's run.py says "edgetpu unavailable" (exit 2). Where a Coral is plugged in, both run it."""
+    from edgekit.runtime.targets import edgetpu_runtime
+
+    out = tmp_path / "coral"
+    bundle(coral / "mobilenet_v1_0.25_128_quant_edgetpu.tflite", "coral", labels=coral / "imagenet_labels.txt", out=out)
+    manifest = json.loads((out / "edgekit.json").read_text())
+    assert manifest["model"]["edgetpu_compiled"] is True and manifest["runtime"]["delegate"] == "libedgetpu.so.1"
+    verified = run_cli("verify", str(out))
+    run_py = subprocess.run([sys.executable, str(out / "run.py"), _photos(coral)[1]], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    if edgetpu_runtime().available:
+        assert verified.returncode == 0 and run_py.returncode == 0
+        return
+    assert verified.returncode == 3 and "unavailable: inference: edgetpu unavailable" in verified.stderr
+    assert "ok  sha256 of 5 files" in verified.stdout
+    assert run_py.returncode == 2 and run_py.stderr.strip().startswith("run.py: error: edgetpu unavailable")
+    assert "Traceback" not in run_py.stderr
+
+
+@pytest.mark.slow
+def test_forecaster_bundle_predicts_what_keras_predicts(forecaster, tmp_path):
+    """The sunspot LSTM (its scaler inside the graph) bundled from its convert folder: predict on the raw CSV (its
+    last 16 rows, last column) and on an .npy window gives the Keras model's forecast, in sunspot units."""
+    import keras
+
+    from edgekit.stages.convert import convert
+
+    run_dir, _ = forecaster
+    convert(run_dir, tmp_path / "convert", to="tflite:fp32")
+    manifest = bundle(tmp_path / "convert", "rpi", out=tmp_path / "bundle")
+    assert manifest["task"] == "forecaster" and manifest["postprocessing"]["inverse_scaling"].startswith("in the model")
+    assert manifest["state"]["reset_before_each_call"] is True
+    csv_path = REPO / "models" / "sunspots.csv"
+    window = np.loadtxt(csv_path, delimiter=",", skiprows=1)[-16:, -1].astype(np.float32).reshape(16, 1)
+    np.save(tmp_path / "window.npy", window)
+    expected = float(keras.models.load_model(run_dir / "model.keras").predict(window[None], verbose=0).ravel()[0])
+    r = run_cli("predict", str(tmp_path / "bundle"), str(csv_path), str(tmp_path / "window.npy"), "--json")
+    assert r.returncode == 0, r.stderr
+    forecasts = [x["values"][0] for x in json.loads(r.stdout)]
+    assert forecasts == pytest.approx([expected, expected], rel=1e-4)
+    assert 0 < expected < 400  # sunspot units, not standardized values

@@ -1,0 +1,129 @@
+"""`edgekit convert` from every kind of source: SavedModels, model objects with a calibration callable,
+mixed-precision models, and models whose ops TFLite builtins cannot express."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekit.inspection import inspect_model
+from edgekit.stages.convert import convert
+from tests import keras_models
+from tests.helpers import by_token, run_cli
+
+pytestmark = pytest.mark.slow  # every test builds Keras / TensorFlow models and converts them
+
+DETERMINANT_LAYER = """
+import keras
+
+
+class Determinant(keras.layers.Layer):
+    def call(self, x):
+        return keras.ops.expand_dims(keras.ops.linalg.det(keras.ops.reshape(x, (-1, 2, 2))), -1)
+"""
+
+
+@pytest.fixture(scope="module")
+def autoencoder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sources")
+    path, x = keras_models.dense_autoencoder(d / "ae.keras")
+    return d, path, x
+
+
+def test_keras3_export_savedmodel(autoencoder):
+    import keras
+
+    d, path, _ = autoencoder
+    keras.models.load_model(path).export(d / "exported", verbose=False)
+    manifest = convert(d / "exported", d / "run_export", to="tflite:fp32,onnx:fp32")
+    arts = by_token(manifest)
+    assert manifest["failed"] == [] and arts["tflite:fp32"]["path"] == "exported_fp32.tflite"
+    for art in arts.values():
+        assert art["parity"]["within_tolerance"] and art["parity"]["max_abs_error"] < 1e-4, art["parity"]
+
+
+def test_tf_saved_model_signature(tmp_path):
+    """A SavedModel written by tf.saved_model.save: only a serving_default signature, called by keyword."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    module = tf.Module()
+    module.w = tf.Variable(rng.standard_normal((6, 3)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 6), tf.float32, name="features")])
+    def serve(features):
+        return {"scores": tf.nn.softmax(tf.matmul(features, module.w))}
+
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": serve})
+    manifest = convert(tmp_path / "sm", tmp_path / "run", to="tflite:fp32,onnx:fp32")
+    assert manifest["failed"] == []
+    for art in manifest["artifacts"]:
+        assert art["parity"]["within_tolerance"], art
+
+
+def test_model_object_with_calibration_callable(autoencoder, tmp_path):
+    import keras
+
+    _, path, x = autoencoder
+    model = keras.models.load_model(path)
+    manifest = convert(model, tmp_path / "run", to="tflite:int8,onnx:int8", calib=lambda: x[:120])
+    arts = by_token(manifest)
+    assert manifest["failed"] == [] and manifest["conversion"]["calibration_samples"] > 0
+    assert inspect_model(tmp_path / "run" / arts["tflite:int8"]["path"])["quantization"] == "int8"
+    assert arts["tflite:int8"]["parity"]["mean_rel_error"] <= 0.1, arts["tflite:int8"]["parity"]
+    again = convert(model, tmp_path / "run", to="tflite:int8,onnx:int8", calib=lambda: x[:120])
+    assert all(a["reused"] for a in again["artifacts"])  # the object's content address is stable
+
+
+def test_mixed_float16_model_converts_as_float32(tmp_path):
+    import keras
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = x.astype(np.float32) / 16.0
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([
+            keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10), keras.layers.Activation("softmax", dtype="float32"),
+        ])  # fmt: skip
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=3, verbose=0)
+        model.save(tmp_path / "mixed.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    np.save(tmp_path / "calib.npy", x)
+    manifest = convert(tmp_path / "mixed.keras", tmp_path / "run", to="tflite:fp32,tflite:fp16,onnx:fp32")
+    arts = by_token(manifest)
+    fp32 = inspect_model(tmp_path / "run" / arts["tflite:fp32"]["path"])
+    assert "CAST" not in fp32["op_histogram"] and "DEQUANTIZE" not in fp32["op_histogram"], fp32["op_histogram"]
+    assert fp32["quantization"] == "float32"
+    # The mixed source computes in float16, so the float32 graph matches it to float16 precision.
+    for token in ("tflite:fp32", "onnx:fp32"):
+        assert arts[token]["parity"]["max_abs_error"] < 5e-3, arts[token]["parity"]
+    fp16 = inspect_model(tmp_path / "run" / arts["tflite:fp16"]["path"])
+    assert fp16["quantization"] == "float16" and arts["tflite:fp16"]["parity"]["top1_agreement"] >= 0.98
+
+
+def test_op_without_tflite_builtin_is_named_and_select_tf_ops_offered(tmp_path):
+    import keras
+
+    (tmp_path / "layers.py").write_text(DETERMINANT_LAYER)
+    namespace: dict = {}
+    exec(DETERMINANT_LAYER, namespace)
+    inputs = keras.Input((4,))
+    keras.Model(inputs, namespace["Determinant"]()(inputs)).save(tmp_path / "det.keras")
+    args = ("convert", str(tmp_path / "det.keras"), "--custom-objects", str(tmp_path / "layers.py"), "--json")
+    res = run_cli(*args, "--to", "tflite:fp32", "--out", str(tmp_path / "strict"))
+    assert res.returncode == 2, res.stderr
+    assert "MatrixDeterminant" in res.stderr and "--allow-select-tf-ops" in res.stderr
+    assert "Traceback" not in res.stderr and not list((tmp_path / "strict").glob("*.tflite"))
+    res = run_cli(*args, "--to", "tflite:fp32", "--out", str(tmp_path / "flex"), "--allow-select-tf-ops")
+    assert res.returncode == 0, res.stderr
+    art = json.loads(res.stdout)["artifacts"][0]
+    assert "CUSTOM:FlexMatrixDeterminant" in inspect_model(tmp_path / "flex" / art["path"])["op_histogram"]
+    # LiteRT's pip wheel has no Flex delegate: the parity check says so instead of passing silently.
+    assert "unavailable" in art["parity"], art["parity"]

@@ -1,0 +1,107 @@
+"""Every bad input gets one clear line on stderr and exit code 2: no traceback, no crash."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.helpers import REPO, assert_clean_failure, run_cli
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory, coral):
+    d = tmp_path_factory.mktemp("bad")
+    real = (coral / "mobilenet_v1_0.25_128_quant.tflite").read_bytes()
+    (d / "empty.tflite").write_bytes(b"")
+    (d / "random.tflite").write_bytes(np.random.default_rng(0).bytes(4096))
+    (d / "truncated.tflite").write_bytes(real[: len(real) // 2])
+    (d / "header_only.tflite").write_bytes(real[:64])
+    (d / "garbage.onnx").write_bytes(b"this is not a protobuf \xff\xfe" * 20)
+    (d / "model.pb").write_bytes(real)
+    (d / "a_directory.tflite").mkdir()
+    return d
+
+
+CASES = {
+    "missing": ("missing.tflite", "no such file"),
+    "directory": ("a_directory.tflite", "is a directory"),
+    "empty": ("empty.tflite", "file is empty"),
+    "random bytes": ("random.tflite", "not a TFLite model"),
+    "truncated": ("truncated.tflite", "corrupt or truncated"),
+    "header only": ("header_only.tflite", "corrupt or truncated"),
+    "garbage onnx": ("garbage.onnx", "not an ONNX model"),
+    "unknown extension": ("model.pb", "unknown model extension"),
+}
+
+
+@pytest.mark.parametrize("command", ["inspect", "bench"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_model_files(bad_models, command, case):
+    name, needle = CASES[case]
+    assert_clean_failure(run_cli(command, str(bad_models / name)), needle)
+
+
+def test_input_of_the_wrong_shape(coral, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 64, 64, 3), np.uint8))
+    res = run_cli("bench", str(coral / "mobilenet_v1_0.25_128_quant.tflite"), "--input", str(tmp_path / "x.npy"))
+    assert_clean_failure(res, "expects shape (1, 128, 128, 3), got (1, 64, 64, 3)")
+
+
+def test_input_file_that_is_not_an_array(coral, tmp_path):
+    (tmp_path / "x.npy").write_text("hello")
+    res = run_cli("bench", str(coral / "mobilenet_v1_0.25_128_quant.tflite"), "--input", str(tmp_path / "x.npy"))
+    assert_clean_failure(res, "not a .npy/.npz array file")
+
+
+def test_model_whose_invoke_fails(coral):
+    res = run_cli("bench", str(coral / "model_invoking_error.tflite"))
+    assert_clean_failure(res, "fake-op-double")
+
+
+def test_bad_option_is_one_line_too(coral):
+    res = run_cli("bench", str(coral / "mobilenet_v1_0.25_128_quant.tflite"), "--threads", "0")
+    assert_clean_failure(res, "--threads")
+
+
+SWEEP = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from edgekit.errors import EdgekitError
+    from edgekit.runtime.tflite import TFLiteRunner
+
+    path, stride, tail = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    blob = open(path, "rb").read()
+    lengths = sorted(set(range(0, len(blob), stride)) | set(range(max(len(blob) - tail, 0), len(blob))))
+    accepted = rejected = 0
+    for n in lengths:
+        try:
+            runner = TFLiteRunner("cut.tflite", blob=blob[:n])
+            runner.run([np.zeros([d or 1 for d in s.shape], s.dtype) for s in runner.inputs])
+            accepted += 1
+        except EdgekitError:
+            rejected += 1
+    print(len(lengths), accepted, rejected)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "stride", "tail"),
+    [("keras_lstm_mnist_ptq.tflite", 1, 0), ("mobilenet_v1_0.25_128_quant.tflite", 499, 256)],
+)
+def test_every_truncation_length_is_safe(coral, model, stride, tail):
+    """Load and run each prefix in a child process: a native crash would fail this test, not kill pytest."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SWEEP, str(coral / model), str(stride), str(tail)],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    total, accepted, rejected = map(int, proc.stdout.split())
+    assert total == accepted + rejected and rejected > 0
+    if stride == 1:  # every proper prefix of this file is rejected by the verifier
+        assert accepted == 0
