@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[train,dev]"
 	touch $(STAMP)
 
-test: install browser
+# Lint first: it is what keeps the runtime lane free of build-lane imports (see pyproject's ruff section).
+test: install browser lint
 	$(PY) -m pytest -q
 
 # The runtime lane only (LiteRT, ONNX Runtime, inspect, bench, pre-flights, bundles of Coral's models): no test that

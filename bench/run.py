@@ -22,8 +22,8 @@ from typing import Any
 
 from edgekit.bench import benchmark, harness_overhead
 from edgekit.common.cpu import cpu_features
+from edgekit.common.io import write_json
 from edgekit.doctor import package_versions
-from edgekit.manifest import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the convert section builds its models with tests/keras_models.py
@@ -181,7 +181,7 @@ def optimize_section() -> dict[str, Any]:
     the int8 weights' entropy; pruning swept over sparsities, QAT repeated over three seeds."""
     import tempfile
 
-    from edgekit.stages.optimize import optimize
+    from edgekit.pipeline import optimize
     from edgekit.stages.train import train
 
     def summary(m: dict[str, Any]) -> dict[str, Any]:
@@ -269,8 +269,8 @@ def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
     import keras
     import numpy as np
 
+    from edgekit.pipeline import optimize
     from edgekit.stages.convert import convert
-    from edgekit.stages.optimize import optimize
     from tests.keras_models import digits_images
 
     x, y = digits_images(size)
@@ -381,7 +381,7 @@ def validate_section() -> dict[str, Any]:
 
     import numpy as np
 
-    from edgekit.stages.train import run
+    from edgekit.pipeline import run
     from edgekit.stages.validate import validate
 
     section: dict[str, Any] = {"demo_models": {}, "int8_vs_fp32_latency": {}}

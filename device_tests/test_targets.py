@@ -148,7 +148,7 @@ def test_pi_class_cpu_classifies_the_photos_within_its_memory(coral):
 
     if platform.machine() not in ("aarch64", "armv7l", "arm64"):
         pytest.skip(f"raspberry pi-class cpu unavailable: this machine is {platform.machine()}")
-    from edgekit.bench import peak_rss_mb
+    from edgekit.common.timing import peak_rss_mb
     from edgekit.inspection import inspect_model
 
     labels = (coral / "imagenet_labels.txt").read_text().splitlines()

@@ -16,8 +16,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgekit.common.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -34,10 +33,5 @@ _API = {
     "predict": "edgekit.stages.bundle",
     "verify": "edgekit.stages.bundle",
 }
-__all__ = ["__version__", *sorted(_API)]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'edgekit' has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, _API)
+__all__ = ["__version__", *_names]

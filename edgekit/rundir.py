@@ -41,9 +41,9 @@ STAGES = ("train", "convert", "optimize", "validate", "bundle")
 # What a record of each stage must hold besides ``schema_version`` and ``stage``.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "train": ("recipe", "task", "metrics", "artifacts"),
-    "convert": ("source", "settings", "task", "artifacts", "failed", "warnings"),
+    "convert": ("source", "settings", "task", "conversion", "artifacts", "failed", "warnings"),
     "optimize": ("source", "settings", "metrics", "task", "artifacts"),
-    "validate": ("rows", "budgets_broken"),
+    "validate": ("data", "results", "budgets_broken"),
     "bundle": ("platform", "model", "files"),
 }
 
@@ -63,14 +63,23 @@ class Artifact(TypedDict, total=False):
 
 
 class Record(TypedDict, total=False):
-    """The fields every stage record shares; each stage adds its own (see :data:`REQUIRED`)."""
+    """A stage record: the fields every stage writes, and those some stages do (see :data:`REQUIRED`)."""
 
     schema_version: str
     stage: str
     created_at: str
-    task: dict[str, Any]
+    source: dict[str, Any]  # convert, optimize: the model's path and sha256
     settings: dict[str, Any]
+    task: dict[str, Any]  # how to read the model's output: labels, scaler, threshold
+    conversion: dict[str, Any]  # convert: I/O names, output kinds, route, warnings
+    recipe: dict[str, Any]  # train
+    metrics: dict[str, Any]  # train, optimize
     artifacts: list[Artifact]
+    failed: list[dict[str, Any]]  # convert
+    warnings: list[str]  # convert
+    data: dict[str, Any]  # validate
+    results: list[dict[str, Any]]  # validate: one row per artifact × target × threads
+    budgets_broken: list[dict[str, Any]]  # validate
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ RECIPES = ("mobilenet_digits", "lstm_sunspots", "autoencoder_breast_cancer", "au
 
 def train_zoo(out: Path) -> dict:
     """``edgekit run`` on each recipe (train, convert, validate); a table of what validate measured on the test set."""
-    from edgekit.stages.train import run
+    from edgekit.pipeline import run
     from edgekit.stages.validate.report import main_figure
 
     summary = {}

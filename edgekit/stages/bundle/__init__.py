@@ -6,20 +6,14 @@
 the ``.tflite`` is :mod:`edgekit.formats.metadata`.
 """
 
-from __future__ import annotations
+from edgekit.common.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "bundle": "edgekit.stages.bundle.driver",
-    "predict": "edgekit.stages.bundle.prediction",
-    "verify": "edgekit.stages.bundle.verification",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:  # lazy, so a child process that imports one module loads only that one
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'edgekit.stages.bundle' has no attribute {name!r}")
+# Imported on first use, so a child process that needs one module of the stage loads only that one.
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "bundle": "edgekit.stages.bundle.driver",
+        "predict": "edgekit.stages.bundle.prediction",
+        "verify": "edgekit.stages.bundle.verification",
+    },
+)

@@ -244,6 +244,17 @@ def bundle(
         warnings.append(f"{choice.path.name} is not compiled for the Edge TPU: {choice.reason}")
     manifest["warnings"] = warnings
     out_dir = Path(out) if out is not None else Path("bundles") / f"{choice.path.stem}_{platform}"
+    manifest = _write_bundle(out_dir, manifest, blob, label_list)
+    if zip_archive:
+        from edgekit.stages.bundle.archive import write_zip
+
+        write_zip(out_dir, out_dir.with_suffix(".zip"))
+    return manifest
+
+
+def _write_bundle(out_dir: Path, manifest: dict[str, Any], blob: bytes, label_list: list[str] | None) -> dict[str, Any]:
+    """Assemble the bundle's files in a temporary folder beside ``out_dir``, hash them, write ``edgekit.json`` and
+    move the folder into place; nothing is left half-written."""
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InputError(f"--out {out_dir}: exists and is not empty (give a new folder)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -252,21 +263,17 @@ def bundle(
         files = {manifest["model"]["file"]: embed_metadata(blob, manifest)}
         if label_list:
             files[manifest["postprocessing"]["labels"]] = ("\n".join(label_list) + "\n").encode()
-        files.update(templates.platform_files(platform, manifest))
+        files.update(templates.platform_files(manifest["platform"], manifest))
         for name, data in files.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(data)
         manifest["files"] = {name: sha256_file(staging / name) for name in sorted(files)}
         validate_spec(manifest)
         staged = RunDir(staging)
-        manifest = dict(staged.write_record("bundle", manifest, path=staged.bundle_spec))
+        record = dict(staged.write_record("bundle", manifest, path=staged.bundle_spec))
         if out_dir.exists():
             out_dir.rmdir()
         staging.rename(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if zip_archive:
-        from edgekit.stages.bundle.archive import write_zip
-
-        write_zip(out_dir, out_dir.with_suffix(".zip"))
-    return manifest
+    return record

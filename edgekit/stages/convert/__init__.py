@@ -3,21 +3,15 @@
 A pipeline of small steps: inputs → plan → convert (child process) → check → target steps.
 """
 
-from __future__ import annotations
+from edgekit.common.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "convert": "edgekit.stages.convert.driver",
-    "ConvertSettings": "edgekit.stages.convert.settings",
-    "check_artifact": "edgekit.stages.convert.check",
-    "WrongArtifactError": "edgekit.stages.convert.check",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:  # lazy, so a child process that imports one module loads only that one
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'edgekit.stages.convert' has no attribute {name!r}")
+# Imported on first use, so a child process that needs one module of the stage loads only that one.
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "convert": "edgekit.stages.convert.driver",
+        "ConvertSettings": "edgekit.stages.convert.settings",
+        "check_artifact": "edgekit.stages.convert.check",
+        "WrongArtifactError": "edgekit.stages.convert.check",
+    },
+)

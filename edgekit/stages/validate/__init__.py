@@ -2,18 +2,12 @@
 data beside the Keras reference, checked against budgets, and reported.
 """
 
-from __future__ import annotations
+from edgekit.common.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "validate": "edgekit.stages.validate.driver",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:  # lazy, so a child process that imports one module loads only that one
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'edgekit.stages.validate' has no attribute {name!r}")
+# Imported on first use, so a child process that needs one module of the stage loads only that one.
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "validate": "edgekit.stages.validate.driver",
+    },
+)

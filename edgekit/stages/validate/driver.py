@@ -35,7 +35,7 @@ import numpy as np
 
 from edgekit.common.io import tool_versions
 from edgekit.errors import BudgetExceededError, InferenceError, InputError
-from edgekit.rundir import RunDir
+from edgekit.rundir import Record, RunDir
 from edgekit.runtime import TensorSpec, load
 from edgekit.runtime.files import model_format, read_model_bytes
 from edgekit.runtime.targets import TARGETS
@@ -74,14 +74,14 @@ def _artifact_entry(path: Path, precision: str | None) -> dict[str, Any]:
     return {"path": path, "format": model_format(path), "precision": precision}
 
 
-def _from_convert_dir(subject: Subject, folder: Path, manifest: dict[str, Any]) -> None:
-    for a in manifest.get("artifacts", []):
+def _from_convert_dir(subject: Subject, folder: Path, manifest: Record) -> None:
+    for a in manifest["artifacts"]:
         if not (folder / a["path"]).is_file():
             raise InputError(f"{folder / a['path']}: listed in {RunDir(folder).manifest} but missing")
         subject.artifacts.append(_artifact_entry(folder / a["path"], a["precision"]))
-    subject.conversion = subject.conversion or manifest.get("conversion", {})
-    subject.run_task = subject.run_task or manifest.get("task", {})
-    source = Path(manifest.get("source", {}).get("path", ""))
+    subject.conversion = subject.conversion or manifest["conversion"]
+    subject.run_task = subject.run_task or manifest["task"]
+    source = Path(manifest["source"]["path"])
     if source.suffix in (".keras", ".h5") and source.is_file():
         subject.reference = subject.reference or source
         source = source.parent  # a run directory's model.keras: its test split and recipe count too
@@ -90,15 +90,15 @@ def _from_convert_dir(subject: Subject, folder: Path, manifest: dict[str, Any]) 
         _from_run_dir(subject, source, run, artifacts=False)
 
 
-def _from_run_dir(subject: Subject, folder: Path, manifest: dict[str, Any], artifacts: bool = True) -> None:
+def _from_run_dir(subject: Subject, folder: Path, manifest: Record, artifacts: bool = True) -> None:
     run = RunDir(folder)
     subject.reference = subject.reference or (run.model if run.model.is_file() else None)
-    subject.run_task = subject.run_task or manifest.get("task", {})
+    subject.run_task = subject.run_task or manifest["task"]
     subject.settings = subject.settings or (manifest.get("recipe") or {}).get("validate") or {}
     if subject.data is None and run.test_split.is_file():
         subject.data = run.test_split
     if artifacts and run.convert.manifest.is_file():
-        _from_convert_dir(subject, run.convert.root, dict(run.convert.read_record("convert") or {}))
+        _from_convert_dir(subject, run.convert.root, run.convert.read_record("convert") or {})
 
 
 def gather(sources: Sequence[str | Path]) -> Subject:
@@ -118,7 +118,7 @@ def gather(sources: Sequence[str | Path]) -> Subject:
         subject.root = subject.root or (p if p.is_dir() else p.parent)
         if p.is_file():
             read_model_bytes(p)  # one clear line for a wrong file, before any work
-            listed = dict(RunDir(p.parent).read_record() or {})
+            listed = RunDir(p.parent).read_record() or {}
             precision = next((a["precision"] for a in listed.get("artifacts", []) if a["path"] == p.name), None)
             subject.artifacts.append(_artifact_entry(p, precision))
             if listed.get("stage") == "convert":  # the reference, task and data of the conversion it came from
@@ -127,7 +127,7 @@ def gather(sources: Sequence[str | Path]) -> Subject:
                 for attr in ("reference", "run_task", "conversion", "data", "settings"):
                     setattr(subject, attr, getattr(subject, attr) or getattr(context, attr))
             continue
-        manifest = dict(RunDir(p).read_record() or {})
+        manifest = RunDir(p).read_record() or {}
         if manifest.get("stage") == "convert":
             _from_convert_dir(subject, p, manifest)
         elif manifest:

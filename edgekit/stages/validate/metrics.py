@@ -68,14 +68,16 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
 
 
 def roc_curve(scores: np.ndarray, positive: np.ndarray, points: int = 101) -> dict[str, list[float]]:
-    """False / true positive rates at ``points`` thresholds spread over the scores' quantiles (for plots).
+    """False / true positive rates at ``points`` thresholds spread over the scores' quantiles (for plots), and
+    one above every score, so the curve runs from (1, 1) to (0, 0).
 
     Example:
-        >>> roc_curve(np.array([0.1, 0.9]), np.array([0, 1]), points=3)["tpr"]
-        [1.0, 1.0, 0.0]
+        >>> curve = roc_curve(np.array([0.1, 0.9]), np.array([0, 1]), points=3)
+        >>> curve["fpr"], curve["tpr"]
+        ([1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0])
     """
     positive = positive.astype(bool)
-    thresholds = np.unique(np.quantile(scores, np.linspace(0, 1, points)))
+    thresholds = np.append(np.unique(np.quantile(scores, np.linspace(0, 1, points))), np.inf)
     fpr = [float(np.mean(scores[~positive] >= t)) if (~positive).any() else 0.0 for t in thresholds]
     tpr = [float(np.mean(scores[positive] >= t)) if positive.any() else 0.0 for t in thresholds]
     return {"fpr": fpr, "tpr": tpr}
