@@ -1,0 +1,35 @@
+"""The child process behind ``edgekit validate``'s Keras reference: load a ``.keras`` file and predict.
+
+Run as ``python -m edgekit.build.reference MODEL DATA_JSON OUT.npz`` by
+:func:`edgekit.stages.validate.reference.reference_outputs`; writes ``y:<output name>`` arrays.
+
+Example:
+    $ python -m edgekit.build.reference runs/m/model.keras '{"path": "d.npz", "keys": []}' /tmp/ref.npz
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from edgekit.stages.validate.data import InputsFile
+
+
+def _main(model_path: str, data_json: str, out: str) -> None:
+    from edgekit.converters.source import input_specs, load_keras, output_names
+
+    model = load_keras(model_path)
+    specs = input_specs(model)
+    feeds = InputsFile.from_dict(json.loads(data_json)).feeds([s.name for s in specs])
+    predicted = model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=256, verbose=0)
+    if not isinstance(predicted, (list, tuple, dict)):
+        predicted = [predicted]
+    names = output_names(model)
+    values = [predicted[n] for n in model.output_names] if isinstance(predicted, dict) else list(predicted)
+    np.savez(out, **{f"y:{name}": np.asarray(v, np.float32) for name, v in zip(names, values, strict=True)})
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1], sys.argv[2], sys.argv[3])
