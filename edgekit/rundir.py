@@ -13,6 +13,7 @@ Layout of a run directory (every name below is spelled here and nowhere else)::
       model.keras       the float32 model;  model_qat/  a QAT SavedModel (optimize --qat)
       calib.npy         a sample of training inputs, for int8 calibration
       test.npz          the held-out split (x, y) that validate scores on
+      normal.npy        anomaly detectors: held-out normal inputs each artifact's threshold is calibrated on
       convert/          the convert stage's run directory: artifacts + manifest.json
       baseline/         optimize: the source model converted, for comparison
       validate/         report.json, report.md, report.html
@@ -156,6 +157,10 @@ class RunDir:
     @property
     def test_split(self) -> Path:
         return self.root / "test.npz"
+
+    @property
+    def normal_split(self) -> Path:  # anomaly detectors: held-out normal inputs, each artifact's threshold
+        return self.root / "normal.npy"
 
     @property
     def work(self) -> Path:
@@ -334,6 +339,21 @@ def save_calibration(run: RunDir, x_train: Any) -> Path:
     part = run.work / run.calibration.name
     np.save(part, sample.astype(np.float32))
     return part.replace(run.calibration)
+
+
+def save_normal_split(run: RunDir, x_normal: Any) -> Path:
+    """Held-out normal inputs as ``normal.npy``: what an anomaly scorer's threshold is calibrated on, for the
+    Keras model in ``train`` and for each artifact in ``convert``.
+
+    Example:
+        >>> save_normal_split(RunDir("runs/ae"), x_val).name  # doctest: +SKIP
+        'normal.npy'
+    """
+    import numpy as np
+
+    part = run.work / run.normal_split.name
+    np.save(part, x_normal.astype(np.float32) if x_normal.dtype.kind == "f" else x_normal)
+    return part.replace(run.normal_split)
 
 
 def save_test_split(run: RunDir, x_test: Any, y_test: Any) -> Path:

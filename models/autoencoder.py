@@ -19,6 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from edgekit.common.thresholds import calibrate_threshold as calibrate_threshold_by
 from edgekit.errors import InputError
 from edgekit.models.common import TrainResult, standardizer
 from edgekit.recipes import ModelConfig, Recipe, ThresholdConfig
@@ -97,9 +98,7 @@ def calibrate_threshold(normal_scores: np.ndarray, config: ThresholdConfig) -> f
         >>> calibrate_threshold(np.array([1.0, 3.0]), ThresholdConfig("mean_std", 2))
         4.0
     """
-    if config.method == "percentile":
-        return float(np.percentile(normal_scores, config.value))
-    return float(normal_scores.mean() + config.value * normal_scores.std())
+    return calibrate_threshold_by(normal_scores, config.method, config.value)
 
 
 def evaluate(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float) -> dict[str, float]:
@@ -138,5 +137,6 @@ def train(recipe: Recipe, splits: Any, trainer: Any) -> TrainResult:
         "score": f"{recipe.model.score} squared error of the standardized input",
         "threshold_method": f"{recipe.model.threshold.method} {recipe.model.threshold.value:g} on held-out normal data",
         "anomaly_if": "score > threshold",
+        "threshold_rule": {"method": recipe.model.threshold.method, "value": recipe.model.threshold.value},
     }  # fmt: skip
     return TrainResult(model=model, metrics=metrics, task=task)

@@ -229,5 +229,3 @@ def run_passes(src: Source, settings: OptimizeSettings, run: RunDir, progress: P
     save_test_split(run, splits.x_test, splits.y_test)  # what ``edgekit validate`` of this folder scores on
     scores = {stage: round(score(o, splits.y_test, classifier), 6) for stage, o in outputs.items()}
     return Passed(scores, outputs, diff, folded, loss_used, history, artifact, path)
-
-

@@ -15,7 +15,7 @@ from typing import Any
 
 from edgekit.build.datasets import Splits, load_splits
 from edgekit.recipes import Recipe
-from edgekit.rundir import RunDir, save_calibration, save_test_split
+from edgekit.rundir import RunDir, save_calibration, save_normal_split, save_test_split
 
 FAMILY_TRAINERS = {
     "image_classifier": ("edgekit.models.mobilenet", "train"),
@@ -73,6 +73,8 @@ def fit_recipe(
     save_float32(result.model, run)
     save_calibration(run, splits.x_train)
     save_test_split(run, splits.x_test, splits.y_test)
+    if result.task.get("type") == "anomaly_scorer":  # the held-out normals its threshold came from
+        save_normal_split(run, splits.x_val)
     metrics = {**{k: round(v, 6) for k, v in result.metrics.items()}, **trainer.extra}
     return Fitted(
         splits, metrics, result.task, trainer.policy, trainer.policy_reason, trainer.replicas, trainer.history

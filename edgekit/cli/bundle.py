@@ -21,6 +21,9 @@ from edgekit.cli.render import emit_json, notice, print_bundle, print_prediction
 @click.option("--mean", callback=floats, default=None, help="Image normalization: (pixel - mean) / std, per channel.")
 @click.option("--std", callback=floats, default=None)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--allow-over-budget", is_flag=True, help="Ship a file that broke a validate budget (edgekit.json says so)."
+)
 @json_option("Print edgekit.json.")
 def bundle_cmd(
     source: str, platform: str, out_dir: str | None, zip_archive: bool, as_json: bool, **options: Any

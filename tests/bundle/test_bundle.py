@@ -171,6 +171,30 @@ def test_sensor_run_bundles_streams_and_verifies(sensor_run, tmp_path):
     assert android.returncode == 0 and "interpreter.resetVariableTensors()" in kotlin and "fun isAnomaly" in kotlin
 
 
+@pytest.mark.slow
+def test_a_bundle_never_ships_a_file_that_broke_its_budgets(sensor_run, tmp_path):
+    """Validated against a latency budget no file meets, every Pi candidate is over budget: bundle exits 4 naming
+    the one it would ship, writes nothing; --allow-over-budget ships it and edgekit.json says so."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(sensor_run[0], run_dir)
+    strict = run_cli("validate", str(run_dir), "--max-latency-ms", "0.000001", "--no-reference", "--json")
+    assert strict.returncode == 4, strict.stderr
+    broken = {b["artifact"] for b in json.loads(strict.stdout)["budgets_broken"]}
+    out = tmp_path / "refused"
+    refused = run_cli("bundle", str(run_dir), "--platform", "rpi", "--out", str(out))
+    assert refused.returncode == 4 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "broke its validate budgets" in refused.stderr and "--allow-over-budget" in refused.stderr
+    assert not out.exists()
+    allowed = run_cli("bundle", str(run_dir), "--platform", "rpi", "--out", str(out), "--allow-over-budget", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    manifest = json.loads(allowed.stdout)
+    shipped = manifest["model"]["source"]
+    assert manifest["over_budget"]["allowed_by"] == "--allow-over-budget"
+    assert {b["artifact"] for b in manifest["over_budget"]["budgets_broken"]} <= broken
+    assert any(Path(shipped).name in a for a in broken)
+    assert run_cli("verify", str(out)).returncode == 0
+
+
 def _tamper(folder: Path, tmp_path: Path, name: str, edit) -> Path:
     copy = tmp_path / name
     shutil.copytree(folder, copy)

@@ -28,7 +28,7 @@ from typing import Any
 
 from edgekit import __version__
 from edgekit.common.io import sha256_file
-from edgekit.errors import InputError
+from edgekit.errors import BudgetExceededError, InputError
 from edgekit.formats.metadata import embed_metadata
 from edgekit.formats.tflite import parse_tflite, quantization_kind
 from edgekit.rundir import RunDir
@@ -109,10 +109,23 @@ def choose_artifact(source: str | Path, platform: str) -> Choice:
     if found is None:
         raise InputError(f"{source}: no convert manifest here or in {source}/convert (run edgekit convert first)")
     folder, manifest = found
-    report = _report(src)
-    run_task = run_task_of(src) or manifest.get("task") or {}
     tflite = {a["precision"]: a for a in manifest.get("artifacts", [])
               if a["format"] == "tflite" and a.get("verdict") in ("pass", "unchecked", "out_of_tolerance")}  # fmt: skip
+    choice = _choose(src, platform, folder, manifest, tflite)
+    entry = next((a for a in tflite.values() if (folder / a["path"]).resolve() == choice.path.resolve()), {})
+    if entry.get("threshold") is not None:  # a scorer's own threshold, calibrated by convert on its own scores
+        rule = entry["threshold_calibration"]["rule"]
+        choice.task = {**choice.task, "threshold": entry["threshold"], "threshold_method": rule}
+    return choice
+
+
+def _choose(
+    src: Path, platform: str, folder: Path, manifest: dict[str, Any], tflite: dict[str, dict[str, Any]]
+) -> Choice:
+    """The platform's file among a convert folder's TFLite artifacts (``tflite``, by precision), and why."""
+    source = src
+    report = _report(src)
+    run_task = run_task_of(src) or manifest.get("task") or {}
     if platform == "coral":
         if "edgetpu" in tflite:
             path = folder / tflite["edgetpu"]["path"]
@@ -130,13 +143,16 @@ def choose_artifact(source: str | Path, platform: str) -> Choice:
         path, why = recommended
         precision = next((p for p, a in tflite.items() if (folder / a["path"]).resolve() == path.resolve()), "unknown")
         return Choice(path, precision, why, run_task, _validation(report, path))
-    for precision in PRECISION_ORDER:
-        art = tflite.get(precision)
-        if art and art.get("verdict") == "pass":
-            path = folder / art["path"]
-            return Choice(path, precision, f"not validated: the {precision} file, the smallest whose conversion "
-                          "check passed", run_task, _validation(report, path))  # fmt: skip
-    raise InputError(f"{source}: no TFLite artifact passed its conversion check")
+    passed = [(p, folder / tflite[p]["path"]) for p in PRECISION_ORDER if tflite.get(p, {}).get("verdict") == "pass"]
+    if not passed:
+        raise InputError(f"{source}: no TFLite artifact passed its conversion check")
+    # A file validate did not measure on this target, or measured inside every budget, before one that broke one.
+    candidates = [(p, path, _validation(report, path)) for p, path in passed]
+    precision, path, validation = min(candidates, key=lambda c: bool((c[2] or {}).get("budgets_broken")))
+    why = "the smallest whose conversion check passed" + (
+        ", though it broke a validate budget" if (validation or {}).get("budgets_broken") else ""
+    )
+    return Choice(path, precision, f"not validated: the {precision} file, {why}", run_task, validation)
 
 
 def _recommended(found: tuple[Path, dict[str, Any]] | None, target: str) -> tuple[Path, str] | None:
@@ -170,6 +186,7 @@ def _postprocessing(
     post: dict[str, Any] = {"output": outputs[0]["name"]}
     if task == "anomaly_scorer":
         post["threshold"] = float(choice.task["threshold"])
+        post["threshold_method"] = choice.task.get("threshold_method", "")
         post["anomaly_if"] = choice.task.get("anomaly_if", "score > threshold")
     elif task == "forecaster":
         post["inverse_scaling"] = ("in the model (its Normalization layer was fitted on the training split)"
@@ -189,12 +206,15 @@ def bundle(
     mean: list[float] | None = None,
     std: list[float] | None = None,
     top_k: int = 5,
+    allow_over_budget: bool = False,
 ) -> dict[str, Any]:
     """Build a ``platform`` bundle from ``source``; return its manifest (``edgekit.json``).
 
     ``mean`` / ``std`` override image normalization (``(pixel - mean) / std``) for models that
     expect it outside the graph. The bundle is assembled in a temporary folder and moved into
-    place, so a failure leaves nothing half-written.
+    place, so a failure leaves nothing half-written. A bundle never carries a file that broke a
+    validate budget: when every candidate for the platform did, :class:`~edgekit.errors.BudgetExceededError`
+    (exit 4) names them, unless ``allow_over_budget`` — then ``edgekit.json`` says so under ``over_budget``.
 
     Example:
         >>> m = bundle("mobilenet_v2_1.0_224_quant.tflite", "rpi", labels="imagenet_labels.txt")  # doctest: +SKIP
@@ -206,6 +226,14 @@ def bundle(
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
     choice = choose_artifact(source, platform)
+    broken = (choice.validation or {}).get("budgets_broken", [])
+    if broken and not allow_over_budget:
+        error = BudgetExceededError(
+            f"{source}: the {platform} bundle's only candidate, {choice.path.name}, broke its validate budgets: "
+            + "; ".join(b["message"] for b in broken)
+            + " (fix the model, or pass --allow-over-budget to ship it anyway)"
+        )
+        raise error
     blob = read_model_bytes(choice.path)
     model = parse_tflite(blob, str(choice.path))
     overrides = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
@@ -238,8 +266,10 @@ def bundle(
         "runtime": templates.runtime_notes(platform, model.edgetpu_compiled),
     }
     labels_checked(label_list, manifest)
-    warnings = [f"{choice.path.name} broke a validate budget: {b['message']}"
-                for b in (choice.validation or {}).get("budgets_broken", [])[:3]]  # fmt: skip
+    warnings = [f"{choice.path.name} broke a validate budget, shipped under --allow-over-budget: {b['message']}"
+                for b in broken[:3]]  # fmt: skip
+    if broken:
+        manifest["over_budget"] = {"allowed_by": "--allow-over-budget", "budgets_broken": broken}
     if platform == "coral" and not model.edgetpu_compiled:
         warnings.append(f"{choice.path.name} is not compiled for the Edge TPU: {choice.reason}")
     manifest["warnings"] = warnings

@@ -9,7 +9,7 @@ The driver is a pipeline of small steps, each in its own module, sharing one
 3. *convert* (:mod:`~edgekit.stages.convert.child`): the converters run in a child process
    (:mod:`edgekit.converters.worker`) whose crash costs one artifact, never the run;
 4. *check* (:mod:`~edgekit.stages.convert.check`): every artifact run on held-out inputs with the runtime
-   lane and given a verdict;
+   lane and given a verdict; anomaly scorers get their own threshold (:mod:`~edgekit.stages.convert.thresholds`);
 5. *target steps* (:mod:`~edgekit.stages.convert.steps`): outputs made from a checked artifact (Edge TPU).
 
 The parent never imports TensorFlow.
@@ -35,6 +35,7 @@ from edgekit.stages.convert.inputs import Calibration, ConvertInputs, is_path, m
 from edgekit.stages.convert.plan import Plan, plan_conversion
 from edgekit.stages.convert.settings import ConvertSettings
 from edgekit.stages.convert.steps import TARGET_STEPS
+from edgekit.stages.convert.thresholds import calibrate_artifact_thresholds
 
 Progress = Callable[[str], None]
 
@@ -75,6 +76,7 @@ def convert(
     results, meta = convert_in_child(run, inputs, settings, plan, progress) if plan.todo else ({}, {})
     meta = meta if plan.todo else plan.previous.get("conversion", {})
     checked = check_produced(plan, results, meta, run, progress)
+    calibrate_artifact_thresholds(checked, inputs, run)
     sections = {token: step(run, checked, settings) for token, step in TARGET_STEPS.items() if token in tokens}
     return run.write_record("convert", _record(inputs, settings, plan, meta, checked, sections))
 

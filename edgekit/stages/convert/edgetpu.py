@@ -153,6 +153,7 @@ def edgetpu_step(run: RunDir, checked: Checked, settings: ConvertSettings) -> di
     int8 = next((a for a in checked.artifacts if a["precision_token"] == "tflite:int8"), None)
     record, compiled, failure = compile_for_edgetpu(run.root, int8["path"] if int8 else None, timeout=settings.timeout)
     if compiled is not None:
+        compiled.update({k: int8[k] for k in ("threshold", "threshold_calibration") if int8 and k in int8})
         if targets.edgetpu_runtime().available and checked.data is not None:
             data = checked.data
             compiled.update(check_on_edgetpu(run.root / compiled["path"], data.x, data.reference, data.meta))

@@ -36,6 +36,7 @@ class ConvertInputs:
     model_path: Path | None
     calib: Calibration
     run_task: dict[str, Any] = field(default_factory=dict)
+    normal: Path | None = None  # anomaly detectors: the run's held-out normal inputs (thresholds)
     source_sha: str = ""
     calib_sha: str | None = None
 
@@ -70,7 +71,10 @@ def resolve_inputs(source: Any, calib: Calibration) -> ConvertInputs:
     model_path = model_source(source) if is_path(source) else None
     if calib is not None and not callable(calib) and not Path(calib).exists():
         raise InputError(f"{calib}: calibration data not found")
-    return ConvertInputs(source, model_path, calib, run_task(source) if is_path(source) else {})
+    if not is_path(source) or not Path(source).is_dir():
+        return ConvertInputs(source, model_path, calib)
+    normal = RunDir(source).normal_split
+    return ConvertInputs(source, model_path, calib, run_task(source), normal if normal.is_file() else None)
 
 
 def materialize(inputs: ConvertInputs, run: RunDir) -> ConvertInputs:

@@ -81,6 +81,7 @@ def train(
                 _artifact(run, run.model, "keras", "model"),
                 _artifact(run, run.calibration, "npy", "calibration"),
                 _artifact(run, run.test_split, "npz", "test"),
+                *([_artifact(run, run.normal_split, "npy", "threshold")] if run.normal_split.is_file() else []),
             ],
         },
     )

@@ -66,19 +66,22 @@ class Subject:
     root: Path | None = None  # where the report goes by default
 
 
-def _artifact_entry(path: Path, precision: str | None) -> dict[str, Any]:
+def _artifact_entry(path: Path, listed: dict[str, Any] | None) -> dict[str, Any]:
+    """What validate needs of an artifact: its format, precision and (a scorer's) own threshold from convert."""
+    listed = listed or {}
+    precision = listed.get("precision")
     if precision is None:
         from edgekit.inspection import inspect_model
 
         precision = inspect_model(path)["quantization"]
-    return {"path": path, "format": model_format(path), "precision": precision}
+    return {"path": path, "format": model_format(path), "precision": precision, "threshold": listed.get("threshold")}
 
 
 def _from_convert_dir(subject: Subject, folder: Path, manifest: Record) -> None:
     for a in manifest["artifacts"]:
         if not (folder / a["path"]).is_file():
             raise InputError(f"{folder / a['path']}: listed in {RunDir(folder).manifest} but missing")
-        subject.artifacts.append(_artifact_entry(folder / a["path"], a["precision"]))
+        subject.artifacts.append(_artifact_entry(folder / a["path"], a))
     subject.conversion = subject.conversion or manifest["conversion"]
     subject.run_task = subject.run_task or manifest["task"]
     source = Path(manifest["source"]["path"])
@@ -119,8 +122,8 @@ def gather(sources: Sequence[str | Path]) -> Subject:
         if p.is_file():
             read_model_bytes(p)  # one clear line for a wrong file, before any work
             listed = RunDir(p.parent).read_record() or {}
-            precision = next((a["precision"] for a in listed.get("artifacts", []) if a["path"] == p.name), None)
-            subject.artifacts.append(_artifact_entry(p, precision))
+            entry = next((a for a in listed.get("artifacts", []) if a["path"] == p.name), None)
+            subject.artifacts.append(_artifact_entry(p, entry))
             if listed.get("stage") == "convert":  # the reference, task and data of the conversion it came from
                 context = Subject()
                 _from_convert_dir(context, p.parent, listed)
@@ -226,9 +229,14 @@ def _check_labels(data: LabelledData, outputs: list[TensorSpec], kinds: dict[str
 
 
 def _score(
-    outputs: dict[str, np.ndarray], data: LabelledData, kinds: dict[str, dict[str, str]], run_task: dict[str, Any]
+    outputs: dict[str, np.ndarray],
+    data: LabelledData,
+    kinds: dict[str, dict[str, str]],
+    run_task: dict[str, Any],
+    threshold: float | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Task metrics per output (empty where there are no labels and the kind needs them)."""
+    """Task metrics per output (empty where there are no labels and the kind needs them); a scorer is judged at
+    ``threshold`` (its own, calibrated by convert), else at the run's."""
     x = next(iter(data.x.values()))
     scored = {}
     for name, out in outputs.items():
@@ -237,16 +245,21 @@ def _score(
         if labels is None and kind != "autoencoder":
             continue
         naive = x[:, -1, -1] if kind == "forecaster" and x.ndim == 3 else None
-        threshold = run_task.get("threshold") if kind == "anomaly_scorer" else None
-        scored[name] = task_metrics(kind, out, labels, x=x, threshold=threshold, naive=naive)
+        at = (threshold if threshold is not None else run_task.get("threshold")) if kind == "anomaly_scorer" else None
+        scored[name] = task_metrics(kind, out, labels, x=x, threshold=at, naive=naive)
     return scored
 
 
 def _agreement(
-    outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], kinds: dict[str, dict[str, str]], run_task: dict
+    outputs: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    kinds: dict[str, dict[str, str]],
+    thresholds: tuple[float | None, float | None],
 ) -> dict[str, dict[str, Any]]:
+    """Agreement per output; ``thresholds`` are the reference's and this artifact's (a scorer's decisions)."""
+    ref_at, own_at = thresholds
     return {
-        name: agreement(kinds[name]["kind"], reference[name], out, threshold=run_task.get("threshold"))
+        name: agreement(kinds[name]["kind"], reference[name], out, threshold=ref_at, output_threshold=own_at)
         for name, out in outputs.items() if name in reference
     }  # fmt: skip
 
@@ -412,6 +425,7 @@ def _measure(
     cells = [(a, Cell(str(a["path"]), target, n)) for a in subject.artifacts for target in targets for n in threads]
     results, arrays = [], {"outputs": {}, "times_ms": {}, "labels": data.y, "reference": ref_outputs}
     agree_with, agree_name = ref_outputs, f"keras: {subject.reference}" if ref_outputs is not None else None
+    agree_at = subject.run_task.get("threshold")  # the reference's own threshold (a scorer's decisions)
     root = subject.root or Path(".")
     for i, (artifact, cell) in enumerate(cells):
         label = _relative(artifact["path"], root)
@@ -436,10 +450,13 @@ def _measure(
             if set(outs) != set(kinds) and len(outs) == len(kinds):  # another file of the same model, other names
                 outs = dict(zip(kinds, outs.values(), strict=True))
             arrays["outputs"][i] = outs
+            own_at = artifact["threshold"] if artifact["threshold"] is not None else subject.run_task.get("threshold")
             if agree_with is None and artifact["precision"] == "fp32":
-                agree_with, agree_name = outs, f"fp32 artifact: {label}"
-            entry["metrics"] = _score(outs, data, kinds, subject.run_task)
-            entry["agreement"] = _agreement(outs, agree_with, kinds, subject.run_task) if agree_with else None
+                agree_with, agree_name, agree_at = outs, f"fp32 artifact: {label}", own_at
+            entry["metrics"] = _score(outs, data, kinds, subject.run_task, artifact["threshold"])
+            entry["agreement"] = _agreement(outs, agree_with, kinds, (agree_at, own_at)) if agree_with else None
+            if artifact["threshold"] is not None:
+                entry["threshold"] = artifact["threshold"]
         results.append(entry)
     if progress:
         progress("done", len(cells), len(cells))

@@ -170,14 +170,20 @@ def task_metrics(
 
 
 def agreement(
-    kind: str, reference: np.ndarray, output: np.ndarray, *, threshold: float | None = None
+    kind: str,
+    reference: np.ndarray,
+    output: np.ndarray,
+    *,
+    threshold: float | None = None,
+    output_threshold: float | None = None,
 ) -> dict[str, Any]:
     """How closely ``output`` follows ``reference`` on the same samples.
 
     Top-1 agreement for classifiers, decision agreement for binary classifiers
-    and thresholded scorers, and for every kind max abs / max relative error
-    (over the reference's largest magnitude) and the mean cosine similarity of
-    each sample's output vector.
+    and thresholded scorers (the reference decides at ``threshold``, the output
+    at its own ``output_threshold``, else the same), and for every kind max abs /
+    max relative error (over the reference's largest magnitude) and the mean
+    cosine similarity of each sample's output vector.
 
     Example:
         >>> agreement("classifier", np.array([[0.9, 0.1]]), np.array([[0.8, 0.2]]))["top1_agreement"]
@@ -199,8 +205,9 @@ def agreement(
     elif kind == "binary-classifier":
         a["decision_agreement"] = float(np.mean((ref > 0.5) == (got > 0.5)))
     elif kind == "anomaly_scorer" and threshold is not None:
+        own = threshold if output_threshold is None else output_threshold
         a["decision_agreement"] = float(
-            np.mean((per_sample_scores(kind, reference) > threshold) == (per_sample_scores(kind, output) > threshold))
+            np.mean((per_sample_scores(kind, reference) > threshold) == (per_sample_scores(kind, output) > own))
         )
     return _rounded(a)
 
