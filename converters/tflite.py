@@ -43,6 +43,37 @@ def to_tflite(
         >>> to_tflite(model, "fp16")[4:8]  # doctest: +SKIP
         b'TFL3'
     """
+    specs, names = inputs or input_specs(model), outputs or output_names(model)
+    converter = tflite_converter(
+        model, precision, calibration=calibration, batch=batch, int8_io=int8_io, per_channel=per_channel,
+        allow_select_tf_ops=allow_select_tf_ops, inputs=specs, outputs=names,
+    )  # fmt: skip
+    try:
+        blob = bytes(converter.convert())
+    except Exception as exc:
+        raise _explain(exc, precision) from None
+    return name_io_in_order(blob, [s.name for s in specs], names)
+
+
+def tflite_converter(
+    model: Any,
+    precision: str,
+    *,
+    calibration: Feeds | None = None,
+    batch: int = 1,
+    int8_io: str = "int8",
+    per_channel: bool = True,
+    allow_select_tf_ops: bool = False,
+    inputs: list[TensorSpec] | None = None,
+    outputs: list[str] | None = None,
+) -> Any:
+    """The ``tf.lite.TFLiteConverter`` :func:`to_tflite` converts with, set up for ``precision`` (the same
+    arguments); :mod:`edgekit.converters.diagnose` runs TFLite's quantization debugger on it.
+
+    Example:
+        >>> tflite_converter(model, "int8", calibration=x, int8_io="float32").optimizations  # doctest: +SKIP
+        [<Optimize.DEFAULT: 'DEFAULT'>]
+    """
     import tensorflow as tf
 
     if precision not in PRECISIONS:
@@ -74,11 +105,7 @@ def to_tflite(
     if allow_select_tf_ops:
         ops = [*ops, tf.lite.OpsSet.SELECT_TF_OPS]
     converter.target_spec.supported_ops = ops
-    try:
-        blob = bytes(converter.convert())
-    except Exception as exc:
-        raise _explain(exc, precision) from None
-    return name_io_in_order(blob, [s.name for s in specs], names)
+    return converter
 
 
 def _explain(exc: Exception, precision: str) -> ConversionError:

@@ -156,7 +156,7 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     if is_recurrent(model):
         converted, diff = to_tf_keras(model, [check[name][:8] for name in names])
         meta.update(route="tf_keras bridge (fused LSTM)", bridge_max_abs_diff=diff)
-        quantized = {a["token"] for a in job["artifacts"]} & {"tflite:int8", "tflite:16x8"}
+        quantized = ({a["token"] for a in job["artifacts"]} | set(job.get("diagnose", []))) & {"tflite:int8", "tflite:16x8"}
         if quantized and layer_classes(model) & UNROLLABLE:
             converted = {"float": converted, "quantized": _unrolled(model, [check[name][:8] for name in names], meta)}
     arrays = {f"x:{k}": v for k, v in check.items()}
@@ -212,6 +212,24 @@ def _onnx(src: Converted, precision: str) -> bytes:
 PRODUCERS: dict[str, Callable[[Converted, str], bytes]] = {"tflite": _tflite, "onnx": _onnx}
 
 
+def _diagnose(src: Converted, tokens: list[str], result: dict[str, Any]) -> None:
+    """Per-layer quantization error of each ``tflite:int8`` / ``tflite:16x8`` token, into ``result["diagnoses"]``."""
+    from edgekit.converters.diagnose import layer_errors
+
+    diagnoses = result.setdefault("diagnoses", {})
+    for token in tokens:
+        precision = token.split(":")[1]
+        model = src.for_precision(precision)
+        try:
+            diagnoses[token] = layer_errors(
+                model, src.calibration, precision=precision, batch=src.job["batch"],
+                per_channel=src.job["int8_granularity"] == "per-channel",
+                layer_names=[layer.name for layer in model._flatten_layers()], **src.io,
+            )  # fmt: skip
+        except Exception as exc:  # the debugger is TFLite's; its failure costs the diagnosis, not the artifact
+            diagnoses[token] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"}
+
+
 def run(job_path: Path) -> int:
     """Produce every artifact of the job not yet in ``result.json``; 0 when done, 3 on a fatal error."""
     files = WorkerFiles(job_path.parent)
@@ -223,6 +241,9 @@ def run(job_path: Path) -> int:
         result["fatal"] = {"message": str(exc), "exit_code": exc.exit_code}
         write_json(files.result, result)
         return 3
+    if job.get("diagnose"):
+        _diagnose(src, job["diagnose"], result)
+        write_json(files.result, result)
     for art in job["artifacts"]:
         token = art["token"]
         if token in result["artifacts"]:

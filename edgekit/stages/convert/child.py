@@ -41,16 +41,9 @@ def convert_in_child(
     A fatal error of the worker (the model cannot load, bad calibration data) is raised as the error type it
     names; a crash outside any artifact is a :class:`~edgekit.errors.ConversionError`.
     """
-    files = run.worker
-    for stale in (files.result, files.current):
-        stale.unlink(missing_ok=True)
-    job = {
-        "source": str(inputs.model_path), "custom_objects": settings.custom_objects,
-        "calib": str(inputs.calib) if inputs.calib is not None else None,
-        "artifacts": [{"token": p.token, "path": str(p.path), "key": p.key} for p in plan.todo],
-        **settings.shaping(), "run_task": inputs.run_task,
-    }  # fmt: skip
-    files.job.write_text(json.dumps(job, indent=2))
+    files = _write_job(
+        run, inputs, settings, [{"token": p.token, "path": str(p.path), "key": p.key} for p in plan.todo]
+    )
     results: dict[str, Any] = {}
     for _attempt in range(len(plan.todo) + 1):
         if progress:
@@ -67,6 +60,40 @@ def convert_in_child(
         _mark_crash(files, state, code, stderr)
     meta = json.loads(files.meta.read_text()) if files.meta.is_file() else {}
     return results, meta
+
+
+def diagnose_in_child(
+    run: RunDir, inputs: ConvertInputs, settings: ConvertSettings, tokens: list[str]
+) -> dict[str, list[dict[str, Any]] | dict[str, str]]:
+    """Per-layer quantization error of each TFLite token (:mod:`edgekit.converters.diagnose`), by token; a token
+    whose diagnosis failed maps to ``{"error": ...}``, and a worker that died leaves every token so.
+
+    Example:
+        >>> diagnose_in_child(run, inputs, settings, ["tflite:int8"])["tflite:int8"][0]["op"]  # doctest: +SKIP
+        'SUB'
+    """
+    files = _write_job(run, inputs, settings, [], diagnose=tokens)
+    code, stderr = _run_worker(files.job, settings.timeout)
+    state = json.loads(files.result.read_text()) if files.result.is_file() else {}
+    diagnoses = state.get("diagnoses", {})
+    why = f"the diagnosing process died ({code}): {_last_line(stderr)}" if code else "not diagnosed"
+    return {token: diagnoses.get(token, {"error": why}) for token in tokens}
+
+
+def _write_job(
+    run: RunDir, inputs: ConvertInputs, settings: ConvertSettings, artifacts: list[dict[str, Any]], **extra: Any
+) -> WorkerFiles:
+    """The worker's job file (what to convert or diagnose, from what, how), with stale results removed."""
+    files = run.worker
+    for stale in (files.result, files.current):
+        stale.unlink(missing_ok=True)
+    job = {
+        "source": str(inputs.model_path), "custom_objects": settings.custom_objects,
+        "calib": str(inputs.calib) if inputs.calib is not None else None,
+        "artifacts": artifacts, **settings.shaping(), "run_task": inputs.run_task, **extra,
+    }  # fmt: skip
+    files.job.write_text(json.dumps(job, indent=2))
+    return files
 
 
 def _mark_crash(files: WorkerFiles, state: dict[str, Any], code: int, stderr: str) -> None:

@@ -9,7 +9,8 @@ The driver is a pipeline of small steps, each in its own module, sharing one
 3. *convert* (:mod:`~edgekit.stages.convert.child`): the converters run in a child process
    (:mod:`edgekit.converters.worker`) whose crash costs one artifact, never the run;
 4. *check* (:mod:`~edgekit.stages.convert.check`): every artifact run on held-out inputs with the runtime
-   lane and given a verdict; anomaly scorers get their own threshold (:mod:`~edgekit.stages.convert.thresholds`);
+   lane and given a verdict; anomaly scorers get their own threshold (:mod:`~edgekit.stages.convert.thresholds`),
+   and a quantized file out of tolerance its per-layer errors (:mod:`~edgekit.stages.convert.diagnosis`);
 5. *target steps* (:mod:`~edgekit.stages.convert.steps`): outputs made from a checked artifact (Edge TPU).
 
 The parent never imports TensorFlow.
@@ -30,6 +31,7 @@ from typing import Any
 from edgekit.rundir import Record, RunDir
 from edgekit.stages.convert.check import Checked, check_produced, out_of_tolerance
 from edgekit.stages.convert.child import convert_in_child
+from edgekit.stages.convert.diagnosis import diagnose_out_of_tolerance, worst_layers_line
 from edgekit.stages.convert.edgetpu import compile_tflite
 from edgekit.stages.convert.inputs import Calibration, ConvertInputs, is_path, materialize, resolve_inputs
 from edgekit.stages.convert.plan import Plan, plan_conversion
@@ -77,6 +79,7 @@ def convert(
     meta = meta if plan.todo else plan.previous.get("conversion", {})
     checked = check_produced(plan, results, meta, run, progress)
     calibrate_artifact_thresholds(checked, inputs, run)
+    diagnose_out_of_tolerance(run, inputs, settings, checked)
     sections = {token: step(run, checked, settings) for token, step in TARGET_STEPS.items() if token in tokens}
     return run.write_record("convert", _record(inputs, settings, plan, meta, checked, sections))
 
@@ -95,7 +98,8 @@ def _record(
     warnings = list(meta.get("warnings", []))
     for art in artifacts:
         if art.get("verdict") == "out_of_tolerance":
-            warnings.append(f"{art['path']}: {out_of_tolerance(art['parity'])}")
+            worst = worst_layers_line(art)
+            warnings.append(f"{art['path']}: {out_of_tolerance(art['parity'])}" + (f"; {worst}" if worst else ""))
     return {
         "source": {
             "path": str(inputs.model_path), "sha256": inputs.source_sha,
