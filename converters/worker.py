@@ -156,7 +156,8 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     if is_recurrent(model):
         converted, diff = to_tf_keras(model, [check[name][:8] for name in names])
         meta.update(route="tf_keras bridge (fused LSTM)", bridge_max_abs_diff=diff)
-        quantized = ({a["token"] for a in job["artifacts"]} | set(job.get("diagnose", []))) & {"tflite:int8", "tflite:16x8"}
+        tokens = {a["token"] for a in job["artifacts"]} | set(job.get("diagnose", []))
+        quantized = tokens & {"tflite:int8", "tflite:16x8"}
         if quantized and layer_classes(model) & UNROLLABLE:
             converted = {"float": converted, "quantized": _unrolled(model, [check[name][:8] for name in names], meta)}
     arrays = {f"x:{k}": v for k, v in check.items()}
