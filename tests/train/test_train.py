@@ -7,10 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import edgekit
 from edgekit.inspection import inspect_model
 from edgekit.pipeline import run
 from edgekit.recipes import load_recipe
@@ -92,6 +94,46 @@ def test_breast_cancer_detector_auc_and_run_chain(tmp_path):
         assert ("roc_auc_drop" in broken) == (ref["roc_auc"] - roc > 0.05), (cell, broken)
         assert ("decision_agreement" in broken) == (agreed < 0.95), (cell, broken)
     assert (tmp_path / "ae" / "validate" / "report.html").stat().st_size > 10_000
+    _diagnosis_names_what_breaks_int8(tmp_path / "ae", arts["tflite:int8"])
+
+
+def _diagnosis_names_what_breaks_int8(run_dir: Path, int8: dict) -> None:
+    """The int8 scorer misses its tolerance; the per-layer diagnosis names the layers that break it: kept in float
+    (the rest int8, as TFLite's debugger builds it), the scorer ranks the test set as the Keras model does."""
+    import keras
+    import tensorflow as tf
+    from sklearn.metrics import roc_auc_score
+
+    from edgekit.converters.source import input_specs
+    from edgekit.converters.tflite import tflite_converter
+
+    assert int8["verdict"] == "out_of_tolerance" and "worst layers:" in " ".join(
+        w for w in json.loads((run_dir / "convert" / "manifest.json").read_text())["warnings"]
+    )
+    errors = int8["layer_errors"]
+    assert [e["op"] for e in errors].count("FULLY_CONNECTED") == 4  # every layer, in graph order
+    broken = [e for e in errors if e["snr_db"] < 20]
+    assert broken and int8["worst_layers"][0] == min(errors, key=lambda e: e["snr_db"])
+    model = keras.saving.load_model(run_dir / "model.keras")
+    calib, test = np.load(run_dir / "calib.npy"), np.load(run_dir / "test.npz")
+    specs = input_specs(model)
+
+    def scores_with_float(layers: list[str]) -> np.ndarray:
+        converter = tflite_converter(model, "int8", calibration={specs[0].name: calib}, int8_io="float32")
+        data = lambda: ({specs[0].name: calib[i : i + 1]} for i in range(64))  # noqa: E731
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=layers)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=data, debug_options=options
+        )
+        path = run_dir / f"float_{len(layers)}.tflite"
+        path.write_bytes(debugger.get_nondebug_quantized_model())
+        return edgekit.load(path).run(test["x"])[0].ravel()
+
+    keras_auc = roc_auc_score(test["y"], model.predict(test["x"], verbose=0).ravel())
+    assert roc_auc_score(test["y"], scores_with_float([])) < keras_auc - 0.05  # int8 everywhere: broken
+    repaired = roc_auc_score(test["y"], scores_with_float([e["name"] for e in broken]))
+    assert repaired >= keras_auc - 0.01, (repaired, keras_auc, [e["keras_layer"] for e in broken])
+    assert {e["keras_layer"] for e in broken} - {None}  # named by Keras layer
 
 
 @pytest.mark.slow
