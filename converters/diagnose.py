@@ -63,9 +63,11 @@ def layer_errors(
 
     n = min(count(calibration), MAX_SAMPLES)
 
-    def dataset() -> Any:
+    def dataset() -> Any:  # lists in the debug interpreter's input order (called after the debugger is built)
+        details = debugger._quant_interpreter.get_input_details()
+        order = [max((s for s in inputs if s.name in d["name"]), key=lambda s: len(s.name)) for d in details]
         for i in range(n):
-            yield {s.name: calibration[s.name][i : i + 1] for s in inputs}
+            yield [calibration[s.name][i : i + 1] for s in order]
 
     converter = tflite_converter(
         model, precision, calibration=calibration, batch=batch, int8_io="float32", per_channel=per_channel,

@@ -112,8 +112,12 @@ def _diagnosis_names_what_breaks_int8(run_dir: Path, int8: dict) -> None:
     )
     errors = int8["layer_errors"]
     assert [e["op"] for e in errors].count("FULLY_CONNECTED") == 4  # every layer, in graph order
-    broken = [e for e in errors if e["snr_db"] < 20]
-    assert broken and int8["worst_layers"][0] == min(errors, key=lambda e: e["snr_db"])
+    worst = int8["worst_layers"][0]
+    assert worst == min(errors, key=lambda e: e["snr_db"]) and worst["snr_db"] < 20
+    # every op of the Keras layers that hold an op under 20 dB (here the scaler built into the scorer)
+    culprits = {e["keras_layer"] for e in errors if e["snr_db"] < 20} - {None}
+    broken = [e for e in errors if e["keras_layer"] in culprits]
+    assert culprits and len(broken) < len(errors) / 2
     model = keras.saving.load_model(run_dir / "model.keras")
     calib, test = np.load(run_dir / "calib.npy"), np.load(run_dir / "test.npz")
     specs = input_specs(model)
@@ -132,8 +136,7 @@ def _diagnosis_names_what_breaks_int8(run_dir: Path, int8: dict) -> None:
     keras_auc = roc_auc_score(test["y"], model.predict(test["x"], verbose=0).ravel())
     assert roc_auc_score(test["y"], scores_with_float([])) < keras_auc - 0.05  # int8 everywhere: broken
     repaired = roc_auc_score(test["y"], scores_with_float([e["name"] for e in broken]))
-    assert repaired >= keras_auc - 0.01, (repaired, keras_auc, [e["keras_layer"] for e in broken])
-    assert {e["keras_layer"] for e in broken} - {None}  # named by Keras layer
+    assert repaired >= keras_auc - 0.02, (repaired, keras_auc, culprits)
 
 
 @pytest.mark.slow
