@@ -200,6 +200,16 @@ class RunDir:
         return RunDir(self.root / "validate")
 
     # -- records -------------------------------------------------------------------------------
+    def record_path(self, stage: str | None) -> Path:
+        """Where a stage keeps its record here: ``report.json`` (validate), ``edgekit.json`` (bundle), else
+        ``manifest.json``.
+
+        Example:
+            >>> RunDir("runs/m/validate").record_path("validate").name
+            'report.json'
+        """
+        return {"validate": self.report_json, "bundle": self.bundle_spec}.get(stage or "", self.manifest)
+
     def prepare(self) -> RunDir:
         """Create the folder and its ``.edgekit`` work folder; fail with one line if it is not writable.
 
@@ -218,7 +228,8 @@ class RunDir:
         return self
 
     def write_record(self, stage: str, body: dict[str, Any], path: Path | None = None) -> Record:
-        """Stamp ``body`` with the schema version, stage and time, and write it atomically (default ``manifest.json``).
+        """Stamp ``body`` with the schema version, stage and time, and write it atomically (default: where ``stage``
+        keeps its record).
 
         Example:
             >>> RunDir("runs/m").write_record("convert", {"artifacts": []})["schema_version"]  # doctest: +SKIP
@@ -227,11 +238,12 @@ class RunDir:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         record: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "stage": stage, "created_at": now(), **body}
-        write_json(path or self.manifest, record)
+        write_json(path or self.record_path(stage), record)
         return record  # type: ignore[return-value]
 
     def read_record(self, stage: str | None = None, path: Path | None = None) -> Record | None:
-        """The record at ``path`` (default ``manifest.json``), checked; None when there is none.
+        """The record at ``path`` (default: where ``stage`` keeps it, else ``manifest.json``), checked; None when
+        there is none.
 
         A record of another major version, of another stage than ``stage``, or missing a field its stage
         requires is refused with one line.
@@ -240,7 +252,7 @@ class RunDir:
             >>> RunDir("runs/missing").read_record() is None
             True
         """
-        path = path or self.manifest
+        path = path or self.record_path(stage)
         if not path.is_file():
             return None
         try:

@@ -29,13 +29,14 @@ def test_each_scorer_artifact_is_judged_at_its_own_threshold(sensor_run, tmp_pat
         own = calibrate_threshold(scores, rule["method"], rule["value"])
         assert art["threshold"] == pytest.approx(own, rel=1e-6), art["path"]
         assert art["threshold_calibration"]["samples"] == len(normal)
-        if art["precision"] == "fp32":  # the float file reproduces the Keras model's own calibration
-            assert art["threshold"] == pytest.approx(task["threshold"], rel=1e-3)
+        if art["precision"] == "fp32":  # the float file's is the Keras model's, but for train's precision: train
+            # calibrated in its training policy (mixed_bfloat16 where the CPU has bf16), convert on float32 scores
+            assert art["threshold"] == pytest.approx(task["threshold"], rel=0.02)
     rows = {r["artifact"]: r for r in run.validate.read_record("validate")["results"] if r["status"] == "measured"}
     for art in scorers:
         row = next(r for label, r in rows.items() if label.endswith(art["path"]))
         assert row["threshold"] == art["threshold"]
-        assert row["metrics"]["score"]["threshold"] == art["threshold"]
+        assert row["metrics"]["score"]["threshold"] == pytest.approx(art["threshold"], rel=1e-6)
     out = tmp_path / "rpi"
     made = run_cli("bundle", str(run.root), "--platform", "rpi", "--out", str(out), "--json")
     assert made.returncode == 0, made.stderr

@@ -66,7 +66,7 @@ def _report(folder: Path) -> tuple[Path, dict[str, Any]] | None:
     """The validate report of a run directory (``validate/report.json``, or ``report.json`` beside it), read once."""
     run = RunDir(folder)
     path = next((p for p in (run.validate.report_json, run.report_json) if p.is_file()), None)
-    return (path, dict(run.read_record("validate", path) or {})) if path is not None else None
+    return (path, dict(RunDir(path.parent).read_record("validate") or {})) if path is not None else None
 
 
 def _validation(found: tuple[Path, dict[str, Any]] | None, artifact: Path) -> dict[str, Any] | None:
@@ -300,7 +300,7 @@ def _write_bundle(out_dir: Path, manifest: dict[str, Any], blob: bytes, label_li
         manifest["files"] = {name: sha256_file(staging / name) for name in sorted(files)}
         validate_spec(manifest)
         staged = RunDir(staging)
-        record = dict(staged.write_record("bundle", manifest, path=staged.bundle_spec))
+        record = dict(staged.write_record("bundle", manifest))
         if out_dir.exists():
             out_dir.rmdir()
         staging.rename(out_dir)

@@ -359,4 +359,4 @@ def write_reports(report: dict[str, Any], arrays: dict[str, Any], out_dir: Path,
     page = html_page(report, arrays, x, md)
     write_atomic(run.report_md, md)
     write_atomic(run.report_html, page)
-    report.update(run.write_record("validate", report, path=run.report_json))
+    report.update(run.write_record("validate", report))
