@@ -226,14 +226,7 @@ def bundle(
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
     choice = choose_artifact(source, platform)
-    broken = (choice.validation or {}).get("budgets_broken", [])
-    if broken and not allow_over_budget:
-        error = BudgetExceededError(
-            f"{source}: the {platform} bundle's only candidate, {choice.path.name}, broke its validate budgets: "
-            + "; ".join(b["message"] for b in broken)
-            + " (fix the model, or pass --allow-over-budget to ship it anyway)"
-        )
-        raise error
+    broken = _budgets_broken(choice, f"{source}: the {platform} bundle's only candidate", allow_over_budget)
     blob = read_model_bytes(choice.path)
     model = parse_tflite(blob, str(choice.path))
     overrides = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
@@ -280,6 +273,18 @@ def bundle(
 
         write_zip(out_dir, out_dir.with_suffix(".zip"))
     return manifest
+
+
+def _budgets_broken(choice: Choice, what: str, allowed: bool) -> list[dict[str, Any]]:
+    """The validate budgets the chosen file broke; refused (exit 4) unless ``allowed``."""
+    broken = (choice.validation or {}).get("budgets_broken", [])
+    if broken and not allowed:
+        messages = "; ".join(b["message"] for b in broken)
+        raise BudgetExceededError(
+            f"{what}, {choice.path.name}, broke its validate budgets: {messages} "
+            "(fix the model, or pass --allow-over-budget to ship it anyway)"
+        )
+    return broken
 
 
 def _write_bundle(out_dir: Path, manifest: dict[str, Any], blob: bytes, label_list: list[str] | None) -> dict[str, Any]:
