@@ -18,36 +18,20 @@ from edgekit.runtime.specs import TensorSpec
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "16x8")
 
 
-def to_tflite(
-    model: Any,
-    precision: str,
-    *,
-    calibration: Feeds | None = None,
-    batch: int = 1,
-    int8_io: str = "int8",
-    per_channel: bool = True,
-    allow_select_tf_ops: bool = False,
-    inputs: list[TensorSpec] | None = None,
-    outputs: list[str] | None = None,
-) -> bytes:
-    """Convert a Keras (3 or tf_keras) model to TFLite bytes at ``precision``.
+def to_tflite(model: Any, precision: str, **options: Any) -> bytes:
+    """Convert a Keras (3 or tf_keras) model to TFLite bytes at ``precision``; ``options`` are those of
+    :func:`tflite_converter`.
 
-    Full int8 uses ``int8_io`` (``int8``, ``uint8`` or ``float32``) for float
-    inputs and outputs; integer inputs (token ids) stay integer. 16x8 keeps
-    float I/O. Both need ``calibration`` (arrays by input name). With
-    ``per_channel=False`` quantized weights get one scale per tensor. The
-    file's inputs and outputs carry the Keras names (``inputs`` / ``outputs``,
-    default: the model's own), in Keras order.
+    The file's inputs and outputs carry the Keras names (``inputs`` / ``outputs``, default: the model's own),
+    in Keras order.
 
     Example:
         >>> to_tflite(model, "fp16")[4:8]  # doctest: +SKIP
         b'TFL3'
     """
-    specs, names = inputs or input_specs(model), outputs or output_names(model)
-    converter = tflite_converter(
-        model, precision, calibration=calibration, batch=batch, int8_io=int8_io, per_channel=per_channel,
-        allow_select_tf_ops=allow_select_tf_ops, inputs=specs, outputs=names,
-    )  # fmt: skip
+    specs = options.pop("inputs", None) or input_specs(model)
+    names = options.pop("outputs", None) or output_names(model)
+    converter = tflite_converter(model, precision, inputs=specs, outputs=names, **options)
     try:
         blob = bytes(converter.convert())
     except Exception as exc:
@@ -67,8 +51,13 @@ def tflite_converter(
     inputs: list[TensorSpec] | None = None,
     outputs: list[str] | None = None,
 ) -> Any:
-    """The ``tf.lite.TFLiteConverter`` :func:`to_tflite` converts with, set up for ``precision`` (the same
-    arguments); :mod:`edgekit.converters.diagnose` runs TFLite's quantization debugger on it.
+    """The ``tf.lite.TFLiteConverter`` for ``precision``: what :func:`to_tflite` converts with and what
+    :mod:`edgekit.converters.diagnose` runs TFLite's quantization debugger on.
+
+    Full int8 uses ``int8_io`` (``int8``, ``uint8`` or ``float32``) for float
+    inputs and outputs; integer inputs (token ids) stay integer. 16x8 keeps
+    float I/O. Both need ``calibration`` (arrays by input name). With
+    ``per_channel=False`` quantized weights get one scale per tensor.
 
     Example:
         >>> tflite_converter(model, "int8", calibration=x, int8_io="float32").optimizations  # doctest: +SKIP
