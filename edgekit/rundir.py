@@ -227,9 +227,9 @@ class RunDir:
             raise InputError(f"--out {self.root}: not writable ({exc.strerror or exc})") from None
         return self
 
-    def write_record(self, stage: str, body: dict[str, Any], path: Path | None = None) -> Record:
-        """Stamp ``body`` with the schema version, stage and time, and write it atomically (default: where ``stage``
-        keeps its record).
+    def write_record(self, stage: str, body: dict[str, Any]) -> Record:
+        """Stamp ``body`` with the schema version, stage and time, and write it atomically where ``stage`` keeps
+        its record (:meth:`record_path`).
 
         Example:
             >>> RunDir("runs/m").write_record("convert", {"artifacts": []})["schema_version"]  # doctest: +SKIP
@@ -238,12 +238,11 @@ class RunDir:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         record: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "stage": stage, "created_at": now(), **body}
-        write_json(path or self.record_path(stage), record)
+        write_json(self.record_path(stage), record)
         return record  # type: ignore[return-value]
 
-    def read_record(self, stage: str | None = None, path: Path | None = None) -> Record | None:
-        """The record at ``path`` (default: where ``stage`` keeps it, else ``manifest.json``), checked; None when
-        there is none.
+    def read_record(self, stage: str | None = None) -> Record | None:
+        """The record where ``stage`` keeps it (any stage: ``manifest.json``), checked; None when there is none.
 
         A record of another major version, of another stage than ``stage``, or missing a field its stage
         requires is refused with one line.
@@ -252,7 +251,7 @@ class RunDir:
             >>> RunDir("runs/missing").read_record() is None
             True
         """
-        path = path or self.record_path(stage)
+        path = self.record_path(stage)
         if not path.is_file():
             return None
         try:

@@ -21,7 +21,12 @@ METHODS = ("percentile", "mean_std")
 
 
 def calibrate_threshold(normal_scores: np.ndarray, method: str, value: float) -> float:
-    """The threshold ``method`` / ``value`` gives on ``normal_scores`` (one score per held-out normal sample)."""
+    """The threshold ``method`` / ``value`` gives on ``normal_scores`` (one score per held-out normal sample).
+
+    Example:
+        >>> calibrate_threshold(np.array([0.5, 1.5]), "mean_std", 3)
+        2.5
+    """
     scores = np.asarray(normal_scores, np.float64).ravel()
     if method not in METHODS:
         raise InputError(f"threshold method must be one of {', '.join(METHODS)}, got {method!r}")

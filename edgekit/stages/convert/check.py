@@ -58,7 +58,12 @@ class Checked:
 def check_produced(
     plan: Plan, results: dict[str, Any], meta: dict[str, Any], run: RunDir, progress: Progress | None = None
 ) -> Checked:
-    """Verdicts for every produced artifact; failed and wrong ones are removed from disk and listed as failures."""
+    """Verdicts for every produced artifact; failed and wrong ones are removed from disk and listed as failures.
+
+    Example:
+        >>> check_produced(plan, results, meta, RunDir("runs/m")).failures  # doctest: +SKIP
+        {}
+    """
     checked = Checked(list(plan.reused), dict(plan.failures))
     if not plan.todo:
         return checked
@@ -95,7 +100,13 @@ class WrongArtifactError(ConversionError):
 
 
 def out_of_tolerance(parity: dict[str, Any]) -> str:
-    """One line naming each output outside its tolerance and the figure that put it there."""
+    """One line naming each output outside its tolerance and the figure that put it there.
+
+    Example:
+        >>> check = {"figure": "nrmse", "value": 0.86, "limit": 0.25}
+        >>> out_of_tolerance({"failing_outputs": ["score"], "outputs": {"score": {"check": check}}})
+        "out of tolerance: output 'score' nrmse 0.86 > 0.25"
+    """
     parts = []
     for name in parity.get("failing_outputs", []):
         out = parity["outputs"].get(name)

@@ -40,6 +40,11 @@ def convert_in_child(
 
     A fatal error of the worker (the model cannot load, bad calibration data) is raised as the error type it
     names; a crash outside any artifact is a :class:`~edgekit.errors.ConversionError`.
+
+    Example:
+        >>> results, meta = convert_in_child(run, inputs, ConvertSettings(to="tflite:fp32"), plan)  # doctest: +SKIP
+        >>> results["tflite:fp32"]["ok"], meta["outputs"]  # doctest: +SKIP
+        (True, ['score'])
     """
     files = _write_job(
         run, inputs, settings, [{"token": p.token, "path": str(p.path), "key": p.key} for p in plan.todo]

@@ -24,7 +24,13 @@ WORST = 3
 
 
 def diagnose_out_of_tolerance(run: RunDir, inputs: ConvertInputs, settings: ConvertSettings, checked: Checked) -> None:
-    """Add ``layer_errors`` and ``worst_layers`` to each out-of-tolerance TFLite int8 / 16x8 entry lacking them."""
+    """Add ``layer_errors`` and ``worst_layers`` to each out-of-tolerance TFLite int8 / 16x8 entry lacking them.
+
+    Example:
+        >>> diagnose_out_of_tolerance(RunDir("runs/ae/convert"), inputs, ConvertSettings(), checked)  # doctest: +SKIP
+        >>> [e["op"] for e in checked.artifacts[1]["worst_layers"]]  # doctest: +SKIP
+        ['MUL', 'FULLY_CONNECTED', 'SUB']
+    """
     entries = {
         a["precision_token"]: a
         for a in checked.artifacts

@@ -30,6 +30,11 @@ def calibrate_artifact_thresholds(checked: Checked, inputs: ConvertInputs, run: 
 
     Only runs whose task is an ``anomaly_scorer`` with a ``threshold_rule`` and a ``normal.npy`` get one;
     an Edge TPU file (which runs only on its chip) inherits the threshold of the int8 file it was compiled from.
+
+    Example:
+        >>> calibrate_artifact_thresholds(checked, inputs, RunDir("runs/ae/convert"))  # doctest: +SKIP
+        >>> checked.artifacts[0]["threshold_calibration"]["rule"]  # doctest: +SKIP
+        "mean_std 3 on this file's scores of held-out normal data"
     """
     rule = inputs.run_task.get("threshold_rule")
     if inputs.run_task.get("type") != "anomaly_scorer" or not rule or inputs.normal is None:
