@@ -67,7 +67,9 @@ def optimize(
         >>> m["metrics"]["mae_after"] <= 1.05 * m["metrics"]["mae_before"]  # doctest: +SKIP
         True
     """
-    settings = settings or OptimizeSettings.from_options(**options)
+    settings = (
+        dataclasses.replace(settings, **options).check() if settings else OptimizeSettings.from_options(**options)
+    )
     result = optimize_model(source, settings, progress)
     for side in result.sides():
         if progress:

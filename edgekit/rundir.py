@@ -306,6 +306,26 @@ def run_task(source: str | Path) -> dict[str, Any]:
     return {}
 
 
+def check_version(
+    version: str, where: str, *, newer: str = "upgrade edgekit", older: str = "run the stage again"
+) -> None:
+    """Refuse a ``schema_version`` that is not semantic, or of another major version than this reader's;
+    ``newer`` / ``older`` say what to do about it.
+
+    Example:
+        >>> check_version("0.9.0", "edgekit.json", older="re-bundle")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: edgekit.json: schema_version 0.9.0 is older than edgekit reads (1.x): re-bundle
+    """
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise InputError(f"{where}: schema_version {version!r} is not a semantic version (like {SCHEMA_VERSION})")
+    major, mine = int(version.split(".")[0]), int(SCHEMA_VERSION.split(".")[0])
+    if major != mine:
+        relation, fix = ("newer", newer) if major > mine else ("older", older)
+        raise InputError(f"{where}: schema_version {version} is {relation} than edgekit reads ({mine}.x): {fix}")
+
+
 def check_record(record: Any, where: str, stage: str | None = None) -> Record:
     """Refuse a record that is not an object, of an unknown major version or stage, or missing required fields.
 
@@ -317,13 +337,7 @@ def check_record(record: Any, where: str, stage: str | None = None) -> Record:
     """
     if not isinstance(record, dict):
         raise InputError(f"{where}: not an edgekit record (a JSON object), but {type(record).__name__}")
-    version = "1.0.0" if record.get("edgekit_manifest") == 1 else str(record.get("schema_version", ""))
-    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
-        raise InputError(f"{where}: schema_version {version!r} is not a semantic version (like {SCHEMA_VERSION})")
-    major, mine = int(version.split(".")[0]), int(SCHEMA_VERSION.split(".")[0])
-    if major != mine:
-        relation, fix = ("newer", "upgrade edgekit") if major > mine else ("older", "run the stage again")
-        raise InputError(f"{where}: schema_version {version} is {relation} than edgekit reads ({mine}.x): {fix}")
+    check_version("1.0.0" if record.get("edgekit_manifest") == 1 else str(record.get("schema_version", "")), where)
     found = record.get("stage")
     if found not in STAGES:
         raise InputError(f"{where}: unknown stage {found!r} (expected one of {', '.join(STAGES)})")

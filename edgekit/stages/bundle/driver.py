@@ -31,12 +31,12 @@ from edgekit.common.io import sha256_file
 from edgekit.errors import BudgetExceededError, InputError
 from edgekit.formats.metadata import embed_metadata
 from edgekit.formats.tflite import parse_tflite, quantization_kind
-from edgekit.rundir import RunDir
+from edgekit.rundir import SCHEMA_VERSION, RunDir
 from edgekit.rundir import run_task as run_task_of
 from edgekit.runtime.files import read_model_bytes
 from edgekit.stages.bundle import templates
 from edgekit.stages.bundle.loader import labels_checked, read_labels_file
-from edgekit.stages.bundle.spec import SCHEMA_VERSION, classifier_postprocessing, io_entries, validate_spec
+from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, validate_spec
 
 PLATFORMS = ("rpi", "coral", "android", "ios")
 TARGET_OF = {"rpi": "cpu", "coral": "edgetpu", "android": "cpu", "ios": "cpu"}
@@ -112,7 +112,7 @@ def choose_artifact(source: str | Path, platform: str) -> Choice:
     tflite = {a["precision"]: a for a in manifest.get("artifacts", [])
               if a["format"] == "tflite" and a.get("verdict") in ("pass", "unchecked", "out_of_tolerance")}  # fmt: skip
     choice = _choose(src, platform, folder, manifest, tflite)
-    entry = next((a for a in tflite.values() if (folder / a["path"]).resolve() == choice.path.resolve()), {})
+    entry = tflite.get(choice.precision, {})
     if entry.get("threshold") is not None:  # a scorer's own threshold, calibrated by convert on its own scores
         rule = entry["threshold_calibration"]["rule"]
         choice.task = {**choice.task, "threshold": entry["threshold"], "threshold_method": rule}
@@ -123,7 +123,6 @@ def _choose(
     src: Path, platform: str, folder: Path, manifest: dict[str, Any], tflite: dict[str, dict[str, Any]]
 ) -> Choice:
     """The platform's file among a convert folder's TFLite artifacts (``tflite``, by precision), and why."""
-    source = src
     report = _report(src)
     run_task = run_task_of(src) or manifest.get("task") or {}
     if platform == "coral":
@@ -131,7 +130,7 @@ def _choose(
             path = folder / tflite["edgetpu"]["path"]
             return Choice(path, "edgetpu", "compiled for the Edge TPU by edgetpu_compiler", run_task)
         if "int8" not in tflite:
-            raise InputError(f"{source}: no full-integer tflite:int8 artifact for the Coral "
+            raise InputError(f"{src}: no full-integer tflite:int8 artifact for the Coral "
                              "(edgekit convert MODEL --to edgetpu --calib DATA)")  # fmt: skip
         why = (manifest.get("edgetpu") or {}).get("compiler") or {}
         reason = why.get("reason") or why.get("error") or "no edgetpu artifact in the convert manifest"
@@ -145,7 +144,7 @@ def _choose(
         return Choice(path, precision, why, run_task, _validation(report, path))
     passed = [(p, folder / tflite[p]["path"]) for p in PRECISION_ORDER if tflite.get(p, {}).get("verdict") == "pass"]
     if not passed:
-        raise InputError(f"{source}: no TFLite artifact passed its conversion check")
+        raise InputError(f"{src}: no TFLite artifact passed its conversion check")
     # A file validate did not measure on this target, or measured inside every budget, before one that broke one.
     candidates = [(p, path, _validation(report, path)) for p, path in passed]
     precision, path, validation = min(candidates, key=lambda c: bool((c[2] or {}).get("budgets_broken")))

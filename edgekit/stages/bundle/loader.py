@@ -20,9 +20,10 @@ from typing import Any
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
 from edgekit.formats.tflite import read_tflite
+from edgekit.rundir import SCHEMA_VERSION
 from edgekit.stages.bundle import app
 from edgekit.stages.bundle.archive import safe_extract
-from edgekit.stages.bundle.spec import SCHEMA_VERSION, classifier_postprocessing, io_entries, validate_spec
+from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, validate_spec
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 
 from edgekit.errors import InputError
 from edgekit.formats.tflite import TFLiteModel
-from edgekit.rundir import SCHEMA_VERSION
+from edgekit.rundir import check_version as check_schema_version
 from edgekit.runtime.tflite import io_specs
 
 SCHEMA_PATH = Path(__file__).with_name("edgekit.schema.json")
@@ -89,14 +89,7 @@ def check_version(spec: dict[str, Any], where: str = "edgekit.json") -> None:
         ...
         edgekit.errors.InputError: edgekit.json: schema_version 2.0.0 is newer than edgekit reads (1.x): upgrade it
     """
-    version = str(spec.get("schema_version", ""))
-    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
-        raise InputError(f"{where}: schema_version {version!r} is not a semantic version (like 1.0.0)")
-    major, mine = int(version.split(".")[0]), int(SCHEMA_VERSION.split(".")[0])
-    if major > mine:
-        raise InputError(f"{where}: schema_version {version} is newer than edgekit reads ({mine}.x): upgrade it")
-    if major < mine:
-        raise InputError(f"{where}: schema_version {version} is older than edgekit reads ({mine}.x): re-bundle")
+    check_schema_version(str(spec.get("schema_version", "")), where, newer="upgrade it", older="re-bundle")
 
 
 def validate_spec(spec: dict[str, Any], where: str = "edgekit.json") -> None:

@@ -123,13 +123,3 @@ class ConvertSettings:
             ['allow_select_tf_ops', 'batch', 'calib_samples']
         """
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_KEY}
-
-
-def parse_tokens(to: str | None, has_calib: bool) -> list[str]:
-    """Validate ``--to``; default to every output the data allows.
-
-    Example:
-        >>> parse_tokens("tflite:fp32, onnx:fp32", has_calib=False)
-        ['tflite:fp32', 'onnx:fp32']
-    """
-    return ConvertSettings(to=to).tokens(has_calib)

@@ -29,7 +29,7 @@ def calibrate_artifact_thresholds(checked: Checked, inputs: ConvertInputs, run: 
     """Add ``threshold`` and ``threshold_calibration`` to every checked scorer artifact that has none yet.
 
     Only runs whose task is an ``anomaly_scorer`` with a ``threshold_rule`` and a ``normal.npy`` get one;
-    an Edge TPU file (which runs only on its chip) inherits the threshold of the int8 file it was compiled from.
+    an Edge TPU file (compiled later, by the ``edgetpu`` target step) inherits its int8 file's.
 
     Example:
         >>> calibrate_artifact_thresholds(checked, inputs, RunDir("runs/ae/convert"))  # doctest: +SKIP
@@ -41,7 +41,7 @@ def calibrate_artifact_thresholds(checked: Checked, inputs: ConvertInputs, run: 
         return
     normal = np.load(inputs.normal, allow_pickle=False)
     for entry in checked.artifacts:
-        if "threshold" in entry or entry.get("compiled_from"):
+        if "threshold" in entry:  # reused from an earlier run
             continue
         try:
             scores = load(run.root / entry["path"]).run(normal)[0]
