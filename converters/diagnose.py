@@ -7,7 +7,7 @@ higher is better, < 20 dB is where int8 usually breaks a model), its RMSE over t
 the TFLite op and output tensor, and the Keras layer the tensor comes from.
 
 Example:
-    >>> errors = layer_errors(model, calibration, inputs=specs, outputs=names)  # doctest: +SKIP
+    >>> errors = layer_errors(debugged(model, calibration, inputs=specs, outputs=names))  # doctest: +SKIP
     >>> min(errors, key=lambda e: e["snr_db"])["keras_layer"]  # doctest: +SKIP
     'scale'
 """
@@ -41,7 +41,7 @@ def _snr_db(float_values: Sequence[np.ndarray], quantized: Sequence[np.ndarray],
     return float(np.clip(10 * np.log10(max(signal, 1e-30) / noise), -SNR_CAP_DB, SNR_CAP_DB))
 
 
-def layer_errors(
+def debugged(
     model: Any,
     calibration: Feeds,
     *,
@@ -50,14 +50,12 @@ def layer_errors(
     per_channel: bool = True,
     inputs: list[TensorSpec],
     outputs: list[str],
-    layer_names: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """Every quantized layer's added error, in graph order: ``name`` (TFLite tensor), ``op``, ``snr_db``,
-    ``rmse_over_scale`` and ``keras_layer`` (the last of ``layer_names`` in the tensor's name, else None).
+) -> Any:
+    """TFLite's quantization debugger on ``model``, calibrated once and run on the calibration data: the
+    source of :func:`layer_errors` and of every :func:`quantized_except` candidate.
 
     Example:
-        >>> layer_errors(model, calibration, inputs=specs, outputs=names)[0]["op"]  # doctest: +SKIP
-        'SUB'
+        >>> debugger = debugged(model, calibration, inputs=specs, outputs=names)  # doctest: +SKIP
     """
     import tensorflow as tf
 
@@ -78,6 +76,17 @@ def layer_errors(
         converter=converter, debug_dataset=dataset, debug_options=options
     )
     debugger.run()
+    return debugger
+
+
+def layer_errors(debugger: Any, layer_names: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every quantized layer's added error, in graph order: ``name`` (TFLite tensor), ``op``, ``snr_db``,
+    ``rmse_over_scale`` and ``keras_layer`` (the last of ``layer_names`` in the tensor's name, else None).
+
+    Example:
+        >>> layer_errors(debugged(model, calibration, inputs=specs, outputs=names))[0]["op"]  # doctest: +SKIP
+        'SUB'
+    """
     dump = io.StringIO()
     debugger.layer_statistics_dump(dump)
     rows = list(csv.DictReader(io.StringIO(dump.getvalue())))
@@ -93,6 +102,26 @@ def layer_errors(
         }
         for row in rows
     ]
+
+
+def quantized_except(debugger: Any, float_tensors: Sequence[str]) -> bytes:
+    """The debugger's calibrated model quantized to int8 except the ops writing ``float_tensors`` (float
+    inputs and outputs; builtin ops only, so it runs in the stock LiteRT).
+
+    Example:
+        >>> blob = quantized_except(debugger, ["model/scale/sub"])  # doctest: +SKIP
+    """
+    from tensorflow.lite.python import convert
+
+    return bytes(
+        convert.mlir_quantize(
+            debugger.calibrated_model,
+            disable_per_channel=debugger.converter._experimental_disable_per_channel,
+            fully_quantize=False,
+            enable_numeric_verify=False,
+            denylisted_nodes=list(float_tensors) or None,
+        )
+    )
 
 
 def keras_layer_of(tensor_name: str, layer_names: Sequence[str]) -> str | None:

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from edgekit.common.io import write_atomic, write_json
-from edgekit.errors import ConversionError, EdgekitError, UnsupportedOpError
+from edgekit.errors import ConversionError, EdgekitError, InputError, UnsupportedOpError
 from edgekit.rundir import WorkerFiles
 
 log = logging.getLogger("edgekit.converters.worker")
@@ -157,7 +157,7 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         converted, diff = to_tf_keras(model, [check[name][:8] for name in names])
         meta.update(route="tf_keras bridge (fused LSTM)", bridge_max_abs_diff=diff)
         tokens = {a["token"] for a in job["artifacts"]} | set(job.get("diagnose", []))
-        quantized = tokens & {"tflite:int8", "tflite:16x8"}
+        quantized = tokens & {"tflite:int8", "tflite:16x8", "tflite:mixed"}
         if quantized and layer_classes(model) & UNROLLABLE:
             converted = {"float": converted, "quantized": _unrolled(model, [check[name][:8] for name in names], meta)}
     arrays = {f"x:{k}": v for k, v in check.items()}
@@ -177,15 +177,84 @@ class Converted:
     job: dict[str, Any]
     onnx_fp32: bytes | None = None  # made once, quantized by onnx:int8
 
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)  # what a producer reports beside its bytes
+
     def for_precision(self, precision: str) -> Any:
         if isinstance(self.model, dict):
-            return self.model["quantized" if precision in ("int8", "16x8") else "float"]
+            return self.model["quantized" if precision in ("int8", "16x8", "mixed") else "float"]
         return self.model
+
+
+def _labelled_npz(path: Path, inputs: list[str], outputs: list[str]) -> tuple[dict, dict | None]:
+    """Inputs and labels of an ``.npz``: ``x`` / ``y`` for one input / output, else ``x:<name>`` / ``y:<name>``."""
+    with np.load(path, allow_pickle=False) as data:
+        feeds = {n: data["x"] if len(inputs) == 1 and "x" in data else data[f"x:{n}"] for n in inputs}
+        labels = {n: data["y"] if len(outputs) == 1 and "y" in data else data[f"y:{n}"]
+                  for n in outputs if ("y" in data and len(outputs) == 1) or f"y:{n}" in data}  # fmt: skip
+    return feeds, labels or None
+
+
+def _metric_kinds(outputs: list[str], run_task: dict[str, Any], detected: dict[str, Any]) -> dict[str, str]:
+    """How each output is scored (:data:`edgekit.common.metrics.KINDS`): the run's task, else what was detected."""
+    from edgekit.common.metrics import KINDS
+
+    if run_task.get("type") in ("anomaly_scorer", "forecaster", "classifier") and len(outputs) == 1:
+        return {outputs[0]: run_task["type"]}
+    kinds = {name: (detected.get(name) or {}).get("kind", "regressor") for name in outputs}
+    return {name: kind if kind in KINDS else "regressor" for name, kind in kinds.items()}
+
+
+def _evaluation(src: Converted) -> Any:
+    """What ``tflite:mixed`` candidates are measured on (:class:`edgekit.converters.mixed.Evaluation`)."""
+    from edgekit.common.budgets import Budgets
+    from edgekit.common.thresholds import calibrate_threshold
+    from edgekit.converters.mixed import Evaluation
+
+    spec, job = src.job["mixed"], src.job
+    names, outputs = [s.name for s in src.io["inputs"]], src.io["outputs"]
+    files = WorkerFiles(Path(job["job_path"]).parent)
+    if spec.get("data"):
+        try:
+            feeds, labels = _labelled_npz(Path(spec["data"]), names, outputs)
+        except (KeyError, ValueError, OSError) as exc:
+            raise InputError(f"--data {spec['data']}: {exc}") from None
+        source = spec["data"]
+    else:
+        with np.load(files.reference) as ref:
+            feeds = {n: ref[f"x:{n}"] for n in names}
+        labels, source = None, "held-out calibration data (no --data: agreement only)"
+    model = src.for_precision("fp32")
+    reference = dict(zip(outputs, _predict(model, feeds, names), strict=True))
+    meta = json.loads(files.meta.read_text())
+    ev = Evaluation(feeds, labels, reference, _metric_kinds(outputs, job.get("run_task") or {}, meta["output_kinds"]),
+                    Budgets(**spec["budget"]), source)  # fmt: skip
+    if spec.get("normal") and spec.get("threshold_rule"):
+        ev.normal = {names[0]: np.load(spec["normal"], allow_pickle=False)}
+        ev.rule = spec["threshold_rule"]
+        scores = _predict(model, ev.normal, names)[0]
+        ev.reference_threshold = calibrate_threshold(scores.reshape(len(scores), -1)[:, 0], ev.rule["method"],
+                                                     ev.rule["value"])  # fmt: skip
+    return ev
+
+
+def _mixed(src: Converted) -> bytes:
+    from edgekit.converters.mixed import search
+
+    if src.calibration is None:
+        raise ConversionError("tflite:mixed needs calibration data (--calib)")
+    blob, report = search(
+        src.for_precision("mixed"), src.calibration, src.io, _evaluation(src), batch=src.job["batch"],
+        per_channel=src.job["int8_granularity"] == "per-channel",
+    )  # fmt: skip
+    src.notes["tflite:mixed"] = report
+    return blob
 
 
 def _tflite(src: Converted, precision: str) -> bytes:
     from edgekit.converters.tflite import to_tflite
 
+    if precision == "mixed":
+        return _mixed(src)
     job = src.job
     return to_tflite(
         src.for_precision(precision), precision, calibration=src.calibration, batch=job["batch"],
@@ -215,18 +284,18 @@ PRODUCERS: dict[str, Callable[[Converted, str], bytes]] = {"tflite": _tflite, "o
 
 def _diagnose(src: Converted, tokens: list[str], result: dict[str, Any]) -> None:
     """Per-layer quantization error of each ``tflite:int8`` / ``tflite:16x8`` token, into ``result["diagnoses"]``."""
-    from edgekit.converters.diagnose import layer_errors
+    from edgekit.converters.diagnose import debugged, layer_errors
 
     diagnoses = result.setdefault("diagnoses", {})
     for token in tokens:
         precision = token.split(":")[1]
         model = src.for_precision(precision)
         try:
-            diagnoses[token] = layer_errors(
+            debugger = debugged(
                 model, src.calibration, precision=precision, batch=src.job["batch"],
-                per_channel=src.job["int8_granularity"] == "per-channel",
-                layer_names=[layer.name for layer in model._flatten_layers()], **src.io,
+                per_channel=src.job["int8_granularity"] == "per-channel", **src.io,
             )  # fmt: skip
+            diagnoses[token] = layer_errors(debugger, [layer.name for layer in model._flatten_layers()])
         except Exception as exc:  # the debugger is TFLite's; its failure costs the diagnosis, not the artifact
             diagnoses[token] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"}
 
@@ -234,7 +303,7 @@ def _diagnose(src: Converted, tokens: list[str], result: dict[str, Any]) -> None
 def run(job_path: Path) -> int:
     """Produce every artifact of the job not yet in ``result.json``; 0 when done, 3 on a fatal error."""
     files = WorkerFiles(job_path.parent)
-    job = json.loads(job_path.read_text())
+    job = {**json.loads(job_path.read_text()), "job_path": str(job_path)}
     result: dict[str, Any] = json.loads(files.result.read_text()) if files.result.is_file() else {"artifacts": {}}
     try:
         src = Converted(*prepare(job, files), job)
@@ -257,6 +326,8 @@ def run(job_path: Path) -> int:
         try:
             write_atomic(art["path"], PRODUCERS[fmt](src, precision))
             result["artifacts"][token] = {"ok": True, "seconds": round(time.perf_counter() - start, 2)}
+            if token in src.notes:
+                result["artifacts"][token]["search"] = src.notes.pop(token)
         except EdgekitError as exc:
             unsupported = isinstance(exc, UnsupportedOpError)
             result["artifacts"][token] = {"ok": False, "error": str(exc), "unsupported_op": unsupported}

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.common.budgets import Budgets
 from edgekit.errors import InputError
 from edgekit.runtime.targets import TARGETS
 from edgekit.stages.convert.settings import RUN_DEFAULT_TO, ConvertSettings
-from edgekit.stages.validate.budgets import Budgets
 
 FAMILIES = ("image_classifier", "forecaster", "sequence_classifier", "autoencoder")
 PRECISIONS = ("auto", "mixed_float16", "mixed_bfloat16", "float32")

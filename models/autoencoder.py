@@ -1,10 +1,14 @@
 """Autoencoder anomaly detectors: dense (feature vectors), Conv1D and LSTM (sensor windows).
 
-Trained on normal data only. The exported model is a *scorer*: raw input in,
-anomaly score (mean squared reconstruction error of the standardized input)
-out, with the scaler fitted on the normal training split inside the graph. The
-threshold is calibrated on held-out normal data (a percentile, or mean + k·σ)
-and stored in the run manifest, so every artifact and bundle scores the same way.
+Trained on normal data only. The exported model is a *scorer*: standardized
+input in, anomaly score (squared reconstruction error, reduced) out. The
+standardization (per-channel mean and std of the normal training split) stays
+*outside* the graph, in the run's task and the bundle's preprocessing: inside,
+int8 would quantize the raw input with one scale for channels that span very
+different ranges (breast-cancer ROC-AUC 0.73 against 0.95 in float), while
+standardized input quantizes evenly (ROC-AUC within 0.01 of float on seeds 0-2).
+The saved splits are standardized the same way. The threshold is calibrated on
+held-out normal data (a percentile, or mean + k·σ); every artifact gets its own.
 
 Example:
     >>> result = train(recipe, splits, trainer)  # doctest: +SKIP
@@ -21,7 +25,7 @@ import numpy as np
 
 from edgekit.common.thresholds import calibrate_threshold as calibrate_threshold_by
 from edgekit.errors import InputError
-from edgekit.models.common import TrainResult, standardizer
+from edgekit.models.common import Standardization, TrainResult
 from edgekit.recipes import ModelConfig, Recipe, ThresholdConfig
 
 KINDS = ("dense", "conv1d", "lstm")
@@ -59,8 +63,8 @@ def _autoencoder(config: ModelConfig, shape: tuple[int, ...]) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{config.kind}_autoencoder")
 
 
-def scorer(autoencoder: keras.Model, shape: tuple[int, ...], standardize: Any, reduce: str = "mean") -> keras.Model:
-    """Raw input → anomaly score from the squared error of the standardized input, builtin layers only.
+def scorer(autoencoder: keras.Model, shape: tuple[int, ...], reduce: str = "mean") -> keras.Model:
+    """Standardized input → anomaly score from its squared reconstruction error, builtin layers only.
 
     ``reduce`` is ``mean`` (mean squared error: feature vectors), ``max``
     (the largest squared error), or ``smoothed_max`` for sensor windows: the
@@ -69,12 +73,11 @@ def scorer(autoencoder: keras.Model, shape: tuple[int, ...], standardize: Any, r
     and a plain max follows single noisy steps.
 
     Example:
-        >>> scorer(ae, (30,), standardizer(x_train)).output.shape  # doctest: +SKIP
+        >>> scorer(ae, (30,)).output.shape  # doctest: +SKIP
         (None, 1)
     """
     inputs = keras.Input(shape, name="input")
-    scaled = standardize(inputs)
-    error = keras.layers.Subtract(name="error")([scaled, autoencoder(scaled)])
+    error = keras.layers.Subtract(name="error")([inputs, autoencoder(inputs)])
     squared = keras.layers.Multiply(name="squared")([error, error])
     if reduce == "smoothed_max":
         if len(shape) != 2 or shape[0] < SMOOTHING_STEPS:
@@ -122,21 +125,22 @@ def evaluate(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float) -> di
 def train(recipe: Recipe, splits: Any, trainer: Any) -> TrainResult:
     """Fit on normal training data, calibrate the threshold on held-out normals, evaluate on the labelled test set."""
     shape = splits.x_train.shape[1:]
-    standardize = standardizer(splits.x_train)  # fitted on normal training data only; reused inside the scorer
-    scale = lambda x: np.asarray(standardize(x), np.float32)  # noqa: E731
-    with trainer.scope():
-        autoencoder = _autoencoder(recipe.model, shape)
-    trainer.fit(autoencoder, "train", scale(splits.x_train), None, scale(splits.x_val), None, loss="mse")
     if recipe.model.score not in SCORES:
         raise InputError(f"model.score must be one of {', '.join(SCORES)}, got {recipe.model.score!r}")
-    model = scorer(autoencoder, shape, standardize, recipe.model.score)
-    threshold = calibrate_threshold(model.predict(splits.x_val, verbose=0).ravel(), recipe.model.threshold)
-    metrics = evaluate(model.predict(splits.x_test, verbose=0).ravel(), splits.y_test, threshold)
+    standardize = Standardization.fit(splits.x_train)  # normal training data only; applied before the model
+    x_train, x_val, x_test = standardize(splits.x_train), standardize(splits.x_val), standardize(splits.x_test)
+    with trainer.scope():
+        autoencoder = _autoencoder(recipe.model, shape)
+    trainer.fit(autoencoder, "train", x_train, None, x_val, None, loss="mse")
+    model = scorer(autoencoder, shape, recipe.model.score)
+    threshold = calibrate_threshold(model.predict(x_val, verbose=0).ravel(), recipe.model.threshold)
+    metrics = evaluate(model.predict(x_test, verbose=0).ravel(), splits.y_test, threshold)
     task = {
         "type": "anomaly_scorer", "threshold": threshold,
         "score": f"{recipe.model.score} squared error of the standardized input",
         "threshold_method": f"{recipe.model.threshold.method} {recipe.model.threshold.value:g} on held-out normal data",
         "anomaly_if": "score > threshold",
         "threshold_rule": {"method": recipe.model.threshold.method, "value": recipe.model.threshold.value},
+        "input_standardization": standardize.to_dict(),
     }  # fmt: skip
-    return TrainResult(model=model, metrics=metrics, task=task)
+    return TrainResult(model=model, metrics=metrics, task=task, standardize=standardize)

@@ -71,10 +71,11 @@ def fit_recipe(
     args = (recipe, splits, trainer, pretrain) if recipe.family == "image_classifier" else (recipe, splits, trainer)
     result = family_train(*args)
     save_float32(result.model, run)
-    save_calibration(run, splits.x_train)
-    save_test_split(run, splits.x_test, splits.y_test)
+    model_input = result.standardize or (lambda x: x)  # the saved arrays are what the model takes
+    save_calibration(run, model_input(splits.x_train))
+    save_test_split(run, model_input(splits.x_test), splits.y_test)
     if result.task.get("type") == "anomaly_scorer":  # the held-out normals its threshold came from
-        save_normal_split(run, splits.x_val)
+        save_normal_split(run, model_input(splits.x_val))
     metrics = {**{k: round(v, 6) for k, v in result.metrics.items()}, **trainer.extra}
     return Fitted(
         splits, metrics, result.task, trainer.policy, trainer.policy_reason, trainer.replicas, trainer.history

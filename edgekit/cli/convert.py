@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from edgekit.cli.app import app
-from edgekit.cli.options import custom_objects_option, json_option
+from edgekit.cli.options import custom_objects_option, json_option, with_mixed_budget_options
 from edgekit.cli.render import emit_json, err, notice, print_conversion
 from edgekit.common.parity import TASKS
 
@@ -47,6 +47,7 @@ from edgekit.common.parity import TASKS
     "--task", type=click.Choice(TASKS), default=None, help="How outputs are compared (default: detected, see manifest)."
 )
 @click.option("--strict", is_flag=True, help="Exit 3 when a quantized artifact is out of its tolerance too.")
+@with_mixed_budget_options
 @json_option("Print the manifest as JSON.")
 def convert_cmd(source: str, out_dir: str | None, calib: str | None, as_json: bool, **settings: Any) -> None:
     """Convert a Keras model (.keras, .h5, SavedModel or run directory) to TFLite and ONNX, checked against it."""

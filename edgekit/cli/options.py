@@ -80,6 +80,19 @@ BUDGET_OPTIONS = (
 with_budget_options = stacked(
     *(click.option(f"--{name}", type=float, default=None, help=help_text) for name, help_text in BUDGET_OPTIONS)
 )
+# ``edgekit convert``: what ``tflite:mixed`` must meet (the accuracy, error and agreement budgets), and on what.
+with_mixed_budget_options = stacked(
+    click.option(
+        "--data",
+        type=click.Path(path_type=str),
+        default=None,
+        help="tflite:mixed is measured on this .npz (x, y) (default: the run's test split).",
+    ),
+    *(
+        click.option(f"--{name}", type=float, default=None, help=f"tflite:mixed: {help_text}")
+        for name, help_text in BUDGET_OPTIONS[:3]
+    ),
+)
 
 # ``edgekit train`` and ``edgekit run`` take the same arguments.
 with_train_options = stacked(

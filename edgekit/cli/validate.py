@@ -7,9 +7,9 @@ import click
 from edgekit.cli.app import app
 from edgekit.cli.options import json_option, split_list, with_budget_options
 from edgekit.cli.render import emit_json, print_validation, progress_bar
+from edgekit.common.metrics import KINDS
 from edgekit.errors import BudgetExceededError
 from edgekit.runtime.targets import TARGETS
-from edgekit.stages.validate.metrics import KINDS
 
 
 @app.command("validate")

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgekit.common.metrics import roc_auc, task_metrics
 from edgekit.stages.convert import convert
 from edgekit.stages.validate import validate
-from edgekit.stages.validate.metrics import roc_auc, task_metrics
 from tests import keras_models
 from tests.helpers import BUILD_LANE, REPO, run_cli
 

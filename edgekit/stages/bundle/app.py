@@ -118,7 +118,8 @@ def pil_input(image: Any, item: dict[str, Any]) -> np.ndarray:
 
 
 def values_input(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
-    """Raw values of one sample or a batch (a window of sensor rows, a feature row) as a batch for ``item``."""
+    """Raw values of one sample or a batch (a window of sensor rows, a feature row) as a batch for ``item``:
+    standardized per channel where the preprocessing has ``mean`` / ``std``, quantized for an integer input."""
     values = np.asarray(values)
     sample = tuple(item["shape"][1:])
     if values.shape == sample:
@@ -127,6 +128,9 @@ def values_input(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
         raise BundleError(f"shape {list(values.shape)} does not fit input {item['name']!r} {item['shape']}")
     if values.dtype.kind in "iu" and values.dtype == np.dtype(item["dtype"]):
         return values
+    pre = item["preprocessing"]
+    if "mean" in pre:  # per-channel standardization the model expects before it
+        values = (values.astype(np.float64) - np.asarray(pre["mean"])) / np.asarray(pre["std"])
     return _to_model(values.astype(np.float32), item)
 
 

@@ -195,6 +195,15 @@ def _postprocessing(
     return task, post
 
 
+def _preflight_summary(model: Any) -> dict[str, Any]:
+    """What the Edge TPU will run of the Coral bundle's model: ops mapped, ops left on the CPU and why."""
+    from edgekit.preflight.edgetpu import edgetpu_preflight
+
+    found = edgetpu_preflight(model)
+    keys = ("compiled", "ops_mapped", "ops_cpu", "cpu_ops", "first_cpu_op_index", "reasons", "blockers")
+    return {k: found.get(k) for k in keys}
+
+
 def bundle(
     source: str | Path,
     platform: str,
@@ -210,10 +219,13 @@ def bundle(
     """Build a ``platform`` bundle from ``source``; return its manifest (``edgekit.json``).
 
     ``mean`` / ``std`` override image normalization (``(pixel - mean) / std``) for models that
-    expect it outside the graph. The bundle is assembled in a temporary folder and moved into
-    place, so a failure leaves nothing half-written. A bundle never carries a file that broke a
-    validate budget: when every candidate for the platform did, :class:`~edgekit.errors.BudgetExceededError`
-    (exit 4) names them, unless ``allow_over_budget`` — then ``edgekit.json`` says so under ``over_budget``.
+    expect it outside the graph; a run whose model takes standardized input (the autoencoders) brings
+    its own per-channel ``mean`` / ``std`` into the preprocessing. The bundle is assembled in a
+    temporary folder and moved into place, so a failure leaves nothing half-written. A bundle never
+    carries a file that broke a validate budget: when every candidate for the platform did,
+    :class:`~edgekit.errors.BudgetExceededError` (exit 4) names them, unless ``allow_over_budget`` — then
+    ``edgekit.json`` says so under ``over_budget``. A Coral bundle carries the Edge TPU pre-flight of its
+    model (``edgetpu_preflight``: ops mapped, ops left on the CPU and why).
 
     Example:
         >>> m = bundle("mobilenet_v2_1.0_224_quant.tflite", "rpi", labels="imagenet_labels.txt")  # doctest: +SKIP
@@ -228,7 +240,9 @@ def bundle(
     broken = _budgets_broken(choice, f"{source}: the {platform} bundle's only candidate", allow_over_budget)
     blob = read_model_bytes(choice.path)
     model = parse_tflite(blob, str(choice.path))
-    overrides = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
+    standardize = choice.task.get("input_standardization") or {}  # applied before the model (autoencoders)
+    overrides = {k: v for k, v in (("mean", mean or standardize.get("mean")), ("std", std or standardize.get("std")))
+                 if v is not None}  # fmt: skip
     inputs, outputs = io_entries(model, overrides)
     label_list = _labels(labels, choice.task)
     task, post = _postprocessing(choice, model, outputs, label_list, top_k)
@@ -262,8 +276,10 @@ def bundle(
                 for b in broken[:3]]  # fmt: skip
     if broken:
         manifest["over_budget"] = {"allowed_by": "--allow-over-budget", "budgets_broken": broken}
-    if platform == "coral" and not model.edgetpu_compiled:
-        warnings.append(f"{choice.path.name} is not compiled for the Edge TPU: {choice.reason}")
+    if platform == "coral":
+        manifest["edgetpu_preflight"] = _preflight_summary(model)
+        if not model.edgetpu_compiled:
+            warnings.append(f"{choice.path.name} is not compiled for the Edge TPU: {choice.reason}")
     manifest["warnings"] = warnings
     out_dir = Path(out) if out is not None else Path("bundles") / f"{choice.path.stem}_{platform}"
     manifest = _write_bundle(out_dir, manifest, blob, label_list)

@@ -116,7 +116,9 @@ def default_preprocessing(shape: tuple[int | None, ...], dtype: str, overrides: 
     Images (rank 4, 1 or 3 channels): resized bilinearly to the input size, RGB or grayscale;
     a uint8 input takes the pixels as they are (Coral's convention); other inputs take
     ``(pixel - mean) / std`` (default 0 and 1: raw 0-255 values, as edgekit's zoo models take
-    them, their scaling being inside the graph), quantized when the input is int8.
+    them, their scaling being inside the graph), quantized when the input is int8. Feature
+    rows and windows take ``(value - mean) / std`` per channel where ``overrides`` gives them
+    (an autoencoder's standardization), else the values as they are.
 
     Example:
         >>> default_preprocessing((1, 224, 224, 3), "uint8", {})["feed"]
@@ -135,10 +137,11 @@ def default_preprocessing(shape: tuple[int | None, ...], dtype: str, overrides: 
         }  # fmt: skip
     if dtype in ("int32", "int64"):
         return {"kind": "tokens"}
+    feed = "quantize" if dtype in ("int8", "uint8") else "float"
+    scaling = {k: [float(v) for v in overrides[k]] for k in ("mean", "std") if k in overrides}
     if len(dims) == 3:
-        return {"kind": "window", "steps": dims[1], "channels": dims[2],
-                "feed": "quantize" if dtype in ("int8", "uint8") else "float"}  # fmt: skip
-    return {"kind": "features", "feed": "quantize" if dtype in ("int8", "uint8") else "float"}
+        return {"kind": "window", "steps": dims[1], "channels": dims[2], **scaling, "feed": feed}
+    return {"kind": "features", **scaling, "feed": feed}
 
 
 def io_entries(model: TFLiteModel, overrides: dict[str, Any] | None = None) -> tuple[list[dict], list[dict]]:

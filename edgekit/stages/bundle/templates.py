@@ -125,7 +125,7 @@ def _kotlin_put(facts: dict[str, Any], value: str, channel: str) -> str:
     pre, item, q = facts["pre"], facts["item"], facts["q"]
     if pre.get("feed") == "uint8_pixels":
         return f"input.put({value}.toInt().toByte())"
-    if pre.get("kind") == "image":
+    if "mean" in pre:  # images; standardized features and windows
         value = f"(({value}) - mean[{channel}]) / std[{channel}]"
     if item["dtype"] in ("int8", "uint8"):
         low, high = (-128, 127) if item["dtype"] == "int8" else (0, 255)
@@ -160,8 +160,10 @@ def kotlin(manifest: dict[str, Any]) -> str:
     else:
         signature = f"fun run(values: FloatArray): FloatArray  // {f['count']} values, shape {item['shape'][1:]}"
         fill = f"""        require(values.size == {f["count"]}) {{ "expected {f["count"]} values" }}
-        for (v in values) {_kotlin_put(f, "v", "0")}"""
-        norm = ""
+        for ((i, v) in values.withIndex()) {_kotlin_put(f, "v", "i % mean.size")}"""
+        norm = (f"    private val mean = floatArrayOf({', '.join(f'{m}f' for m in pre['mean'])})\n"
+                f"    private val std = floatArrayOf({', '.join(f'{s}f' for s in pre['std'])})\n"
+                if "mean" in pre else "")  # fmt: skip
     read = {"float32": "output.getFloat()", "uint8": "(output.get().toInt() and 0xFF).toFloat()",
             "int8": "output.get().toFloat()"}.get(out["dtype"], "output.getFloat()")  # fmt: skip
     dequant = f"({read} - {f['oq']['zero_point']}f) * {f['oq']['scale']}f" if out["quantization"] else read
@@ -227,14 +229,14 @@ def swift(manifest: dict[str, Any]) -> str:
     if pre.get("feed") == "uint8_pixels":
         convert = "let data = Data(values.map { UInt8(clamping: Int($0.rounded())) })"
     elif item["dtype"] in ("int8", "uint8"):
-        expr = "(v - mean[i % mean.count]) / std[i % std.count]" if pre["kind"] == "image" else "v"
+        expr = "(v - mean[i % mean.count]) / std[i % std.count]" if "mean" in pre else "v"
         to_byte = "UInt8(bitPattern: Int8(clamping: q))" if item["dtype"] == "int8" else "UInt8(clamping: q)"
         convert = (f"let data = Data(values.enumerated().map {{ i, v -> UInt8 in\n"
                    f"            let q = Int((({expr}) / {q['scale']} + {q['zero_point']}).rounded())\n"
                    f"            return {to_byte}\n"
                    "        })")  # fmt: skip
     else:
-        expr = "(v - mean[i % mean.count]) / std[i % std.count]" if pre["kind"] == "image" else "v"
+        expr = "(v - mean[i % mean.count]) / std[i % std.count]" if "mean" in pre else "v"
         convert = (f"var floats = values.enumerated().map {{ i, v -> Float32 in {expr} }}\n"
                    "        let data = Data(bytes: &floats, count: floats.count * MemoryLayout<Float32>.stride)")  # fmt: skip
     norm = (f"    private let mean: [Float] = [{', '.join(str(m) for m in pre.get('mean', [0.0]))}]\n"

@@ -81,14 +81,37 @@ def check_produced(
             progress(f"checking {item.path.name}")
         try:
             entry = check_artifact(item.path, item.token, item.key, outcome["seconds"], data.x, data.reference, meta)
+            if "search" in outcome:
+                entry = searched(entry, outcome["search"])
             checked.artifacts.append(entry)
         except ConversionError as exc:
             failure = {"token": item.token, "error": str(exc), "cache_key": item.key, "crash": False}
+            if "search" in outcome:  # the closest candidate and every one tried
+                failure["search"] = outcome["search"]
             checked.failures[item.token] = failure
             if isinstance(exc, WrongArtifactError):
                 checked.failures[item.token]["parity"] = exc.parity
             item.path.unlink(missing_ok=True)
     return checked
+
+
+def searched(entry: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """A ``tflite:mixed`` entry with what its search found (:mod:`edgekit.converters.mixed`); a search that
+    ended outside its budget fails the artifact, naming the closest candidate.
+
+    Example:
+        >>> searched({"path": "m_mixed.tflite"}, {"float_layers": [], "budget": {}, "within_budget": True})
+        {'path': 'm_mixed.tflite', 'float_layers': [], 'budget': {}, 'search': {'within_budget': True}}
+    """
+    if not report["within_budget"]:
+        layers = ", ".join(report["float_layers"]) or "none"
+        raise ConversionError(
+            f"tflite:mixed: no candidate within the budget {report['budget']} after "
+            f"{len(report.get('candidates', []))} tried; the closest (float layers: {layers}) breaks "
+            + "; ".join(report["broken"])
+        )
+    rest = {k: v for k, v in report.items() if k not in ("float_layers", "budget")}
+    return {**entry, "float_layers": report["float_layers"], "budget": report["budget"], "search": rest}
 
 
 class WrongArtifactError(ConversionError):

@@ -27,6 +27,7 @@ from edgekit.errors import ConversionError, InputError
 from edgekit.rundir import RunDir, WorkerFiles
 from edgekit.stages.convert.inputs import ConvertInputs
 from edgekit.stages.convert.plan import Plan
+from edgekit.stages.convert.search import MIXED, search_job
 from edgekit.stages.convert.settings import ConvertSettings
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,9 @@ def convert_in_child(
         >>> results["tflite:fp32"]["ok"], meta["outputs"]  # doctest: +SKIP
         (True, ['score'])
     """
+    mixed = {"mixed": search_job(inputs, settings)} if any(p.token == MIXED for p in plan.todo) else {}
     files = _write_job(
-        run, inputs, settings, [{"token": p.token, "path": str(p.path), "key": p.key} for p in plan.todo]
+        run, inputs, settings, [{"token": p.token, "path": str(p.path), "key": p.key} for p in plan.todo], **mixed
     )
     results: dict[str, Any] = {}
     for _attempt in range(len(plan.todo) + 1):

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgekit.common.io import sha256_tree
 from edgekit.errors import InputError
-from edgekit.rundir import RunDir, model_source, run_task
+from edgekit.rundir import RunDir, model_source
 
 Calibration = str | Path | Callable[[], Any] | None
 
@@ -37,6 +37,8 @@ class ConvertInputs:
     calib: Calibration
     run_task: dict[str, Any] = field(default_factory=dict)
     normal: Path | None = None  # anomaly detectors: the run's held-out normal inputs (thresholds)
+    test_split: Path | None = None  # a run's labelled test split: what tflite:mixed is measured on by default
+    recipe_budgets: dict[str, float] = field(default_factory=dict)  # the run recipe's validate.budgets
     source_sha: str = ""
     calib_sha: str | None = None
 
@@ -73,8 +75,12 @@ def resolve_inputs(source: Any, calib: Calibration) -> ConvertInputs:
         raise InputError(f"{calib}: calibration data not found")
     if not is_path(source) or not Path(source).is_dir():
         return ConvertInputs(source, model_path, calib)
-    normal = RunDir(source).normal_split
-    return ConvertInputs(source, model_path, calib, run_task(source), normal if normal.is_file() else None)
+    run = RunDir(source)
+    record = run.read_record() or {}
+    budgets = ((record.get("recipe") or {}).get("validate") or {}).get("budgets") or {}
+    normal = run.normal_split if run.normal_split.is_file() else None
+    test = run.test_split if run.test_split.is_file() else None
+    return ConvertInputs(source, model_path, calib, dict(record.get("task") or {}), normal, test, budgets)
 
 
 def materialize(inputs: ConvertInputs, run: RunDir) -> ConvertInputs:

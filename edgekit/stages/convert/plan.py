@@ -23,6 +23,7 @@ from typing import Any
 from edgekit.common.io import sha256_file, sha256_tree, tool_versions
 from edgekit.rundir import RunDir
 from edgekit.stages.convert.inputs import ConvertInputs
+from edgekit.stages.convert.search import MIXED, search_job
 from edgekit.stages.convert.settings import TARGET_TOKENS, ConvertSettings
 
 
@@ -69,7 +70,8 @@ def plan_conversion(run: RunDir, inputs: ConvertInputs, settings: ConvertSetting
             continue
         fmt, precision = token.split(":")
         path = run.root / f"{inputs.stem}_{precision}.{fmt}"
-        key = _cache_key(key_inputs, token)
+        shaped_by = {**key_inputs, "search": search_job(inputs, settings)} if token == MIXED else key_inputs
+        key = _cache_key(shaped_by, token)
         old = earlier.get(token)
         if old and old.get("cache_key") == key and path.is_file() and sha256_file(path) == old.get("sha256"):
             plan.reused.append({**old, "reused": True})

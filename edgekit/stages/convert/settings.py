@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,17 +19,21 @@ from edgekit.errors import InputError
 
 EDGETPU = "edgetpu"
 TOKENS = (
-    "tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "tflite:16x8", "onnx:fp32", "onnx:int8", EDGETPU,
+    "tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "tflite:16x8", "tflite:mixed", "onnx:fp32",
+    "onnx:int8", EDGETPU,
 )  # fmt: skip
 DEFAULT_WITH_CALIB = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "onnx:fp32", "onnx:int8")
 DEFAULT_WITHOUT_CALIB = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "onnx:fp32")
-NEEDS_CALIB = {"tflite:int8", "tflite:16x8", "onnx:int8", EDGETPU}
+NEEDS_CALIB = {"tflite:int8", "tflite:16x8", "tflite:mixed", "onnx:int8", EDGETPU}
 # Outputs made from another artifact after it is checked (target steps), never by the converter worker.
 TARGET_TOKENS = (EDGETPU,)
 # What ``edgekit run`` converts a trained model to when the recipe does not say.
 RUN_DEFAULT_TO = "tflite:fp32,tflite:int8,onnx:fp32"
-# Settings that do not shape an artifact's bytes, so they stay out of its cache key and the worker's job.
-NOT_IN_KEY = ("to", "custom_objects", "strict", "timeout")
+# Settings that do not shape an artifact's bytes, so they stay out of its cache key and the worker's job
+# (the budget and ``data`` shape only ``tflite:mixed``: they enter its key through its search job).
+BUDGET_FIELDS = ("max_accuracy_drop", "max_error", "min_agreement")
+NOT_IN_KEY = ("to", "custom_objects", "strict", "timeout", "data", *BUDGET_FIELDS)
+DEFAULT_MIXED_BUDGET = {"min_agreement": 0.99}  # top-1 / decision agreement, else cosine
 
 
 @dataclass
@@ -39,6 +44,8 @@ class ConvertSettings:
     ``int8_granularity`` is ``per-channel`` (weights scaled per output channel: the accurate default) or
     ``per-tensor`` (one scale per weight tensor: smaller files); ``task`` overrides the detected task
     (see :data:`edgekit.common.parity.TASKS`); ``strict`` makes an out-of-tolerance quantized artifact exit 3.
+    ``data`` (an ``.npz`` with ``x`` and ``y``) and the budget fields (the meanings of ``edgekit validate``'s
+    flags) are what ``tflite:mixed`` searches against.
 
     Example:
         >>> ConvertSettings(int8_io="int4").check()
@@ -60,6 +67,10 @@ class ConvertSettings:
     task: str | None = None
     strict: bool = False
     timeout: float = 1800.0
+    data: str | None = None
+    max_accuracy_drop: float | None = None
+    max_error: float | None = None
+    min_agreement: float | None = None
 
     @classmethod
     def from_options(cls, **options: Any) -> ConvertSettings:
@@ -72,7 +83,7 @@ class ConvertSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(options) - known):
             raise TypeError(f"unknown convert setting(s): {', '.join(unknown)}")
-        given = {k: (str(v) if k == "custom_objects" and v is not None else v) for k, v in options.items()}
+        given = {k: (str(v) if k in ("custom_objects", "data") and v is not None else v) for k, v in options.items()}
         return cls(**given)
 
     def check(self) -> ConvertSettings:
@@ -85,7 +96,27 @@ class ConvertSettings:
             raise InputError("--batch, --calib-samples and --check-samples must be >= 1")
         if self.task is not None and self.task not in TASKS:
             raise InputError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.data is not None and not (self.data.endswith(".npz") and os.path.isfile(self.data)):
+            raise InputError(f"--data {self.data}: not an .npz file (x and y arrays, as edgekit validate takes)")
         return self
+
+    def budget(self, recipe_budgets: dict[str, float] | None = None) -> tuple[dict[str, float], str]:
+        """What ``tflite:mixed`` must meet, and where it came from: the flags, else the recipe's
+        ``validate.budgets`` (their accuracy, error and agreement limits), else agreement >= 0.99.
+
+        Example:
+            >>> ConvertSettings(max_error=0.5).budget({"min_agreement": 0.9})
+            ({'max_error': 0.5}, 'flags')
+            >>> ConvertSettings().budget({"min_agreement": 0.9, "max_size_mb": 1.0})
+            ({'min_agreement': 0.9}, "the recipe's validate.budgets")
+        """
+        flags = {k: getattr(self, k) for k in BUDGET_FIELDS if getattr(self, k) is not None}
+        if flags:
+            return flags, "flags"
+        recipe = {k: float(v) for k, v in (recipe_budgets or {}).items() if k in BUDGET_FIELDS and v is not None}
+        if recipe:
+            return recipe, "the recipe's validate.budgets"
+        return dict(DEFAULT_MIXED_BUDGET), "the default (agreement >= 0.99)"
 
     def tokens(self, has_calib: bool) -> list[str]:
         """The outputs to produce: ``to`` checked, else every output the data allows.

@@ -33,16 +33,16 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.common.budgets import Budgets, check
 from edgekit.common.io import tool_versions
+from edgekit.common.metrics import KINDS, agreement, main_metric, task_metrics
 from edgekit.errors import BudgetExceededError, InferenceError, InputError
 from edgekit.rundir import Record, RunDir
 from edgekit.runtime import TensorSpec, load
 from edgekit.runtime.files import model_format, read_model_bytes
 from edgekit.runtime.targets import TARGETS
-from edgekit.stages.validate.budgets import Budgets, check
 from edgekit.stages.validate.cell import Cell, run_cell
 from edgekit.stages.validate.data import LabelledData, load_labelled
-from edgekit.stages.validate.metrics import KINDS, agreement, main_metric, task_metrics
 from edgekit.stages.validate.reference import reference_outputs
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def _io_specs(artifacts: list[dict[str, Any]]) -> tuple[list[TensorSpec], list[T
 def output_kinds(
     outputs: list[TensorSpec], inputs: list[TensorSpec], subject: Subject, data: LabelledData, task: str | None
 ) -> dict[str, dict[str, str]]:
-    """How each named output is scored (a kind of :data:`edgekit.stages.validate.metrics.KINDS`) and why.
+    """How each named output is scored (a kind of :data:`edgekit.common.metrics.KINDS`) and why.
 
     ``--task`` wins (single-output models); then the run's task (``edgekit train`` knows a forecaster
     and an anomaly scorer); then what ``convert`` detected in the Keras graph; then the shapes and labels.

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.common.io import write_atomic
+from edgekit.common.metrics import agreement_figure, main_metric, per_sample_scores, roc_curve
 from edgekit.rundir import RunDir
-from edgekit.stages.validate.metrics import agreement_figure, main_metric, per_sample_scores, roc_curve
 
 TARGET_COLORS = {"cpu": "#1f77b4", "gpu": "#2ca02c", "edgetpu": "#d62728"}
 FORMAT_MARKERS = {"tflite": "o", "onnx": "s"}

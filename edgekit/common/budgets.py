@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from edgekit.stages.validate.metrics import agreement_figure, main_metric
+import numpy as np
+
+from edgekit.common.metrics import agreement, agreement_figure, main_metric, task_metrics
 
 
 @dataclass
@@ -102,3 +104,43 @@ def check(
             if budgets.min_agreement is not None and value < budgets.min_agreement:
                 broken.append(_broken(r, figure, value, budgets.min_agreement, output))
     return broken
+
+
+def scored_cell(
+    name: str,
+    kinds: dict[str, str],
+    reference: dict[str, np.ndarray],
+    outputs: dict[str, np.ndarray],
+    *,
+    labels: dict[str, np.ndarray] | None = None,
+    x: np.ndarray | None = None,
+    thresholds: tuple[float | None, float | None] = (None, None),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A measured cell for :func:`check` from outputs computed elsewhere (the ``tflite:mixed`` search), and the
+    reference's metrics: the same figures ``edgekit validate`` gates on.
+
+    ``thresholds`` are a scorer's (reference, this file's own) thresholds; ``x`` the input an autoencoder
+    reconstructs.
+
+    Example:
+        >>> ref = {"p": np.array([[0.9, 0.1], [0.2, 0.8]])}
+        >>> cell, ref_cell = scored_cell("m", {"p": "classifier"}, ref, ref, labels={"p": np.array([0, 0])})
+        >>> cell["agreement"]["p"]["top1_agreement"], ref_cell["metrics"]["p"]["accuracy"]
+        (1.0, 0.5)
+    """
+    ref_threshold, own_threshold = thresholds
+    metrics, ref_metrics, agreements = {}, {}, {}
+    for output, ref in reference.items():
+        kind = kinds[output]
+        label = (labels or {}).get(output)
+        if label is not None or kind == "autoencoder":
+            metrics[output] = task_metrics(kind, outputs[output], label, x=x, threshold=own_threshold)
+            ref_metrics[output] = task_metrics(kind, ref, label, x=x, threshold=ref_threshold)
+        agreements[output] = agreement(
+            kind, ref, outputs[output], threshold=ref_threshold, output_threshold=own_threshold
+        )
+    cell = {
+        "artifact": name, "target_requested": "cpu", "threads": 1, "status": "measured", "size_bytes": 0,
+        "metrics": metrics, "agreement": agreements, "latency_ms": {"p90": 0.0}, "peak_rss_mb": 0.0,
+    }  # fmt: skip
+    return cell, {"metrics": ref_metrics}

@@ -1,0 +1,239 @@
+"""``tflite:mixed``: integer everywhere except the fewest layers that must stay float for the file to meet a budget.
+
+The search, in the worker:
+
+1. TFLite's quantization debugger calibrates the model once and measures the error each layer adds
+   (:mod:`edgekit.converters.diagnose`); layers are grouped by the Keras layer they come from and ranked
+   worst (lowest SNR) first;
+2. each candidate keeps some of them float: it is quantized from the one calibrated model with only the
+   deny-list changed, run in LiteRT on the evaluation data, and checked against the budget with the figures
+   ``edgekit validate`` gates on (:func:`edgekit.common.budgets.check`);
+3. candidates keep the worst 0, 1, 2, 4, … layers float until one meets the budget; bisection then finds the
+   fewest worst-first layers, and each chosen layer is dropped in turn while the budget still holds;
+4. at most :data:`MAX_CANDIDATES` are tried. None within budget: the best one is reported, and the artifact
+   fails.
+
+When full int8 breaks the budget, the worst three layers are also measured each quantized *alone* (every
+other layer float), so the report shows whether the layers named really carry the loss.
+
+Example:
+    >>> blob, report = search(model, calibration, io, evaluation)  # doctest: +SKIP
+    >>> report["float_layers"], report["within_budget"]  # doctest: +SKIP
+    (['scale'], True)
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.common.budgets import Budgets, check, scored_cell
+from edgekit.common.metrics import agreement_figure
+from edgekit.common.thresholds import calibrate_threshold
+from edgekit.converters.diagnose import debugged, layer_errors, quantized_except
+
+MAX_CANDIDATES = 12
+ALONE = 3  # the worst layers also measured quantized alone
+
+
+@dataclass
+class Evaluation:
+    """What each candidate is measured on: inputs by name, labels by output (None: agreement only), the float
+    model's outputs on them, each output's metric kind, and a scorer's normal data and threshold rule."""
+
+    feeds: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray] | None
+    reference: dict[str, np.ndarray]
+    kinds: dict[str, str]
+    budgets: Budgets
+    source: str
+    normal: dict[str, np.ndarray] | None = None
+    rule: dict[str, Any] | None = None
+    reference_threshold: float | None = None
+
+
+@dataclass
+class Candidate:
+    """One deny-list and what it measured."""
+
+    units: tuple[str, ...]
+    blob: bytes
+    within_budget: bool
+    broken: list[str]
+    figures: dict[str, float]
+    latency_ms: float
+    threshold: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The manifest's view: float layers, figures, whether it met the budget and what it broke."""
+        return {
+            "float_layers": list(self.units), "within_budget": self.within_budget, "figures": self.figures,
+            "broken": self.broken, "latency_ms": self.latency_ms, "size_bytes": len(self.blob),
+        }  # fmt: skip
+
+
+def _run(blob: bytes, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+    """Outputs of a TFLite candidate by name, and its mean latency per sample in ms (LiteRT, one thread)."""
+    from edgekit.runtime import load
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "candidate.tflite"
+        path.write_bytes(blob)
+        runner = load(path, threads=1)
+        start = time.perf_counter()
+        outs = runner.run(feeds)
+        seconds = time.perf_counter() - start
+    n = len(next(iter(feeds.values())))
+    return dict(zip([s.name for s in runner.outputs], outs, strict=True)), round(1000 * seconds / n, 4)
+
+
+def measure(units: tuple[str, ...], blob: bytes, ev: Evaluation) -> Candidate:
+    """Run one candidate on the evaluation data and check it against the budget.
+
+    Example:
+        >>> measure((), blob, evaluation).within_budget  # doctest: +SKIP
+        False
+    """
+    outputs, latency = _run(blob, ev.feeds)
+    own = None
+    if ev.normal is not None and ev.rule is not None:  # a scorer decides at its own threshold
+        scores, _ = _run(blob, ev.normal)
+        first = next(iter(scores.values()))
+        own = calibrate_threshold(first.reshape(len(first), -1)[:, 0], ev.rule["method"], ev.rule["value"])
+    x = next(iter(ev.feeds.values())) if len(ev.feeds) == 1 else None
+    cell, ref_cell = scored_cell(
+        "candidate", ev.kinds, ev.reference, outputs, labels=ev.labels, x=x, thresholds=(ev.reference_threshold, own)
+    )
+    broken = check([cell], ref_cell, ev.kinds, ev.budgets)
+    figures: dict[str, float] = {}
+    for output, a in cell["agreement"].items():
+        name, value = agreement_figure(a)
+        figures[f"{output}:{name}"] = value
+    for output, m in cell["metrics"].items():
+        for key in ("accuracy", "roc_auc", "mae", "mse"):
+            if m.get(key) is not None:
+                figures[f"{output}:{key}"] = m[key]
+                ref = ref_cell["metrics"][output].get(key)
+                if ref is not None:
+                    figures[f"{output}:{key}_reference"] = ref
+    messages = [f"{b['figure']}{' of ' + repr(b['output']) if b['output'] else ''} = {b['value']:g}, limit "
+                f"{b['limit']:g}" for b in broken]  # fmt: skip
+    return Candidate(units, blob, not broken, messages, figures, latency, own)
+
+
+def ranked_units(errors: list[dict[str, Any]]) -> tuple[list[str], dict[str, list[str]]]:
+    """Layers worst first (by their lowest SNR), each a Keras layer name where the tensor maps, else the tensor's
+    name; and the TFLite tensors of each.
+
+    Example:
+        >>> ranked_units([{"name": "a", "keras_layer": "d", "snr_db": 30.0}, {"name": "b", "keras_layer": None,
+        ...               "snr_db": 3.0}, {"name": "c", "keras_layer": "d", "snr_db": 40.0}])
+        (['b', 'd'], {'d': ['a', 'c'], 'b': ['b']})
+    """
+    tensors: dict[str, list[str]] = {}
+    worst: dict[str, float] = {}
+    for e in errors:
+        unit = e["keras_layer"] or e["name"]
+        tensors.setdefault(unit, []).append(e["name"])
+        worst[unit] = min(worst.get(unit, np.inf), e["snr_db"])
+    return sorted(worst, key=lambda u: worst[u]), tensors
+
+
+def _score(c: Candidate) -> tuple[int, float]:
+    """How close a candidate came, for choosing the best of a failed search: fewer broken budgets, then the
+    lowest agreement figure higher."""
+    agreements = [v for k, v in c.figures.items() if k.endswith(("agreement", "cosine"))]
+    return len(c.broken), -min(agreements, default=0.0)
+
+
+def _alone(debugger: Any, ranked: list[str], tensors: dict[str, list[str]], ev: Evaluation) -> list[dict[str, Any]]:
+    """The worst :data:`ALONE` layers each quantized *in isolation* (every other layer float): how much of full
+    int8's loss each one reproduces on its own."""
+    alone = []
+    for unit in ranked[:ALONE]:
+        others = [t for u in ranked if u != unit for t in tensors[u]]
+        c = measure((unit,), quantized_except(debugger, others), ev)
+        alone.append({"layer": unit, "within_budget": c.within_budget, "figures": c.figures})
+    return alone
+
+
+def search(model: Any, calibration: dict[str, np.ndarray], io: dict[str, Any], ev: Evaluation,
+           *, batch: int = 1, per_channel: bool = True) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
+    """The mixed file (the fewest float layers found within budget, else the best candidate) and its report.
+
+    Example:
+        >>> blob, report = search(model, calibration, io, evaluation)  # doctest: +SKIP
+        >>> report["candidates"][0]["float_layers"]  # doctest: +SKIP
+        []
+    """
+    start = time.perf_counter()
+    debugger = debugged(model, calibration, precision="int8", batch=batch, per_channel=per_channel, **io)
+    errors = layer_errors(debugger, [layer.name for layer in model._flatten_layers()])
+    ranked, tensors = ranked_units(errors)
+    tried: dict[frozenset[str], Candidate] = {}
+
+    def attempt(units: list[str]) -> Candidate | None:
+        key = frozenset(units)
+        if key not in tried and len(tried) < MAX_CANDIDATES:
+            denied = [t for u in units for t in tensors[u]]
+            tried[key] = measure(tuple(units), quantized_except(debugger, denied), ev)
+        return tried.get(key)
+
+    full = attempt([])
+    assert full is not None
+    passing_k, failing_k = (0, -1) if full.within_budget else (None, 0)
+    k = 1
+    while passing_k is None and k <= len(ranked):  # grow: the worst 1, 2, 4, ... layers float
+        c = attempt(ranked[:k])
+        if c is None:
+            break
+        passing_k, failing_k = (k, failing_k) if c.within_budget else (None, k)
+        k = len(ranked) if k < len(ranked) < 2 * k else 2 * k
+    while passing_k is not None and passing_k - failing_k > 1:  # bisect between the last failing and passing k
+        mid = (passing_k + failing_k) // 2
+        c = attempt(ranked[:mid])
+        if c is None:
+            break
+        passing_k, failing_k = (mid, failing_k) if c.within_budget else (passing_k, mid)
+    chosen_units = ranked[:passing_k] if passing_k is not None else None
+    if chosen_units and len(chosen_units) > 1:  # drop a layer while the budget still holds
+        for unit in list(chosen_units):
+            c = attempt([u for u in chosen_units if u != unit])
+            if c is not None and c.within_budget:
+                chosen_units = [u for u in chosen_units if u != unit]
+    if chosen_units is not None:
+        chosen = tried[frozenset(chosen_units)]
+        why = (
+            f"the fewest float layers within the budget of {len(tried)} candidate(s) tried, worst-SNR first"
+            if chosen.units
+            else "full int8 already meets the budget"
+        )
+    else:
+        chosen = min(tried.values(), key=_score)
+        why = f"no candidate within the budget after {len(tried)} tried: the closest one"
+    report = {
+        "float_layers": list(chosen.units),
+        "within_budget": chosen.within_budget,
+        "budget": ev.budgets.active(),
+        "evaluated_on": ev.source,
+        "chosen_because": why,
+        "figures": chosen.figures,
+        "broken": chosen.broken,
+        "latency_ms": chosen.latency_ms,
+        "full_int8": {"latency_ms": full.latency_ms, "size_bytes": len(full.blob), "figures": full.figures},
+        "latency_vs_full_int8": round(chosen.latency_ms / full.latency_ms, 3) if full.latency_ms else None,
+        "candidates": [c.summary() for c in tried.values()],
+        "search_seconds": round(time.perf_counter() - start, 2),
+        "layer_errors": errors,
+        "quantized_alone": [] if full.within_budget else _alone(debugger, ranked, tensors, ev),
+        "io": "float32 inputs and outputs (QUANTIZE / DEQUANTIZE inside)",
+    }
+    if chosen.threshold is not None:
+        report["threshold"] = chosen.threshold
+    return chosen.blob, report
