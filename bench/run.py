@@ -259,6 +259,28 @@ COVERAGE_FAMILIES = (
 )  # fmt: skip
 
 
+def _application_classifier(family: str, size: int, classes: int, x: Any, y: Any, folder: Path,
+                            facts: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """A ``keras.applications`` base (random init) with a new head trained one epoch on ``x``, saved as .keras."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    base = getattr(keras.applications, family)(input_shape=(size, size, 3), weights=None, include_top=False)
+    image = keras.Input((size, size, 3), name="image")
+    h = keras.layers.GlobalAveragePooling2D()(base(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)))
+    model = keras.Model(image, keras.layers.Dense(classes, activation="softmax", name="probs")(h))
+    for layer in model._flatten_layers():  # one epoch: at Keras' 0.99 the moving statistics stay at init,
+        if isinstance(layer, keras.layers.BatchNormalization):  # and inference predicts one class
+            layer.momentum = 0.9
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    fit = model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    if facts is not None:
+        facts.update(train_accuracy=round(float(fit.history["accuracy"][-1]), 4), params=model.count_params())
+    path = folder / f"{family}.keras"
+    model.save(path)
+    return path
+
+
 def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
     """``keras.applications`` families a user might bring, each with a new head trained one epoch on digits
     (random-init base, {size}×{size}): converted to fp32 / int8 TFLite and fp32 ONNX (verdict, size, seconds),
@@ -266,7 +288,6 @@ def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
     import tempfile
     import time
 
-    import keras
     import numpy as np
 
     from edgekit.pipeline import optimize
@@ -281,23 +302,10 @@ def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
         np.save(Path(tmp) / "calib.npy", x[:300])
         np.savez(Path(tmp) / "data.npz", x=x, y=y)
         for family in COVERAGE_FAMILIES:
-            keras.utils.set_random_seed(0)
             entry: dict[str, Any] = {}
-            base = getattr(keras.applications, family)(input_shape=(size, size, 3), weights=None, include_top=False)
-            image = keras.Input((size, size, 3), name="image")
-            h = keras.layers.GlobalAveragePooling2D()(base(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)))
-            model = keras.Model(image, keras.layers.Dense(classes, activation="softmax", name="probs")(h))
-            for layer in model._flatten_layers():  # one epoch: at Keras' 0.99 the moving statistics stay at init,
-                if isinstance(layer, keras.layers.BatchNormalization):  # and inference predicts one class
-                    layer.momentum = 0.9
-            model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
             start = time.perf_counter()
-            fit = model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+            path = _application_classifier(family, size, classes, x, y, Path(tmp), entry)
             entry["train_seconds"] = round(time.perf_counter() - start, 1)
-            entry["train_accuracy"] = round(float(fit.history["accuracy"][-1]), 4)
-            entry["params"] = model.count_params()
-            path = Path(tmp) / f"{family}.keras"
-            model.save(path)
             start = time.perf_counter()
             manifest = convert(
                 path, Path(tmp) / family, to="tflite:fp32,tflite:int8,onnx:fp32", calib=Path(tmp) / "calib.npy"
@@ -329,6 +337,91 @@ def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
             section["models"][family] = entry
             log.info("%s: %s; prune %s", family, {k: v["verdict"] for k, v in entry["artifacts"].items()},
                      entry["prune_50"].get("sparsity", entry["prune_50"].get("failed")))  # fmt: skip
+    return section
+
+
+QUANTIZED = "tflite:fp32,tflite:int8,tflite:mixed"
+ZOO = ("mobilenet_digits", "lstm_digits_rows", "lstm_sunspots", "autoencoder_breast_cancer", "autoencoder_sensor")
+
+
+def _quantized_figures(convert_record: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """fp32, full int8 and mixed side by side: main metric, agreement, p50 latency and size (ratios against
+    fp32 and full int8), the mixed file's float layers, budget and search time."""
+    from edgekit.common.metrics import agreement_figure, main_metric
+
+    cells = {r["precision"]: r for r in report["results"] if r["status"] == "measured" and r["threads"] == 1}
+    kinds = {name: out["kind"] for name, out in report["outputs"].items()}
+    figures: dict[str, Any] = {"reference": report["reference"].get("metrics") if report.get("reference") else None}
+    for precision, cell in cells.items():
+        output, metrics = next(iter(cell["metrics"].items()), (None, {}))
+        name = main_metric(kinds[output], metrics)[0] if output else None
+        figures[precision] = {
+            "metric": {name: metrics.get(name)} if name else None,
+            "agreement": dict([agreement_figure(a) for a in cell["agreement"].values()][:1]),
+            "latency_p50_ms": cell["latency_ms"]["p50"], "size_bytes": cell["size_bytes"],
+        }  # fmt: skip
+    for precision, against in (("int8", "fp32"), ("mixed", "fp32"), ("mixed", "int8")):
+        if precision in figures and against in figures:
+            mine, theirs = figures[precision], figures[against]
+            mine[f"latency_vs_{against}"] = round(mine["latency_p50_ms"] / theirs["latency_p50_ms"], 3)
+            mine[f"size_vs_{against}"] = round(mine["size_bytes"] / theirs["size_bytes"], 3)
+    for a in convert_record["artifacts"]:
+        if a["precision"] == "mixed":
+            figures["mixed"].update(float_layers=a["float_layers"], budget=a["budget"],
+                                    search_seconds=a["search"]["search_seconds"],
+                                    candidates=len(a["search"]["candidates"]))  # fmt: skip
+    for f in convert_record["failed"]:
+        if f["token"] == "tflite:mixed":
+            figures["mixed"] = {"failed": f["error"], "search_seconds": (f.get("search") or {}).get("search_seconds")}
+    return figures
+
+
+def _validated(sources: list[Path], out: Path, **options: Any) -> dict[str, Any]:
+    """``edgekit validate``'s report, also when a recipe budget broke (the figures are what this section wants)."""
+    from edgekit.errors import BudgetExceededError
+    from edgekit.stages.validate import validate
+
+    try:
+        return validate(sources, out=out, **options)
+    except BudgetExceededError:
+        return json.loads((out / "report.json").read_text())
+
+
+def quantization_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
+    """Full int8 against ``tflite:mixed`` on every zoo model (budget: the recipe's ``validate.budgets``, measured on
+    its test split) and each ``keras.applications`` family of the coverage table (agreement >= 0.99 on the
+    digits data): metric, agreement, float layers, latency and size against fp32 and full int8, search time."""
+    import tempfile
+
+    import numpy as np
+
+    from edgekit.stages.convert import convert
+    from edgekit.stages.train import train
+    from tests.keras_models import digits_images
+
+    section: dict[str, Any] = {"zoo": {}, "applications": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in ZOO:
+            run_dir = folder / name
+            train(REPO / "models" / f"{name}.yaml", out=run_dir)
+            record = convert(run_dir, run_dir / "convert", to=QUANTIZED, calib=run_dir / "calib.npy")
+            report = _validated([run_dir], threads=[1], out=run_dir / "validate")
+            section["zoo"][name] = _quantized_figures(record, report)
+            log.info("%s: %s", name, section["zoo"][name].get("mixed"))
+        x, y = digits_images(size)
+        keep = y < classes
+        np.save(folder / "calib.npy", x[keep][:300])
+        np.savez(folder / "data.npz", x=x[keep], y=y[keep])
+        for family in COVERAGE_FAMILIES:
+            path = _application_classifier(family, size, classes, x[keep], y[keep], folder)
+            record = convert(
+                path, folder / family, to=QUANTIZED, calib=folder / "calib.npy", data=str(folder / "data.npz")
+            )
+            report = _validated([folder / family], data=folder / "data.npz", threads=[1], out=folder / family / "v",
+                                task="classifier")  # fmt: skip
+            section["applications"][family] = _quantized_figures(record, report)
+            log.info("%s: %s", family, section["applications"][family].get("mixed"))
     return section
 
 
@@ -504,6 +597,7 @@ SECTIONS = {
     "optimize": optimize_section,
     "coverage": coverage_section,
     "validate": validate_section,
+    "quantization": quantization_section,
 }
 
 

@@ -113,7 +113,7 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     the calibration sample, and the source's input specs and output names
     (``inputs`` / ``outputs``), which every artifact must carry.
     """
-    from edgekit.common.calibration import count, load_calibration, split_sample, value_ranges
+    from edgekit.common.calibration import count, load_calibration, split_sample, value_ranges, with_excursions
     from edgekit.converters.bridge import UNROLLABLE, to_tf_keras
     from edgekit.converters.source import (
         as_float32,
@@ -142,6 +142,8 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         data = load_calibration(job["calib"], specs)
         calib, check = split_sample(data, job["calib_samples"], job["check_samples"])
         meta["calibration_ranges"] = value_ranges(data)
+        if excursion := (job.get("run_task") or {}).get("calibration_excursion"):  # anomaly detectors
+            calib, meta["calibration_excursions"] = with_excursions(calib, excursion["value"], excursion["fraction"])
         meta["warnings"] = _calibration_warnings(model, meta["calibration_ranges"])
     if check is None:
         check = _random_feeds(model, specs, job["check_samples"])

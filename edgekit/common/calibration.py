@@ -181,3 +181,34 @@ def value_ranges(feeds: Feeds) -> dict[str, dict[str, float]]:
         {'x': {'min': 0.0, 'max': 2.0, 'mean': 1.0}}
     """
     return {k: {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean())} for k, v in feeds.items()}
+
+
+def with_excursions(feeds: Feeds, value: float, fraction: float, seed: int = 0) -> tuple[Feeds, int]:
+    """Calibration data with excursions added: copies of a ``fraction`` of the samples in which one value (one
+    feature, or two consecutive steps of one channel of a window) is set to ``±value``.
+
+    For anomaly detectors: int8 calibrates each tensor's range on the data it is given, and normal data puts
+    the input's edge at the largest normal value, so an anomaly beyond it is clipped to a normal-looking input
+    and scores as normal. The excursions stretch the input range past the normal one (and the ranges the
+    error takes downstream), so an anomaly stays visible; only the calibration sample gets them, never the
+    held-out check sample.
+
+    Example:
+        >>> out, n = with_excursions({"x": np.zeros((10, 4), np.float32)}, 6.0, 0.2)
+        >>> n, out["x"].shape, sorted(set(np.abs(out["x"]).sum(axis=1).tolist()))
+        (2, (12, 4), [0.0, 6.0])
+    """
+    rng = np.random.default_rng(seed)
+    n = max(1, round(fraction * count(feeds)))
+    out = {}
+    for name, data in feeds.items():
+        if not np.issubdtype(data.dtype, np.floating):
+            out[name] = np.concatenate([data, data[:n]])
+            continue
+        extra = data[rng.choice(len(data), n)].copy()
+        for sample in extra:
+            flat = sample.reshape(-1, sample.shape[-1]) if sample.ndim > 1 else sample.reshape(1, -1)
+            step, channel = rng.integers(0, max(1, len(flat) - 1)), rng.integers(0, flat.shape[1])
+            flat[step : step + 2 if len(flat) > 1 else step + 1, channel] = rng.choice([-value, value])
+        out[name] = np.concatenate([data, extra])
+    return out, n

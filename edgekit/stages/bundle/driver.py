@@ -40,7 +40,7 @@ from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, va
 
 PLATFORMS = ("rpi", "coral", "android", "ios")
 TARGET_OF = {"rpi": "cpu", "coral": "edgetpu", "android": "cpu", "ios": "cpu"}
-PRECISION_ORDER = ("int8", "fp16", "fp32", "dynamic", "16x8")
+PRECISION_ORDER = ("int8", "mixed", "fp16", "fp32", "dynamic", "16x8")
 
 
 @dataclass
