@@ -77,6 +77,18 @@ def test_mixed_keeps_only_the_layer_that_breaks_int8_float(raw_feature_classifie
     )  # candidate 0 is full int8 (float I/O)
     assert mixed["search"]["latency_vs_full_int8"] > 0
 
+    # validate at the same budget: int8 breaks it and the report shows its worst layers; mixed keeps it
+    validated = run_cli("validate", str(out), "--data", str(folder / "val.npz"), "--min-agreement", "0.99")
+    assert validated.returncode == 4, validated.stderr
+    report = json.loads((out / "validate" / "report.json").read_text())
+    broken = {b["artifact"] for b in report["budgets_broken"]}
+    assert broken == {int8["path"]}, report["budgets_broken"]
+    assert report["layer_errors"][int8["path"]]["worst"][0]["keras_layer"] == "scale"
+    page = (out / "validate" / "report.html").read_text()
+    assert "Per-layer quantization error" in page and 'id="layer_errors"' in page
+    latency = {r["precision"]: r["latency_ms"]["p50"] for r in report["results"]}
+    assert set(latency) == {"int8", "mixed"} and all(v > 0 for v in latency.values())
+
     # an impossible budget: the bounded search ends outside it, names the closest candidate, exits 3, ships nothing
     failed = run_cli(*args, "--max-accuracy-drop", "-0.5")
     assert failed.returncode == 3 and "tflite:mixed: no candidate within the budget" in failed.stderr, failed.stderr

@@ -74,7 +74,9 @@ def _artifact_entry(path: Path, listed: dict[str, Any] | None) -> dict[str, Any]
         from edgekit.inspection import inspect_model
 
         precision = inspect_model(path)["quantization"]
-    return {"path": path, "format": model_format(path), "precision": precision, "threshold": listed.get("threshold")}
+    errors = listed.get("layer_errors") or (listed.get("search") or {}).get("layer_errors")
+    return {"path": path, "format": model_format(path), "precision": precision, "threshold": listed.get("threshold"),
+            "layer_errors": errors if isinstance(errors, list) else None}  # fmt: skip
 
 
 def _from_convert_dir(subject: Subject, folder: Path, manifest: Record) -> None:
@@ -379,6 +381,7 @@ def validate(
         report["budgets"] = limits.active()
         report["budgets_broken"] = broken
         report["recommendations"] = recommend(report["results"], broken, targets)
+        report["layer_errors"] = layer_errors_of_broken(subject.artifacts, report["results"], broken)
         if not any(r["status"] == "measured" for r in report["results"]):
             reasons = sorted({r["reason"] for r in report["results"]})
             raise InputError(f"nothing could be measured: {'; '.join(reasons)}")
@@ -395,6 +398,34 @@ def validate(
         error.report = report  # the CLI still prints the table
         raise error
     return report
+
+
+def layer_errors_of_broken(
+    artifacts: list[dict[str, Any]], results: list[dict[str, Any]], broken: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """By artifact label, for each quantized artifact that broke a budget: the per-layer errors ``convert``
+    measured (graph order, and the five worst), or why there are none.
+
+    Example:
+        >>> art = {"path": "m_int8.tflite", "precision": "int8", "layer_errors": [{"name": "t", "snr_db": 3.0}]}
+        >>> layer_errors_of_broken([art], [{"artifact": "m_int8.tflite", "path": "m_int8.tflite"}],
+        ...                        [{"artifact": "m_int8.tflite"}])["m_int8.tflite"]["worst"]
+        [{'name': 't', 'snr_db': 3.0}]
+    """
+    labels = {r["path"]: r["artifact"] for r in results}
+    out: dict[str, Any] = {}
+    for artifact in artifacts:
+        label = labels.get(str(artifact["path"]))
+        if artifact["precision"] in ("fp32", "fp16") or not any(b["artifact"] == label for b in broken):
+            continue
+        errors = artifact.get("layer_errors")
+        out[label] = (
+            {"layers": errors, "worst": sorted(errors, key=lambda e: e["snr_db"])[:5]}
+            if errors
+            else {"unavailable": "convert measured no per-layer errors for this file (within its conversion "
+                                 "tolerance, or not a TFLite int8 / 16x8 / mixed file)"}
+        )  # fmt: skip
+    return out
 
 
 def _measure(

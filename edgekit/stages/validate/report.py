@@ -105,6 +105,16 @@ def markdown(report: dict[str, Any]) -> str:
     else:
         lines.append(", ".join(f"{k} = {v:g}" for k, v in report["budgets"].items()))
         lines += [f"- broken: {b['message']}" for b in report["budgets_broken"]] or ["- all kept"]
+    if report.get("layer_errors"):
+        lines += ["", "## Per-layer quantization error (files that broke a budget)", ""]
+        for label, found in report["layer_errors"].items():
+            if "unavailable" in found:
+                lines.append(f"- `{label}`: {found['unavailable']}")
+                continue
+            lines += [f"`{label}`, worst layers (SNR of the error each adds; under ~20 dB breaks int8):", "",
+                      "| layer | op | SNR dB |", "|---|---|---|"]  # fmt: skip
+            lines += [f"| {e['keras_layer'] or e['name']} | {e['op']} | {e['snr_db']:g} |" for e in found["worst"]]
+            lines.append("")
     lines += ["", "## Recommendations", ""]
     for target, advice in report["recommendations"].items():
         if advice.get("reason"):
@@ -186,6 +196,30 @@ def tradeoff_plot(report: dict[str, Any]) -> str:
     ax.set_xlabel("latency p50, ms (batch 1, log scale)")
     ax.set_ylabel(metric_name)
     ax.set_title("main metric vs latency: area ∝ file size, ○ TFLite, □ ONNX, outlined = Pareto", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def layer_error_plot(report: dict[str, Any]) -> str | None:
+    """Each diagnosed file's per-layer SNR along the graph (the error each quantized layer adds).
+
+    Example:
+        >>> layer_error_plot({"layer_errors": {}}) is None
+        True
+    """
+    import matplotlib.pyplot as plt
+
+    found = {k: v["layers"] for k, v in (report.get("layer_errors") or {}).items() if "layers" in v}
+    if not found:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    for label, layers in found.items():
+        ax.plot(range(len(layers)), [e["snr_db"] for e in layers], marker="o", ms=3, label=Path(label).name)
+    ax.axhline(20, color="#b00", lw=0.8, ls="--")
+    ax.set_xlabel("quantized layer, graph order")
+    ax.set_ylabel("SNR, dB (higher is better)")
+    ax.set_title("per-layer quantization error")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _svg(fig)
@@ -305,6 +339,22 @@ figure {{ margin: 1.5em 0; }} .broken {{ color: #b00; }}
 """
 
 
+def _layer_tables(report: dict[str, Any]) -> str:
+    """The worst layers of each file that broke a budget, as HTML tables (empty when none was diagnosed)."""
+    if not report.get("layer_errors"):
+        return ""
+    parts = ["<h2>Per-layer quantization error (files that broke a budget)</h2>"]
+    for label, found in report["layer_errors"].items():
+        if "unavailable" in found:
+            parts.append(f"<p>{html.escape(label)}: {html.escape(found['unavailable'])}</p>")
+            continue
+        rows = "".join(f"<tr><td>{html.escape(e['keras_layer'] or e['name'])}</td><td>{e['op']}</td>"
+                       f"<td>{e['snr_db']:g}</td></tr>" for e in found["worst"])  # fmt: skip
+        parts.append(f'<p>{html.escape(label)}: worst layers</p><table class="layers"><thead><tr><th>layer</th>'
+                     f"<th>op</th><th>SNR dB</th></tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+    return "".join(parts)
+
+
 def html_page(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | None, md: str) -> str:
     """The self-contained HTML report (inline SVG plots, no scripts, no network); ``md`` is :func:`markdown`'s
     text, whose header paragraphs and recommendations the page shows too.
@@ -331,6 +381,9 @@ def html_page(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | No
     task = task_plot(report, arrays, x)
     if task:
         figures.append(("task", task))
+    layers = layer_error_plot(report)
+    if layers:
+        figures.append(("layer_errors", layers))
     plots = "".join(f'<figure id="{key}">{svg}</figure>' for key, svg in figures)
     body = (
         "<h1>edgekit validate</h1>" + intro
@@ -339,6 +392,7 @@ def html_page(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | No
         + (f"<p>{html.escape(', '.join(f'{k} = {v:g}' for k, v in report['budgets'].items()))}</p>"
            if report["budgets"] else "<p>No budgets set.</p>")
         + (f"<ul>{budgets}</ul>" if budgets else "")
+        + _layer_tables(report)
         + f'<h2>Recommendations</h2><ul id="recommendations">{advice_html}</ul>'
         + "<h2>Plots</h2>" + plots
     )  # fmt: skip
