@@ -341,6 +341,7 @@ def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
 
 
 QUANTIZED = "tflite:fp32,tflite:int8,tflite:mixed"
+EVERY_TFLITE = "tflite:fp32,tflite:fp16,tflite:dynamic,tflite:int8,tflite:16x8,tflite:mixed"  # the zoo: LSTMs too
 ZOO = ("mobilenet_digits", "lstm_digits_rows", "lstm_sunspots", "autoencoder_breast_cancer", "autoencoder_sensor")
 
 
@@ -371,8 +372,8 @@ def _quantized_figures(convert_record: dict[str, Any], report: dict[str, Any]) -
                                     search_seconds=a["search"]["search_seconds"],
                                     candidates=len(a["search"]["candidates"]))  # fmt: skip
     for f in convert_record["failed"]:
-        if f["token"] == "tflite:mixed":
-            figures["mixed"] = {"failed": f["error"], "search_seconds": (f.get("search") or {}).get("search_seconds")}
+        precision = f["token"].split(":")[1]
+        figures[precision] = {"failed": f["error"], "search_seconds": (f.get("search") or {}).get("search_seconds")}
     return figures
 
 
@@ -389,8 +390,9 @@ def _validated(sources: list[Path], out: Path, **options: Any) -> dict[str, Any]
 
 def quantization_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
     """Full int8 against ``tflite:mixed`` on every zoo model (budget: the recipe's ``validate.budgets``, measured on
-    its test split) and each ``keras.applications`` family of the coverage table (agreement >= 0.99 on the
-    digits data): metric, agreement, float layers, latency and size against fp32 and full int8, search time."""
+    its test split; fp16, dynamic and 16x8 too, for the fused LSTMs) and each ``keras.applications`` family of
+    the coverage table (agreement >= 0.99 on the digits data): metric, agreement, float layers, latency and
+    size against fp32 and full int8, search time."""
     import tempfile
 
     import numpy as np
@@ -405,7 +407,7 @@ def quantization_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
         for name in ZOO:
             run_dir = folder / name
             train(REPO / "models" / f"{name}.yaml", out=run_dir)
-            record = convert(run_dir, run_dir / "convert", to=QUANTIZED, calib=run_dir / "calib.npy")
+            record = convert(run_dir, run_dir / "convert", to=EVERY_TFLITE, calib=run_dir / "calib.npy")
             report = _validated([run_dir], threads=[1], out=run_dir / "validate")
             section["zoo"][name] = _quantized_figures(record, report)
             log.info("%s: %s", name, section["zoo"][name].get("mixed"))

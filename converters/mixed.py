@@ -1,13 +1,15 @@
-"""``tflite:mixed``: integer everywhere except the fewest layers that must stay float for the file to meet a budget.
+"""``tflite:mixed`` and ``onnx:mixed``: integer everywhere except the fewest layers that must stay float for the
+file to meet a budget.
 
 The search, in the worker:
 
-1. TFLite's quantization debugger calibrates the model once and measures the error each layer adds
-   (:mod:`edgekit.converters.diagnose`); layers are grouped by the Keras layer they come from and ranked
-   worst (lowest SNR) first;
-2. each candidate keeps some of them float: it is quantized from the one calibrated model with only the
-   deny-list changed, run in LiteRT on the evaluation data, and checked against the budget with the figures
-   ``edgekit validate`` gates on (:func:`edgekit.common.budgets.check`);
+1. the quantizer measures the error each layer adds — TFLite's quantization debugger, calibrated once
+   (:mod:`edgekit.converters.diagnose`), or ONNX Runtime's ``qdq_loss_debug``
+   (:func:`edgekit.converters.onnx.onnx_layer_errors`); layers are grouped by the Keras layer they come from
+   and ranked worst (lowest SNR) first;
+2. each candidate keeps some of them float (TFLite: the calibrated model quantized with a deny-list; ONNX:
+   ``nodes_to_exclude``), runs in LiteRT / ONNX Runtime on the evaluation data, and is checked against the
+   budget with the figures ``edgekit validate`` gates on (:func:`edgekit.common.budgets.check`);
 3. candidates keep the worst 0, 1, 2, 4, … layers float until one meets the budget; bisection then finds the
    fewest worst-first layers, and each chosen layer is dropped in turn while the budget still holds;
 4. at most :data:`MAX_CANDIDATES` are tried. None within budget: the best one is reported, and the artifact
@@ -17,7 +19,7 @@ When full int8 breaks the budget, the worst three layers are also measured each 
 other layer float), so the report shows whether the layers named really carry the loss.
 
 Example:
-    >>> blob, report = search(model, calibration, io, evaluation)  # doctest: +SKIP
+    >>> blob, report = search(TFLiteQuantizer(model, calibration, io), evaluation)  # doctest: +SKIP
     >>> report["float_layers"], report["within_budget"]  # doctest: +SKIP
     (['scale'], True)
 """
@@ -36,6 +38,7 @@ from edgekit.common.budgets import Budgets, check, scored_cell
 from edgekit.common.metrics import agreement_figure
 from edgekit.common.thresholds import calibrate_threshold
 from edgekit.converters.diagnose import debugged, layer_errors, quantized_except
+from edgekit.converters.onnx import onnx_layer_errors, preprocess_onnx, quantize_onnx
 
 MAX_CANDIDATES = 12
 ALONE = 3  # the worst layers also measured quantized alone
@@ -78,12 +81,53 @@ class Candidate:
         }  # fmt: skip
 
 
-def _run(blob: bytes, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-    """Outputs of a TFLite candidate by name, and its mean latency per sample in ms (LiteRT, one thread)."""
+class TFLiteQuantizer:
+    """TFLite int8 with float layers: TFLite's debugger calibrates once; a candidate is its calibrated model
+    quantized with the layers' output tensors on the deny-list."""
+
+    suffix = ".tflite"
+
+    def __init__(self, model: Any, calibration: dict[str, np.ndarray], io: dict[str, Any], *, batch: int = 1,
+                 per_channel: bool = True) -> None:  # fmt: skip
+        self.debugger = debugged(model, calibration, precision="int8", batch=batch, per_channel=per_channel, **io)
+        self.errors = layer_errors(self.debugger, [layer.name for layer in model._flatten_layers()])
+
+    def handles(self, error: dict[str, Any]) -> list[str]:
+        """What keeps this layer float: its output tensor."""
+        return [error["name"]]
+
+    def build(self, handles: list[str]) -> bytes:
+        """The candidate keeping ``handles`` float."""
+        return quantized_except(self.debugger, handles)
+
+
+class OnnxQuantizer:
+    """ONNX int8 (QDQ) with float nodes: ONNX Runtime's static quantization with ``nodes_to_exclude``."""
+
+    suffix = ".onnx"
+
+    def __init__(self, fp32: bytes, calibration: dict[str, np.ndarray], layer_names: list[str], *,
+                 per_channel: bool = True) -> None:  # fmt: skip
+        self.fp32, self.calibration, self.per_channel = fp32, calibration, per_channel
+        self.preprocessed = preprocess_onnx(fp32)
+        self.errors = onnx_layer_errors(self.preprocessed, self.build([]), calibration, layer_names)
+
+    def handles(self, error: dict[str, Any]) -> list[str]:
+        """What keeps this tensor float: the node writing it (a graph input: the nodes reading it)."""
+        return list(error["nodes"])
+
+    def build(self, handles: list[str]) -> bytes:
+        """The candidate keeping the nodes ``handles`` float."""
+        return quantize_onnx(self.fp32, calibration=self.calibration, per_channel=self.per_channel,
+                             nodes_to_exclude=handles, preprocessed=self.preprocessed)  # fmt: skip
+
+
+def _run(blob: bytes, feeds: dict[str, np.ndarray], suffix: str) -> tuple[dict[str, np.ndarray], float]:
+    """Outputs of a candidate by name, and its mean latency per sample in ms (LiteRT / ONNX Runtime, one thread)."""
     from edgekit.runtime import load
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "candidate.tflite"
+        path = Path(tmp) / f"candidate{suffix}"
         path.write_bytes(blob)
         runner = load(path, threads=1)
         start = time.perf_counter()
@@ -93,17 +137,17 @@ def _run(blob: bytes, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarra
     return dict(zip([s.name for s in runner.outputs], outs, strict=True)), round(1000 * seconds / n, 4)
 
 
-def measure(units: tuple[str, ...], blob: bytes, ev: Evaluation) -> Candidate:
+def measure(units: tuple[str, ...], blob: bytes, ev: Evaluation, suffix: str = ".tflite") -> Candidate:
     """Run one candidate on the evaluation data and check it against the budget.
 
     Example:
         >>> measure((), blob, evaluation).within_budget  # doctest: +SKIP
         False
     """
-    outputs, latency = _run(blob, ev.feeds)
+    outputs, latency = _run(blob, ev.feeds, suffix)
     own = None
     if ev.normal is not None and ev.rule is not None:  # a scorer decides at its own threshold
-        scores, _ = _run(blob, ev.normal)
+        scores, _ = _run(blob, ev.normal, suffix)
         first = next(iter(scores.values()))
         own = calibrate_threshold(first.reshape(len(first), -1)[:, 0], ev.rule["method"], ev.rule["value"])
     x = next(iter(ev.feeds.values())) if len(ev.feeds) == 1 else None
@@ -127,9 +171,9 @@ def measure(units: tuple[str, ...], blob: bytes, ev: Evaluation) -> Candidate:
     return Candidate(units, blob, not broken, messages, figures, latency, own)
 
 
-def ranked_units(errors: list[dict[str, Any]]) -> tuple[list[str], dict[str, list[str]]]:
+def ranked_units(errors: list[dict[str, Any]], handles: Any = lambda e: [e["name"]]) -> tuple[list[str], dict]:
     """Layers worst first (by their lowest SNR), each a Keras layer name where the tensor maps, else the tensor's
-    name; and the TFLite tensors of each.
+    name; and what keeps each float (``handles`` of its errors: TFLite tensors, ONNX nodes).
 
     Example:
         >>> ranked_units([{"name": "a", "keras_layer": "d", "snr_db": 30.0}, {"name": "b", "keras_layer": None,
@@ -140,7 +184,7 @@ def ranked_units(errors: list[dict[str, Any]]) -> tuple[list[str], dict[str, lis
     worst: dict[str, float] = {}
     for e in errors:
         unit = e["keras_layer"] or e["name"]
-        tensors.setdefault(unit, []).append(e["name"])
+        tensors.setdefault(unit, []).extend(h for h in handles(e) if h not in tensors.get(unit, []))
         worst[unit] = min(worst.get(unit, np.inf), e["snr_db"])
     return sorted(worst, key=lambda u: worst[u]), tensors
 
@@ -152,37 +196,36 @@ def _score(c: Candidate) -> tuple[int, float]:
     return len(c.broken), -min(agreements, default=0.0)
 
 
-def _alone(debugger: Any, ranked: list[str], tensors: dict[str, list[str]], ev: Evaluation) -> list[dict[str, Any]]:
+def _alone(quantizer: Any, ranked: list[str], tensors: dict[str, list[str]], ev: Evaluation) -> list[dict]:
     """The worst :data:`ALONE` layers each quantized *in isolation* (every other layer float): how much of full
     int8's loss each one reproduces on its own."""
     alone = []
     for unit in ranked[:ALONE]:
         others = [t for u in ranked if u != unit for t in tensors[u]]
-        c = measure((unit,), quantized_except(debugger, others), ev)
+        c = measure((unit,), quantizer.build(others), ev, quantizer.suffix)
         alone.append({"layer": unit, "within_budget": c.within_budget, "figures": c.figures})
     return alone
 
 
-def search(model: Any, calibration: dict[str, np.ndarray], io: dict[str, Any], ev: Evaluation,
-           *, batch: int = 1, per_channel: bool = True) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
-    """The mixed file (the fewest float layers found within budget, else the best candidate) and its report.
+def search(quantizer: Any, ev: Evaluation) -> tuple[bytes, dict[str, Any]]:
+    """The mixed file (the fewest float layers found within budget, else the best candidate) and its report;
+    ``quantizer`` is a :class:`TFLiteQuantizer` or an :class:`OnnxQuantizer`.
 
     Example:
-        >>> blob, report = search(model, calibration, io, evaluation)  # doctest: +SKIP
+        >>> blob, report = search(TFLiteQuantizer(model, calibration, io), evaluation)  # doctest: +SKIP
         >>> report["candidates"][0]["float_layers"]  # doctest: +SKIP
         []
     """
     start = time.perf_counter()
-    debugger = debugged(model, calibration, precision="int8", batch=batch, per_channel=per_channel, **io)
-    errors = layer_errors(debugger, [layer.name for layer in model._flatten_layers()])
-    ranked, tensors = ranked_units(errors)
+    errors = quantizer.errors
+    ranked, tensors = ranked_units(errors, quantizer.handles)
     tried: dict[frozenset[str], Candidate] = {}
 
     def attempt(units: list[str]) -> Candidate | None:
         key = frozenset(units)
         if key not in tried and len(tried) < MAX_CANDIDATES:
             denied = [t for u in units for t in tensors[u]]
-            tried[key] = measure(tuple(units), quantized_except(debugger, denied), ev)
+            tried[key] = measure(tuple(units), quantizer.build(denied), ev, quantizer.suffix)
         return tried.get(key)
 
     full = attempt([])
@@ -231,7 +274,7 @@ def search(model: Any, calibration: dict[str, np.ndarray], io: dict[str, Any], e
         "candidates": [c.summary() for c in tried.values()],
         "search_seconds": round(time.perf_counter() - start, 2),
         "layer_errors": errors,
-        "quantized_alone": [] if full.within_budget else _alone(debugger, ranked, tensors, ev),
+        "quantized_alone": [] if full.within_budget else _alone(quantizer, ranked, tensors, ev),
         "io": "float32 inputs and outputs (QUANTIZE / DEQUANTIZE inside)",
     }
     if chosen.threshold is not None:

@@ -150,9 +150,35 @@ class _Reader:
         i = next(self._rows, None)
         return None if i is None else {k: v[i : i + 1] for k, v in self._feeds.items()}
 
+    def __iter__(self) -> Any:  # qdq_loss_debug iterates the reader
+        return iter(self.get_next, None)
 
-def quantize_onnx(fp32: bytes, *, calibration: Feeds, per_channel: bool = True) -> bytes:
-    """Static int8 quantization (QDQ, per-channel or per-tensor weights, int8 activations) with ONNX Runtime.
+
+def preprocess_onnx(fp32: bytes) -> bytes:
+    """ONNX Runtime's quantization pre-processing (shape inference, graph optimization): the graph that
+    :func:`quantize_onnx` quantizes, whose node names ``nodes_to_exclude`` refers to. The raw graph where it fails.
+
+    Example:
+        >>> preprocess_onnx(fp32_bytes)[:2]  # doctest: +SKIP
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, prep = Path(tmp, "fp32.onnx"), Path(tmp, "prep.onnx")
+        src.write_bytes(fp32)
+        try:
+            quant_pre_process(str(src), str(prep), skip_symbolic_shape=True)
+        except Exception:  # pre-processing is an optimization; quantize the raw graph if it fails
+            return fp32
+        return prep.read_bytes()
+
+
+def quantize_onnx(
+    fp32: bytes, *, calibration: Feeds, per_channel: bool = True, nodes_to_exclude: list[str] | None = None,
+    preprocessed: bytes | None = None,
+) -> bytes:  # fmt: skip
+    """Static int8 quantization (QDQ, per-channel or per-tensor weights, int8 activations) with ONNX Runtime;
+    ``nodes_to_exclude`` (nodes of :func:`preprocess_onnx`'s graph) stay float.
 
     Weights use 7 bits (``reduce_range``): ONNX Runtime's x86 int8 kernels
     without VNNI (AVX2, plain AVX-512) multiply u8×s8 pairs into int16 and
@@ -163,24 +189,74 @@ def quantize_onnx(fp32: bytes, *, calibration: Feeds, per_channel: bool = True) 
         >>> quantize_onnx(fp32_bytes, calibration=x)[:2]  # doctest: +SKIP
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as tmp:
-        src, prep, dst = Path(tmp, "fp32.onnx"), Path(tmp, "prep.onnx"), Path(tmp, "int8.onnx")
-        src.write_bytes(fp32)
-        try:
-            quant_pre_process(str(src), str(prep), skip_symbolic_shape=True)
-        except Exception:  # pre-processing is an optimization; quantize the raw graph if it fails
-            prep = src
+        prep, dst = Path(tmp, "prep.onnx"), Path(tmp, "int8.onnx")
+        prep.write_bytes(preprocessed or preprocess_onnx(fp32))
         try:
             quantize_static(
                 str(prep), str(dst), _Reader(calibration),
                 quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=nodes_to_exclude or [],
             )  # fmt: skip
         except Exception as exc:
             raise ConversionError(
                 f"onnx:int8: ONNX Runtime quantization failed: {str(exc).splitlines()[0][:300]}"
             ) from None
         return dst.read_bytes()
+
+
+def onnx_layer_errors(
+    float_model: bytes, qdq_model: bytes, data: Feeds, layer_names: list[str], samples: int = 64
+) -> list[dict[str, Any]]:
+    """Per-tensor quantization error of a QDQ model with ONNX Runtime's ``qdq_loss_debug``, in graph order:
+    ``name`` (the float tensor), ``op`` (the node writing it; ``input`` for a graph input), ``snr_db`` (the
+    tensor before its QuantizeLinear against after its DequantizeLinear: the error quantizing it adds),
+    ``xmodel_snr_db`` (the float model's tensor against the QDQ model's: the error accumulated so far),
+    ``keras_layer``, and ``nodes``: what ``nodes_to_exclude`` keeps float for it (its writer, or an input's
+    readers). ``float_model`` is :func:`preprocess_onnx`'s graph.
+
+    Example:
+        >>> onnx_layer_errors(prep, int8, calibration, ["scale"])[0]["op"]  # doctest: +SKIP
+        'input'
+    """
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    from edgekit.converters.diagnose import keras_layer_of
+
+    n = min(count(data), samples)
+    subset = {k: v[:n] for k, v in data.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, blob in (("float", float_model), ("qdq", qdq_model)):
+            Path(tmp, f"{name}.onnx").write_bytes(blob)
+            paths[name] = str(Path(tmp, f"{name}_aug.onnx"))
+            modify_model_output_intermediate_tensors(str(Path(tmp, f"{name}.onnx")), paths[name])
+        float_acts = collect_activations(paths["float"], _Reader(subset))
+        qdq_acts = collect_activations(paths["qdq"], _Reader(subset))
+    errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
+    graph = onnx.load_from_string(float_model).graph
+    writer = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.name)
+    order = [i.name for i in graph.input] + [out for node in graph.node for out in node.output]
+    found = []
+    for name in sorted(errors, key=lambda t: order.index(t) if t in order else len(order)):
+        node = writer.get(name)
+        found.append({
+            "name": name, "op": node.op_type if node else "input",
+            "snr_db": round(float(np.clip(errors[name]["qdq_err"], -120, 120)), 2),
+            "xmodel_snr_db": round(float(np.clip(errors[name].get("xmodel_err", 120), -120, 120)), 2),
+            "keras_layer": keras_layer_of(node.name if node else name, layer_names),
+            "nodes": [node.name] if node else readers.get(name, []),
+        })  # fmt: skip
+    return found

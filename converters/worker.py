@@ -239,16 +239,25 @@ def _evaluation(src: Converted) -> Any:
     return ev
 
 
-def _mixed(src: Converted) -> bytes:
-    from edgekit.converters.mixed import search
+def _mixed(src: Converted, fmt: str) -> bytes:
+    """``tflite:mixed`` / ``onnx:mixed``: the search of :mod:`edgekit.converters.mixed`; its report into notes."""
+    from edgekit.converters.mixed import OnnxQuantizer, TFLiteQuantizer, search
 
     if src.calibration is None:
-        raise ConversionError("tflite:mixed needs calibration data (--calib)")
-    blob, report = search(
-        src.for_precision("mixed"), src.calibration, src.io, _evaluation(src), batch=src.job["batch"],
-        per_channel=src.job["int8_granularity"] == "per-channel",
-    )  # fmt: skip
-    src.notes["tflite:mixed"] = report
+        raise ConversionError(f"{fmt}:mixed needs calibration data (--calib)")
+    model = src.for_precision("mixed")
+    per_channel = src.job["int8_granularity"] == "per-channel"
+    if fmt == "tflite":
+        quantizer: Any = TFLiteQuantizer(
+            model, src.calibration, src.io, batch=src.job["batch"], per_channel=per_channel
+        )
+    else:
+        if src.onnx_fp32 is None:
+            src.onnx_fp32 = _onnx(src, "fp32")
+        names = [layer.name for layer in model._flatten_layers()]
+        quantizer = OnnxQuantizer(src.onnx_fp32, src.calibration, names, per_channel=per_channel)
+    blob, report = search(quantizer, _evaluation(src))
+    src.notes[f"{fmt}:mixed"] = report
     return blob
 
 
@@ -256,7 +265,7 @@ def _tflite(src: Converted, precision: str) -> bytes:
     from edgekit.converters.tflite import to_tflite
 
     if precision == "mixed":
-        return _mixed(src)
+        return _mixed(src, "tflite")
     job = src.job
     return to_tflite(
         src.for_precision(precision), precision, calibration=src.calibration, batch=job["batch"],
@@ -269,6 +278,8 @@ def _onnx(src: Converted, precision: str) -> bytes:
     from edgekit.converters.onnx import quantize_onnx, to_onnx
 
     job = src.job
+    if precision == "mixed":
+        return _mixed(src, "onnx")
     if precision == "fp32" or src.onnx_fp32 is None:
         src.onnx_fp32 = to_onnx(src.for_precision(precision), opset=job["opset"], batch=job["batch"], **src.io)
     if precision == "fp32":

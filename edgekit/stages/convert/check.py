@@ -82,7 +82,7 @@ def check_produced(
         try:
             entry = check_artifact(item.path, item.token, item.key, outcome["seconds"], data.x, data.reference, meta)
             if "search" in outcome:
-                entry = searched(entry, outcome["search"])
+                entry = searched(item.token, entry, outcome["search"])
             checked.artifacts.append(entry)
         except ConversionError as exc:
             failure = {"token": item.token, "error": str(exc), "cache_key": item.key, "crash": False}
@@ -95,18 +95,19 @@ def check_produced(
     return checked
 
 
-def searched(entry: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
-    """A ``tflite:mixed`` entry with what its search found (:mod:`edgekit.converters.mixed`); a search that
-    ended outside its budget fails the artifact, naming the closest candidate.
+def searched(token: str, entry: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """A ``tflite:mixed`` / ``onnx:mixed`` entry with what its search found (:mod:`edgekit.converters.mixed`); a
+    search that ended outside its budget fails the artifact, naming the closest candidate.
 
     Example:
-        >>> searched({"path": "m_mixed.tflite"}, {"float_layers": [], "budget": {}, "within_budget": True})
+        >>> searched("tflite:mixed", {"path": "m_mixed.tflite"}, {"float_layers": [], "budget": {},
+        ...          "within_budget": True})
         {'path': 'm_mixed.tflite', 'float_layers': [], 'budget': {}, 'search': {'within_budget': True}}
     """
     if not report["within_budget"]:
         layers = ", ".join(report["float_layers"]) or "none"
         raise ConversionError(
-            f"tflite:mixed: no candidate within the budget {report['budget']} after "
+            f"{token}: no candidate within the budget {report['budget']} after "
             f"{len(report.get('candidates', []))} tried; the closest (float layers: {layers}) breaks "
             + "; ".join(report["broken"])
         )

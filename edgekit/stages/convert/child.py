@@ -47,7 +47,7 @@ def convert_in_child(
         >>> results["tflite:fp32"]["ok"], meta["outputs"]  # doctest: +SKIP
         (True, ['score'])
     """
-    mixed = {"mixed": search_job(inputs, settings)} if any(p.token == MIXED for p in plan.todo) else {}
+    mixed = {"mixed": search_job(inputs, settings)} if any(p.token in MIXED for p in plan.todo) else {}
     files = _write_job(
         run, inputs, settings, [{"token": p.token, "path": str(p.path), "key": p.key} for p in plan.todo], **mixed
     )

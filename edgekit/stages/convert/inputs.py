@@ -37,7 +37,7 @@ class ConvertInputs:
     calib: Calibration
     run_task: dict[str, Any] = field(default_factory=dict)
     normal: Path | None = None  # anomaly detectors: the run's held-out normal inputs (thresholds)
-    test_split: Path | None = None  # a run's labelled test split: what tflite:mixed is measured on by default
+    test_split: Path | None = None  # a run's labelled test split: what the mixed tokens are measured on
     recipe_budgets: dict[str, float] = field(default_factory=dict)  # the run recipe's validate.budgets
     source_sha: str = ""
     calib_sha: str | None = None

@@ -70,7 +70,7 @@ def plan_conversion(run: RunDir, inputs: ConvertInputs, settings: ConvertSetting
             continue
         fmt, precision = token.split(":")
         path = run.root / f"{inputs.stem}_{precision}.{fmt}"
-        shaped_by = {**key_inputs, "search": search_job(inputs, settings)} if token == MIXED else key_inputs
+        shaped_by = {**key_inputs, "search": search_job(inputs, settings)} if token in MIXED else key_inputs
         key = _cache_key(shaped_by, token)
         old = earlier.get(token)
         if old and old.get("cache_key") == key and path.is_file() and sha256_file(path) == old.get("sha256"):

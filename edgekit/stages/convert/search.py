@@ -1,4 +1,5 @@
-"""What the ``tflite:mixed`` search in the worker measures against: the budget, the data, a scorer's normal data.
+"""What the ``tflite:mixed`` / ``onnx:mixed`` search in the worker measures against: the budget, the data, a
+scorer's normal data.
 
 The search itself (TensorFlow's side) is :mod:`edgekit.converters.mixed`; this is the parent's half: it
 decides the budget (flags, else the run recipe's ``validate.budgets``, else agreement >= 0.99) and the
@@ -18,11 +19,11 @@ from edgekit.common.io import sha256_file
 from edgekit.stages.convert.inputs import ConvertInputs
 from edgekit.stages.convert.settings import ConvertSettings
 
-MIXED = "tflite:mixed"
+MIXED = ("tflite:mixed", "onnx:mixed")
 
 
 def search_job(inputs: ConvertInputs, settings: ConvertSettings) -> dict[str, Any]:
-    """The worker job's ``mixed`` section; also the part of ``tflite:mixed``'s cache key the others lack.
+    """The worker job's ``mixed`` section; also the part of a mixed token's cache key the others lack.
 
     Example:
         >>> search_job(inputs, ConvertSettings())["budget_from"]  # doctest: +SKIP

@@ -20,17 +20,17 @@ from edgekit.errors import InputError
 EDGETPU = "edgetpu"
 TOKENS = (
     "tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "tflite:16x8", "tflite:mixed", "onnx:fp32",
-    "onnx:int8", EDGETPU,
+    "onnx:int8", "onnx:mixed", EDGETPU,
 )  # fmt: skip
 DEFAULT_WITH_CALIB = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "tflite:int8", "onnx:fp32", "onnx:int8")
 DEFAULT_WITHOUT_CALIB = ("tflite:fp32", "tflite:fp16", "tflite:dynamic", "onnx:fp32")
-NEEDS_CALIB = {"tflite:int8", "tflite:16x8", "tflite:mixed", "onnx:int8", EDGETPU}
+NEEDS_CALIB = {"tflite:int8", "tflite:16x8", "tflite:mixed", "onnx:int8", "onnx:mixed", EDGETPU}
 # Outputs made from another artifact after it is checked (target steps), never by the converter worker.
 TARGET_TOKENS = (EDGETPU,)
 # What ``edgekit run`` converts a trained model to when the recipe does not say.
 RUN_DEFAULT_TO = "tflite:fp32,tflite:int8,onnx:fp32"
 # Settings that do not shape an artifact's bytes, so they stay out of its cache key and the worker's job
-# (the budget and ``data`` shape only ``tflite:mixed``: they enter its key through its search job).
+# (the budget and ``data`` shape only the mixed tokens: they enter their key through the search job).
 BUDGET_FIELDS = ("max_accuracy_drop", "max_error", "min_agreement")
 NOT_IN_KEY = ("to", "custom_objects", "strict", "timeout", "data", *BUDGET_FIELDS)
 DEFAULT_MIXED_BUDGET = {"min_agreement": 0.99}  # top-1 / decision agreement, else cosine
@@ -45,7 +45,7 @@ class ConvertSettings:
     ``per-tensor`` (one scale per weight tensor: smaller files); ``task`` overrides the detected task
     (see :data:`edgekit.common.parity.TASKS`); ``strict`` makes an out-of-tolerance quantized artifact exit 3.
     ``data`` (an ``.npz`` with ``x`` and ``y``) and the budget fields (the meanings of ``edgekit validate``'s
-    flags) are what ``tflite:mixed`` searches against.
+    flags) are what ``tflite:mixed`` and ``onnx:mixed`` search against.
 
     Example:
         >>> ConvertSettings(int8_io="int4").check()
