@@ -296,20 +296,30 @@ PRODUCERS: dict[str, Callable[[Converted, str], bytes]] = {"tflite": _tflite, "o
 
 
 def _diagnose(src: Converted, tokens: list[str], result: dict[str, Any]) -> None:
-    """Per-layer quantization error of each ``tflite:int8`` / ``tflite:16x8`` token, into ``result["diagnoses"]``."""
+    """Per-layer quantization error of each ``tflite:int8`` / ``tflite:16x8`` (TFLite's debugger) and
+    ``onnx:int8`` (ONNX Runtime's ``qdq_loss_debug``) token, into ``result["diagnoses"]``."""
     from edgekit.converters.diagnose import debugged, layer_errors
+    from edgekit.converters.onnx import onnx_layer_errors, preprocess_onnx, quantize_onnx
 
     diagnoses = result.setdefault("diagnoses", {})
+    per_channel = src.job["int8_granularity"] == "per-channel"
     for token in tokens:
-        precision = token.split(":")[1]
+        fmt, precision = token.split(":")
         model = src.for_precision(precision)
+        names = [layer.name for layer in model._flatten_layers()]
         try:
+            if fmt == "onnx":
+                fp32 = src.onnx_fp32 or _onnx(src, "fp32")
+                prep = preprocess_onnx(fp32)
+                int8 = quantize_onnx(fp32, calibration=src.calibration, per_channel=per_channel, preprocessed=prep)
+                diagnoses[token] = onnx_layer_errors(prep, int8, src.calibration, names)
+                continue
             debugger = debugged(
-                model, src.calibration, precision=precision, batch=src.job["batch"],
-                per_channel=src.job["int8_granularity"] == "per-channel", **src.io,
+                model, src.calibration, precision=precision, batch=src.job["batch"], per_channel=per_channel,
+                **src.io,
             )  # fmt: skip
-            diagnoses[token] = layer_errors(debugger, [layer.name for layer in model._flatten_layers()])
-        except Exception as exc:  # the debugger is TFLite's; its failure costs the diagnosis, not the artifact
+            diagnoses[token] = layer_errors(debugger, names)
+        except Exception as exc:  # the debuggers are the back-ends'; a failure costs the diagnosis, not the artifact
             diagnoses[token] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"}
 
 

@@ -51,12 +51,13 @@ def _agreement(path: Path, val: np.lib.npyio.NpzFile) -> float:
 def test_mixed_keeps_only_the_layer_that_breaks_int8_float(raw_feature_classifier, tmp_path):
     folder = raw_feature_classifier
     out = tmp_path / "out"
+    tokens = "tflite:int8,tflite:mixed,onnx:int8,onnx:mixed"
     args = ("convert", str(folder / "clf.keras"), "--calib", str(folder / "calib.npy"), "--data",
-            str(folder / "val.npz"), "--to", "tflite:int8,tflite:mixed,onnx:mixed", "--out", str(out))  # fmt: skip
+            str(folder / "val.npz"), "--to", tokens, "--out", str(out))  # fmt: skip
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    int8, mixed, onnx_mixed = manifest["artifacts"]
+    int8, mixed, onnx_int8, onnx_mixed = manifest["artifacts"]
     val = np.load(folder / "val.npz")
     # full int8 is broken, and the diagnosis names the scaler: its SUB and MUL are the two worst layers
     assert int8["verdict"] == "out_of_tolerance" and _agreement(out / int8["path"], val) < 0.9
@@ -76,7 +77,8 @@ def test_mixed_keeps_only_the_layer_that_breaks_int8_float(raw_feature_classifie
         _agreement(out / int8["path"], val), abs=0.02
     )  # candidate 0 is full int8 (float I/O)
     assert mixed["search"]["latency_vs_full_int8"] > 0
-    # onnx:mixed finds the same layer through ONNX Runtime's qdq_loss_debug and nodes_to_exclude
+    # ONNX: the diagnosis (ONNX Runtime's qdq_loss_debug) names the same layer, and onnx:mixed keeps it float
+    assert onnx_int8["verdict"] == "out_of_tolerance" and onnx_int8["worst_layers"][0]["keras_layer"] == "scale"
     assert onnx_mixed["float_layers"] == ["scale"] and _agreement(out / onnx_mixed["path"], val) >= 0.99
     assert min(onnx_mixed["search"]["layer_errors"], key=lambda e: e["snr_db"])["keras_layer"] == "scale"
 
@@ -85,18 +87,19 @@ def test_mixed_keeps_only_the_layer_that_breaks_int8_float(raw_feature_classifie
     assert validated.returncode == 4, validated.stderr
     report = json.loads((out / "validate" / "report.json").read_text())
     broken = {b["artifact"] for b in report["budgets_broken"]}
-    assert broken == {int8["path"]}, report["budgets_broken"]
+    assert broken == {int8["path"], onnx_int8["path"]}, report["budgets_broken"]
     assert report["layer_errors"][int8["path"]]["worst"][0]["keras_layer"] == "scale"
     page = (out / "validate" / "report.html").read_text()
     assert "Per-layer quantization error" in page and 'id="layer_errors"' in page
     cells = [(r["precision"], r["latency_ms"]["p50"]) for r in report["results"]]
-    assert sorted(p for p, _ in cells) == ["int8", "mixed", "mixed"] and all(ms > 0 for _, ms in cells)
+    assert sorted(p for p, _ in cells) == ["int8", "int8", "mixed", "mixed"] and all(ms > 0 for _, ms in cells)
 
     # an impossible budget: the bounded search ends outside it, names the closest candidate, exits 3, ships nothing
     failed = run_cli(*args, "--max-accuracy-drop", "-0.5")
     assert failed.returncode == 3 and "tflite:mixed: no candidate within the budget" in failed.stderr, failed.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [a["precision"] for a in manifest["artifacts"]] == ["int8"] and manifest["artifacts"][0]["reused"]
+    assert [a["precision"] for a in manifest["artifacts"]] == ["int8", "int8"]
+    assert all(a["reused"] for a in manifest["artifacts"])
     assert not (out / mixed["path"]).exists() and not (out / onnx_mixed["path"]).exists()
     search = manifest["failed"][0]["search"]
     assert not search["within_budget"] and 1 < len(search["candidates"]) <= 12

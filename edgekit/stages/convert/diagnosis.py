@@ -1,7 +1,8 @@
 """Why a quantized artifact is out of tolerance: the error each layer adds, named by Keras layer.
 
 For every TFLite int8 / 16x8 artifact that missed its tolerance, the worker runs TFLite's quantization
-debugger on the calibration data (:mod:`edgekit.converters.diagnose`) and the artifact's entry gets
+debugger on the calibration data (:mod:`edgekit.converters.diagnose`) — for ONNX int8, ONNX Runtime's
+``qdq_loss_debug`` (:func:`edgekit.converters.onnx.onnx_layer_errors`) — and the artifact's entry gets
 ``layer_errors`` (graph order: ``name``, ``op``, ``snr_db``, ``rmse_over_scale``, ``keras_layer``) and
 ``worst_layers`` (the three lowest SNRs), and its warning names them.
 
@@ -19,7 +20,7 @@ from edgekit.stages.convert.child import diagnose_in_child
 from edgekit.stages.convert.inputs import ConvertInputs
 from edgekit.stages.convert.settings import ConvertSettings
 
-DIAGNOSED = ("tflite:int8", "tflite:16x8")
+DIAGNOSED = ("tflite:int8", "tflite:16x8", "onnx:int8")
 WORST = 3
 
 
