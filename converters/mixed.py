@@ -216,7 +216,6 @@ def search(quantizer: Any, ev: Evaluation) -> tuple[bytes, dict[str, Any]]:
         >>> report["candidates"][0]["float_layers"]  # doctest: +SKIP
         []
     """
-    start = time.perf_counter()
     errors = quantizer.errors
     ranked, tensors = ranked_units(errors, quantizer.handles)
     tried: dict[frozenset[str], Candidate] = {}
@@ -272,7 +271,6 @@ def search(quantizer: Any, ev: Evaluation) -> tuple[bytes, dict[str, Any]]:
         "full_int8": {"latency_ms": full.latency_ms, "size_bytes": len(full.blob), "figures": full.figures},
         "latency_vs_full_int8": round(chosen.latency_ms / full.latency_ms, 3) if full.latency_ms else None,
         "candidates": [c.summary() for c in tried.values()],
-        "search_seconds": round(time.perf_counter() - start, 2),
         "layer_errors": errors,
         "quantized_alone": [] if full.within_budget else _alone(quantizer, ranked, tensors, ev),
         "io": "float32 inputs and outputs (QUANTIZE / DEQUANTIZE inside)",

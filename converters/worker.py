@@ -245,6 +245,7 @@ def _mixed(src: Converted, fmt: str) -> bytes:
 
     if src.calibration is None:
         raise ConversionError(f"{fmt}:mixed needs calibration data (--calib)")
+    start = time.perf_counter()
     model = src.for_precision("mixed")
     per_channel = src.job["int8_granularity"] == "per-channel"
     if fmt == "tflite":
@@ -257,6 +258,7 @@ def _mixed(src: Converted, fmt: str) -> bytes:
         names = [layer.name for layer in model._flatten_layers()]
         quantizer = OnnxQuantizer(src.onnx_fp32, src.calibration, names, per_channel=per_channel)
     blob, report = search(quantizer, _evaluation(src))
+    report["search_seconds"] = round(time.perf_counter() - start, 2)  # calibration and layer errors included
     src.notes[f"{fmt}:mixed"] = report
     return blob
 
