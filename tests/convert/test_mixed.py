@@ -72,6 +72,8 @@ def test_mixed_keeps_only_the_layer_that_breaks_int8_float(raw_feature_classifie
     # the scaler quantized alone (everything else float) reproduces the whole loss; the other layers alone do not
     alone = {a["layer"]: a for a in mixed["search"]["quantized_alone"]}
     assert not alone["scale"]["within_budget"] and all(a["within_budget"] for k, a in alone.items() if k != "scale")
+    loss = mixed["search"]["loss"]
+    assert loss["kind"] == "concentrated" and loss["layers"][0] == "scale", loss
     first = mixed["search"]["candidates"][0]
     assert first["float_layers"] == [] and first["figures"]["probs:top1_agreement"] == pytest.approx(
         _agreement(out / int8["path"], val), abs=0.02
