@@ -179,6 +179,7 @@ class Converted:
     job: dict[str, Any]
     onnx_fp32: bytes | None = None  # made once, quantized by onnx:int8
 
+    files: WorkerFiles | None = None  # the job's hand-off files (reference outputs, meta)
     notes: dict[str, dict[str, Any]] = field(default_factory=dict)  # what a producer reports beside its bytes
 
     def for_precision(self, precision: str) -> Any:
@@ -214,7 +215,8 @@ def _evaluation(src: Converted) -> Any:
 
     spec, job = src.job["mixed"], src.job
     names, outputs = [s.name for s in src.io["inputs"]], src.io["outputs"]
-    files = WorkerFiles(Path(job["job_path"]).parent)
+    files = src.files
+    assert files is not None
     if spec.get("data"):
         try:
             feeds, labels = _labelled_npz(Path(spec["data"]), names, outputs)
@@ -328,10 +330,10 @@ def _diagnose(src: Converted, tokens: list[str], result: dict[str, Any]) -> None
 def run(job_path: Path) -> int:
     """Produce every artifact of the job not yet in ``result.json``; 0 when done, 3 on a fatal error."""
     files = WorkerFiles(job_path.parent)
-    job = {**json.loads(job_path.read_text()), "job_path": str(job_path)}
+    job = json.loads(job_path.read_text())
     result: dict[str, Any] = json.loads(files.result.read_text()) if files.result.is_file() else {"artifacts": {}}
     try:
-        src = Converted(*prepare(job, files), job)
+        src = Converted(*prepare(job, files), job, files=files)
     except EdgekitError as exc:
         result["fatal"] = {"message": str(exc), "exit_code": exc.exit_code}
         write_json(files.result, result)

@@ -92,6 +92,12 @@ def test_breast_cancer_detector_auc_and_run_chain(tmp_path):
     assert validated["budgets_broken"] == []
     assert (tmp_path / "ae" / "validate" / "report.html").stat().st_size > 10_000
     _standardized_outside_and_shipped_to_coral_in_int8(tmp_path / "ae", tmp_path / "coral")
+    # tflite:mixed of the run: the recipe's budget, the test split, each candidate at its own threshold
+    mixed = convert(tmp_path / "ae", tmp_path / "mixed", to="tflite:mixed", calib=tmp_path / "ae" / "calib.npy")
+    entry = mixed["artifacts"][0]
+    assert entry["budget"] == {"max_accuracy_drop": 0.02, "min_agreement": 0.95} and entry["float_layers"] == []
+    assert entry["search"]["evaluated_on"].endswith("test.npz") and entry["search"]["threshold"] > 0
+    assert entry["search"]["figures"]["score:decision_agreement"] >= 0.95, entry["search"]["figures"]
 
 
 def _standardized_outside_and_shipped_to_coral_in_int8(run_dir: Path, out: Path) -> None:
