@@ -36,6 +36,17 @@ UNROLLABLE = {"GRU", "SimpleRNN"}  # their int8 calibration runs a WHILE loop th
 MERGE_OPS = {"Add", "Subtract", "Multiply", "Maximum", "Minimum"}  # keras.ops on two tensors → tf_keras merge layers
 ACTIVATION_ALIASES = {"hard_swish": "hard_silu"}
 GELU_APPROXIMATE = "gelu_approximate"  # what `keras.ops.gelu` (approximate=True) is, though it serializes as "gelu"
+MASK_OPS = {"NotEqual", "Any"}  # what Keras 3 records for Embedding(mask_zero=True) and Masking's compute_mask
+MASKING_LAYERS = {"Embedding", "Masking"}
+
+
+class _Mask:
+    """Stands in for a Keras 3 mask node: tf_keras derives the same mask itself (Embedding / Masking set
+    ``_keras_mask`` on their output and every mask-aware layer after them receives it), so a ``mask=`` argument
+    holding one is dropped. Used as a value instead, it is refused."""
+
+    def __init__(self, op_name: str) -> None:
+        self.op_name = op_name
 
 
 def _keras3_activations() -> dict[str, Any]:
@@ -103,11 +114,13 @@ def _activation(value: Any, where: str) -> Any:
     return KERAS3_ACTIVATIONS.get(name, name)
 
 
-def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any, unroll: bool = False) -> dict[str, Any]:
+def _clean_config(
+    layer_cls: type, config: dict[str, Any], tf_keras: Any, unroll: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Keep the keys the tf_keras class accepts; drop initializers; float32 policies; Keras 3 activations; clean
     wrapped layers too.
 
-    ``unroll`` unrolls GRU and SimpleRNN layers over their (static) time steps.
+    ``unroll`` names the recurrent classes to unroll over their (static) time steps.
     """
     accepted = set(inspect.signature(layer_cls.__init__).parameters) | BASE_LAYER_KEYS
     clean = {}
@@ -123,9 +136,36 @@ def _clean_config(layer_cls: type, config: dict[str, Any], tf_keras: Any, unroll
             inner = _clean_config(inner_cls, value["config"], tf_keras, unroll)
             value = {"class_name": value["class_name"], "config": inner}
         clean[key] = value
-    if unroll and layer_cls.__name__ in UNROLLABLE:
+    if layer_cls.__name__ in unroll:
         clean["unroll"] = True
     return clean
+
+
+def padding_value(model: Any) -> float | None:
+    """The value a masked model skips (0 for ``Embedding(mask_zero=True)``, Masking's ``mask_value``), else None.
+
+    Example:
+        >>> padding_value(text_classifier)  # doctest: +SKIP
+        0.0
+    """
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if type(layer).__name__ == "Embedding" and layer.mask_zero:
+            return 0.0
+        if type(layer).__name__ == "Masking":
+            return float(layer.mask_value)
+    return None
+
+
+def unrolled_classes(model: Any) -> set[str]:
+    """The recurrent classes in ``model`` whose int8 conversion needs them unrolled: GRU and SimpleRNN, and LSTM
+    when the model is masked (a masked LSTM does not fuse; it stays a WHILE loop, which calibration crashes on).
+
+    Example:
+        >>> unrolled_classes(text_classifier)  # doctest: +SKIP
+        {'LSTM'}
+    """
+    classes = UNROLLABLE | ({"LSTM"} if padding_value(model) is not None else set())
+    return {type(layer).__name__ for layer in model._flatten_layers()} & classes
 
 
 def _is_functional(layer: Any) -> bool:
@@ -162,6 +202,8 @@ def _op_twin(op: Any, tf_keras: Any) -> Any:
         return ConversionError(f"the tf_keras bridge cannot rebuild operation {op.name!r} ({name}): {why}")
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        if name in MASK_OPS:  # checked where it is used: only as a layer's `mask=` argument
+            return _Mask(op.name)
         if kwargs or len(args) != 2:
             raise refuse("no tf_keras equivalent")
         tensors = [not isinstance(a, (int, float, np.number, np.ndarray)) for a in args]  # tf_keras KerasTensors
@@ -217,7 +259,7 @@ def _custom_layer_twin(layer: Any, tf_keras: Any) -> Any:
     return Keras3Layer(layer)
 
 
-def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: bool = False) -> Any:
+def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: frozenset[str] = frozenset()) -> Any:
     """The tf_keras twin of one Keras 3 layer (nested models bridged recursively; ``keras.ops`` nodes replayed)."""
     import keras
 
@@ -244,7 +286,9 @@ def _twin(layer: Any, made: dict[int, Any], tf_keras: Any, unroll: bool = False)
     return twin
 
 
-def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any, flatten: bool = False, unroll: bool = False) -> Any:
+def _rebuild(
+    model: Any, made: dict[int, Any], tf_keras: Any, flatten: bool = False, unroll: frozenset[str] = frozenset()
+) -> Any:
     """Replay ``model``'s graph on tf_keras inputs; nested models become nested twins, or are inlined (``flatten``)."""
     graph = getattr(model, "_functional", None) or model
     if not hasattr(graph, "_run_through_graph"):
@@ -267,6 +311,16 @@ def _rebuild(model: Any, made: dict[int, Any], tf_keras: Any, flatten: bool = Fa
         # Keras 3 records the resolved `training` flag (often False) on each node; baked into a tf_keras graph it
         # would pin layers to one mode, e.g. TFMOT's pruning wrapper never updating an LSTM's masks.
         kwargs.pop("training", None)
+        if isinstance(kwargs.get("mask"), _Mask):
+            kwargs.pop("mask")  # tf_keras passes the Embedding / Masking twin's own mask
+        for value in [*args, *kwargs.values()]:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, _Mask):
+                    raise ConversionError(
+                        f"the tf_keras bridge cannot rebuild operation {item.op_name!r}: a mask used as a value "
+                        f"(by {getattr(op, 'name', op)!r}); only masks that Embedding(mask_zero=True) or Masking "
+                        "pass to the layers after them are rebuilt"
+                    )
         return op(*args, **kwargs)
 
     outputs = graph._run_through_graph(inputs if len(inputs) > 1 else inputs[0], operation_fn=operation, call_fn=call)
@@ -322,8 +376,9 @@ def to_tf_keras(
 
     ``flatten`` inlines nested models (a MobileNet base inside a transfer
     model) so every layer is top-level, as TFMOT needs. ``unroll`` unrolls
-    GRU and SimpleRNN layers (static sequence length only): the route their
-    int8 conversion survives. Raises
+    GRU and SimpleRNN layers, and the LSTMs of a masked model (static sequence
+    length only): the route their int8 conversion survives. A masked model's
+    parity is also checked on the sample padded over its second half. Raises
     :class:`ConversionError` naming the layer it cannot rebuild, or when
     parity exceeds 1e-4 relative to max(1, |output|).
 
@@ -335,11 +390,17 @@ def to_tf_keras(
     import tf_keras
 
     made: dict[int, Any] = {}
-    legacy = _rebuild(model, made, tf_keras, flatten, unroll)
+    mask_value = padding_value(model)
+    legacy = _rebuild(model, made, tf_keras, flatten, frozenset(unrolled_classes(model) if unroll else ()))
     _copy_weights(model, made)
     if sample is None:
         rng = np.random.default_rng(0)
         sample = [rng.standard_normal([d or 2 for d in t.shape]).astype(np.float32) for t in model.inputs]
+    if mask_value is not None:  # the mask must mean the same in both graphs: pad the sample's second half too
+        padded = [np.array(x) for x in sample]
+        for x in padded:
+            x[:, x.shape[1] // 2 :] = mask_value
+        sample = [np.concatenate(pair) for pair in zip(sample, padded, strict=True)]
     feed = sample if len(sample) > 1 else sample[0]
     diff = _check_parity(
         model(feed, training=False), legacy(feed, training=False), PARITY_ATOL,

@@ -83,9 +83,10 @@ def _unrolled(model: Any, sample: list[np.ndarray], meta: dict[str, Any]) -> Any
     calibrator, in tf_keras and Keras 3 alike); unrolled, they convert to
     plain int8 ops. An open sequence length cannot be unrolled: refused.
     """
-    from edgekit.converters.bridge import UNROLLABLE, to_tf_keras
+    from edgekit.converters.bridge import to_tf_keras, unrolled_classes
 
-    recurrent = [layer for layer in model._flatten_layers() if type(layer).__name__ in UNROLLABLE]
+    classes = unrolled_classes(model)
+    recurrent = [layer for layer in model._flatten_layers() if type(layer).__name__ in classes]
     steps = []
     for layer in recurrent:
         try:
@@ -114,13 +115,12 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     (``inputs`` / ``outputs``), which every artifact must carry.
     """
     from edgekit.common.calibration import count, load_calibration, split_sample, value_ranges, with_excursions
-    from edgekit.converters.bridge import UNROLLABLE, to_tf_keras
+    from edgekit.converters.bridge import padding_value, to_tf_keras, unrolled_classes
     from edgekit.converters.source import (
         as_float32,
         detect_task,
         input_specs,
         is_recurrent,
-        layer_classes,
         load_keras,
         output_names,
     )  # fmt: skip
@@ -157,10 +157,12 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     converted = model
     if is_recurrent(model):
         converted, diff = to_tf_keras(model, [check[name][:8] for name in names])
-        meta.update(route="tf_keras bridge (fused LSTM)", bridge_max_abs_diff=diff)
+        masked = padding_value(model) is not None  # the fused kernel has no mask: a masked LSTM stays a loop
+        route = "tf_keras bridge (masked: recurrent loop)" if masked else "tf_keras bridge (fused LSTM)"
+        meta.update(route=route, bridge_max_abs_diff=diff)
         tokens = {a["token"] for a in job["artifacts"]} | set(job.get("diagnose", []))
         quantized = tokens & {"tflite:int8", "tflite:16x8", "tflite:mixed"}
-        if quantized and layer_classes(model) & UNROLLABLE:
+        if quantized and unrolled_classes(model):
             converted = {"float": converted, "quantized": _unrolled(model, [check[name][:8] for name in names], meta)}
     arrays = {f"x:{k}": v for k, v in check.items()}
     arrays.update({f"y:{k}": y for k, y in zip(meta["outputs"], reference, strict=True)})

@@ -169,3 +169,40 @@ def application_classifier(path: Path, family: str, size: int = 32, classes: int
     model.fit(x, y, epochs=2, batch_size=32, verbose=0)
     model.save(path)
     return path, x
+
+
+def padded_digit_tokens(seed: int = 0, length: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each digit's 64 pixels as tokens 1..17, placed at a random offset in ``length`` steps of padding (0).
+
+    Returns the padded tokens, the labels and the offsets.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    offsets = rng.integers(0, length - 64 + 1, len(digits.target))
+    tokens = np.zeros((len(digits.target), length), np.int32)
+    for row, (pixels, offset) in enumerate(zip(digits.data.astype(np.int32) + 1, offsets, strict=True)):
+        tokens[row, offset : offset + 64] = pixels
+    return tokens, digits.target.astype(np.int64), offsets
+
+
+def masked_token_lstm(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The textbook masked sequence classifier: ``Embedding(mask_zero=True) → LSTM → Dense`` on padded tokens.
+
+    Returns the saved path, the padded tokens and the labels.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    tokens, labels, _ = padded_digit_tokens()
+    model = keras.Sequential([
+        keras.Input((tokens.shape[1],), dtype="int32", name="tokens"),
+        keras.layers.Embedding(18, 8, mask_zero=True),
+        keras.layers.LSTM(24),
+        keras.layers.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(tokens, labels, epochs=4, batch_size=64, verbose=0)
+    model.save(path)
+    return path, tokens, labels
