@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ import numpy as np
 from edgekit.common.parity import TASKS
 from edgekit.errors import InputError
 from edgekit.runtime.specs import TensorSpec
+
+log = logging.getLogger(__name__)
 
 RECURRENT = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}
 
@@ -65,9 +69,44 @@ def load_keras(path: str | Path, *, custom_objects: str | Path | None = None, un
 
     objects = custom_objects_from(custom_objects)
     try:
-        return keras.models.load_model(p, custom_objects=objects, compile=False, safe_mode=not unsafe)
+        model = keras.models.load_model(p, custom_objects=objects, compile=False, safe_mode=not unsafe)
     except Exception as exc:
         raise InputError(_explain_load_error(path, exc)) from None
+    return as_functional(model)
+
+
+def as_functional(model: Any) -> Any:
+    """A subclassed ``keras.Model`` called once on inputs made from its build config, as a functional model.
+
+    Inputs are named after the parameters of its ``call`` (one named input per key when it was built on a
+    dict), the output after the model (or the keys of the dict it returns). Functional and Sequential models
+    are returned as they are. Integer inputs cannot be told from the build config: they become float32.
+
+    Example:
+        >>> [t.name for t in as_functional(load_keras("tiny.keras")).inputs]  # doctest: +SKIP
+        ['inputs']
+    """
+    import keras
+
+    if hasattr(getattr(model, "_functional", None) or model, "_run_through_graph"):
+        return model
+    shape = (model.get_build_config() or {}).get("input_shape")
+    if shape is None:
+        raise InputError(
+            f"{model.name!r} is a subclassed model ({type(model).__name__}) saved before it was built: call it "
+            "once on a batch (or build it) before saving"
+        )
+    params = [n for n in inspect.signature(model.call).parameters if n not in ("training", "mask", "kwargs")]
+    if isinstance(shape, dict):
+        inputs: Any = {k: keras.Input(batch_shape=tuple(v), name=k) for k, v in shape.items()}
+    elif shape and isinstance(shape[0], (list, tuple)):  # several positional inputs
+        names = params if len(params) == len(shape) else [f"input_{i}" for i in range(len(shape))]
+        inputs = [keras.Input(batch_shape=tuple(v), name=n) for v, n in zip(shape, names, strict=True)]
+    else:
+        inputs = keras.Input(batch_shape=tuple(shape), name=params[0] if params else "inputs")
+    outputs = model(*inputs) if isinstance(inputs, list) else model(inputs)
+    log.info("subclassed model %r (%s) wrapped as a functional model", model.name, type(model).__name__)
+    return keras.Model(inputs, outputs, name=model.name)
 
 
 def load_saved_model(path: str | Path) -> Any:
@@ -236,6 +275,9 @@ def output_kind(model: Any, index: int) -> tuple[str, str]:
         return "classifier", f"softmax over {units} classes"
     if activation == "sigmoid":
         return "binary-classifier", f"sigmoid over {units} unit(s)"
+    history = getattr(model.outputs[index], "_keras_history", None)
+    if history and not activation and not hasattr(history[0], "_run_through_graph") and hasattr(history[0], "layers"):
+        return "regressor", f"activation hidden inside subclassed model {history[0].name!r} (--task to say otherwise)"
     return "regressor", f"{activation or 'no'} activation"
 
 

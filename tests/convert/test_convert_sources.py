@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgekit.inspection import inspect_model
+from edgekit.runtime import load
 from edgekit.stages.convert import convert
 from tests import keras_models
 from tests.helpers import by_token, run_cli
@@ -127,3 +128,55 @@ def test_op_without_tflite_builtin_is_named_and_select_tf_ops_offered(tmp_path):
     assert "CUSTOM:FlexMatrixDeterminant" in inspect_model(tmp_path / "flex" / art["path"])["op_histogram"]
     # LiteRT's pip wheel has no Flex delegate: the parity check says so instead of passing silently.
     assert "unavailable" in art["parity"], art["parity"]
+
+
+SUBCLASSED_MODEL = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="demo")
+class TinyClassifier(keras.Model):
+    def __init__(self, units=16, classes=10, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.classes = units, classes
+        self.hidden = keras.layers.Dense(units, activation="relu", name="hidden")
+        self.head = keras.layers.Dense(classes, activation="softmax", name="probs")
+
+    def call(self, pixels):
+        return self.head(self.hidden(pixels))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "classes": self.classes}
+"""
+
+
+def test_subclassed_model_converts_with_its_call_names(tmp_path):
+    """Issue 20: a registered `keras.Model` subclass crashed the converter ('no attribute inputs'); it is called
+    once on inputs made from its build config, so its input is named after `call`'s parameter."""
+    from sklearn.datasets import load_digits
+
+    (tmp_path / "tiny.py").write_text(SUBCLASSED_MODEL)
+    namespace: dict = {}
+    exec(SUBCLASSED_MODEL, namespace)
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype(np.float32), digits.target
+    model = namespace["TinyClassifier"](name="tiny")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=5, verbose=0)
+    model.save(tmp_path / "tiny.keras")
+    np.save(tmp_path / "calib.npy", x[:300])
+    args = ("convert", str(tmp_path / "tiny.keras"), "--custom-objects", str(tmp_path / "tiny.py"), "--json")
+    res = run_cli(*args, "--calib", str(tmp_path / "calib.npy"), "--task", "classifier",
+                  "--to", "tflite:fp32,tflite:int8,onnx:fp32", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads(res.stdout)
+    assert [i["name"] for i in manifest["conversion"]["inputs"]] == ["pixels"]
+    assert manifest["conversion"]["outputs"] == ["tiny"]
+    expected = np.asarray(model(x[-200:]))  # rows after the calibration sample
+    for art in manifest["artifacts"]:
+        got = load(tmp_path / "run" / art["path"]).run({"pixels": x[-200:]})[0]
+        assert art["verdict"] == "pass", art
+        if "int8" in art["path"]:  # measured 1.0
+            assert np.mean(got.argmax(1) == expected.argmax(1)) >= 0.95, art["path"]
+        else:
+            assert np.abs(got - expected).max() <= 1e-5, art["path"]
