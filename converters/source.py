@@ -109,6 +109,84 @@ def as_functional(model: Any) -> Any:
     return keras.Model(inputs, outputs, name=model.name)
 
 
+def with_outputs(model: Any, names: str | None) -> Any:
+    """The model ending at the outputs of the named layers (``--outputs z_mean,z_log_var``); as it is without names.
+
+    Example:
+        >>> with_outputs(vae, "z_mean").output_names  # doctest: +SKIP
+        ['z_mean']
+    """
+    if not names:
+        return model
+    import keras
+
+    outputs = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        try:
+            outputs.append(model.get_layer(name).output)
+        except (ValueError, AttributeError) as exc:
+            known = ", ".join(layer.name for layer in model.layers[:12])
+            raise InputError(f"--outputs: no single output of a layer {name!r} in {model.name!r} ({known}, ...)") from (
+                exc
+            )
+    return keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
+
+
+def _layer_outputs(model: Any) -> tuple[list[str], list[Any]]:
+    """Every top-level layer that has one output, with that output (shared layers have several: skipped)."""
+    names, tensors = [], []
+    for layer in model.layers:
+        try:
+            tensor = layer.output
+        except (ValueError, AttributeError):
+            continue
+        if not isinstance(tensor, (list, tuple, dict)) and type(layer).__name__ != "InputLayer":
+            names.append(layer.name)
+            tensors.append(tensor)
+    return names, tensors
+
+
+def refuse_random_inference(model: Any, feeds: list[np.ndarray]) -> None:
+    """Refuse a model that draws random numbers at inference (a VAE's sampling layer): no artifact can be checked
+    against one draw. Two runs on the same inputs must agree; otherwise the first layer whose output differs is
+    named, with the deterministic layers before it to pass to ``--outputs``.
+
+    Example:
+        >>> refuse_random_inference(vae, [x])  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: layer 'sampling' (Sampling) draws random numbers at inference ...
+    """
+    import keras
+
+    feed = feeds if len(feeds) > 1 else feeds[0]
+    first, second = (model(feed, training=False) for _ in range(2))
+    first, second = (keras.tree.flatten(o) for o in (first, second))
+    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(first, second, strict=True))
+    if diff == 0.0:
+        return
+    names, tensors = _layer_outputs(model)
+    culprit, before = None, []
+    if tensors:
+        probe = keras.Model(model.inputs, tensors)
+        runs = [keras.tree.flatten(probe(feed, training=False)) for _ in range(2)]
+        for name, a, b in zip(names, *runs, strict=True):
+            if np.array_equal(np.asarray(a), np.asarray(b)):
+                continue
+            culprit = model.get_layer(name)
+            before = [t._keras_history[0].name for t in keras.tree.flatten(culprit._inbound_nodes[0].input_tensors)]
+            break
+    what = f"layer {culprit.name!r} ({type(culprit).__name__})" if culprit else f"model {model.name!r}"
+    advice = (
+        f"convert its deterministic path with --outputs {','.join(before)}" if before
+        else "convert a deterministic path with --outputs LAYER"
+    )  # fmt: skip
+    raise InputError(
+        f"{what} draws random numbers at inference (two runs on the same input differ by up to {diff:.3g}), so no "
+        f"artifact can be checked against it: {advice}, and draw the noise in the app"
+    )
+
+
 def load_saved_model(path: str | Path) -> Any:
     """A single-input SavedModel as a Keras 3 model: one layer calling its ``serve`` or ``serving_default`` endpoint.
 

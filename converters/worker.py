@@ -123,13 +123,16 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         is_recurrent,
         load_keras,
         output_names,
+        refuse_random_inference,
+        with_outputs,
     )  # fmt: skip
 
     if any(art["token"].startswith("onnx:") for art in job["artifacts"]):
         from edgekit.converters.onnx import check_opset
 
         check_opset(job["opset"])
-    model = as_float32(load_keras(job["source"], custom_objects=job.get("custom_objects"), unsafe=job["unsafe"]))
+    model = load_keras(job["source"], custom_objects=job.get("custom_objects"), unsafe=job["unsafe"])
+    model = as_float32(with_outputs(model, job.get("outputs")))
     specs = input_specs(model)
     names = [s.name for s in specs]
     task = detect_task(model, given=job.get("task"), run_task=job.get("run_task"))
@@ -147,6 +150,7 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         meta["warnings"] = _calibration_warnings(model, meta["calibration_ranges"])
     if check is None:
         check = _random_feeds(model, specs, job["check_samples"])
+    refuse_random_inference(model, [check[name][:8] for name in names])
     reference = _predict(model, check, names)
     meta.update(
         route="keras3",

@@ -41,6 +41,11 @@ from edgekit.common.parity import TASKS
     help="Weight scales of int8 artifacts: per output channel (accurate) or per tensor (smaller).",
 )
 @custom_objects_option
+@click.option(
+    "--outputs",
+    default=None,
+    help="Comma-separated layer names: convert the model ending at their outputs (e.g. a VAE's z_mean).",
+)
 @click.option("--unsafe", is_flag=True, help="Turn Keras safe_mode off (loads Lambda layers: trusted files only).")
 @click.option("--allow-select-tf-ops", is_flag=True, help="Keep ops TFLite builtins lack as TensorFlow ops.")
 @click.option(

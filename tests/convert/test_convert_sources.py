@@ -180,3 +180,61 @@ def test_subclassed_model_converts_with_its_call_names(tmp_path):
             assert np.mean(got.argmax(1) == expected.argmax(1)) >= 0.95, art["path"]
         else:
             assert np.abs(got - expected).max() <= 1e-5, art["path"]
+
+
+SAMPLING_LAYER = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="demo")
+class Sampling(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        noise = keras.random.normal(keras.ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + keras.ops.exp(0.5 * z_log_var) * noise
+"""
+
+
+def test_random_ops_at_inference_are_refused_with_the_deterministic_path(tmp_path):
+    """Issue 20: a VAE's sampling layer failed TFLite with a resource-variable message and baked one draw of noise
+    into ONNX. It is refused in seconds, naming the layer and the `--outputs` that convert its mean path."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    (tmp_path / "sampling.py").write_text(SAMPLING_LAYER)
+    namespace: dict = {}
+    exec(SAMPLING_LAYER, namespace)
+    x = (load_digits().data / 16.0).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    pixels = keras.Input((64,), name="pixels")
+    hidden = keras.layers.Dense(32, activation="relu", name="encoder")(pixels)
+    z_mean, z_log_var = keras.layers.Dense(4, name="z_mean")(hidden), keras.layers.Dense(4, name="z_log_var")(hidden)
+    z = namespace["Sampling"](name="sampling")([z_mean, z_log_var])
+    decoded = keras.layers.Dense(64, activation="sigmoid", name="decoded")(keras.layers.Dense(32, "relu")(z))
+    vae = keras.Model(pixels, decoded, name="vae")
+    vae.compile("adam", "mse")
+    vae.fit(x, x, epochs=2, verbose=0)
+    vae.save(tmp_path / "vae.keras")
+    np.save(tmp_path / "calib.npy", x[:300])
+    args = ("convert", str(tmp_path / "vae.keras"), "--custom-objects", str(tmp_path / "sampling.py"),
+            "--calib", str(tmp_path / "calib.npy"), "--to", "tflite:fp32,tflite:int8,onnx:fp32", "--json")  # fmt: skip
+    res = run_cli(*args, "--out", str(tmp_path / "refused"))
+    ours = [line for line in res.stderr.splitlines() if line.startswith("edgekit:")]
+    assert res.returncode == 2 and len(ours) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "layer 'sampling' (Sampling) draws random numbers at inference" in res.stderr
+    assert "--outputs z_mean,z_log_var" in res.stderr and not (tmp_path / "refused").exists()
+    res = run_cli(*args, "--outputs", "z_mean,z_log_var", "--out", str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads(res.stdout)
+    assert manifest["conversion"]["outputs"] == ["z_mean", "z_log_var"]
+    expected = keras.Model(pixels, [z_mean, z_log_var])(x[-100:])
+    for art in manifest["artifacts"]:
+        got = load(tmp_path / "run" / art["path"]).run(x[-100:])
+        for g, e in zip(got, expected, strict=True):
+            e = np.asarray(e)
+            tolerance = 0.05 * np.ptp(e) if "int8" in art["path"] else 1e-5  # int8: measured 0.10 over a range of 9
+            assert np.abs(g - e).max() <= tolerance, (art["path"], np.abs(g - e).max(), np.ptp(e))

@@ -24,10 +24,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit.errors import EdgekitError
 from edgekit.rundir import Record, RunDir
 from edgekit.stages.convert.check import Checked, check_produced, out_of_tolerance
 from edgekit.stages.convert.child import convert_in_child
@@ -72,10 +74,16 @@ def convert(
     inputs = resolve_inputs(source, calib)
     tokens = settings.tokens(has_calib=calib is not None)
     settings.check()
+    created = not Path(out).exists()
     run = RunDir(out).prepare()
-    inputs = materialize(inputs, run)
-    plan = plan_conversion(run, inputs, settings, tokens)
-    results, meta = convert_in_child(run, inputs, settings, plan, progress) if plan.todo else ({}, {})
+    try:
+        inputs = materialize(inputs, run)
+        plan = plan_conversion(run, inputs, settings, tokens)
+        results, meta = convert_in_child(run, inputs, settings, plan, progress) if plan.todo else ({}, {})
+    except EdgekitError:
+        if created:  # a refused model leaves no folder behind
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
     meta = meta if plan.todo else plan.previous.get("conversion", {})
     checked = check_produced(plan, results, meta, run, progress)
     calibrate_artifact_thresholds(checked, inputs, run)

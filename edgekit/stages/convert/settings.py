@@ -44,8 +44,9 @@ class ConvertSettings:
     ``int8_granularity`` is ``per-channel`` (weights scaled per output channel: the accurate default) or
     ``per-tensor`` (one scale per weight tensor: smaller files); ``task`` overrides the detected task
     (see :data:`edgekit.common.parity.TASKS`); ``strict`` makes an out-of-tolerance quantized artifact exit 3.
-    ``data`` (an ``.npz`` with ``x`` and ``y``) and the budget fields (the meanings of ``edgekit validate``'s
-    flags) are what ``tflite:mixed`` and ``onnx:mixed`` search against.
+    ``outputs`` (comma-separated layer names) converts the model ending at those layers' outputs, e.g. a VAE's
+    deterministic ``z_mean``. ``data`` (an ``.npz`` with ``x`` and ``y``) and the budget fields (the meanings
+    of ``edgekit validate``'s flags) are what ``tflite:mixed`` and ``onnx:mixed`` search against.
 
     Example:
         >>> ConvertSettings(int8_io="int4").check()
@@ -62,6 +63,7 @@ class ConvertSettings:
     int8_io: str = "int8"
     int8_granularity: str = "per-channel"
     custom_objects: str | None = None
+    outputs: str | None = None
     unsafe: bool = False
     allow_select_tf_ops: bool = False
     task: str | None = None
