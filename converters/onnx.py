@@ -7,7 +7,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import numpy as np
 
 from edgekit.common.calibration import Feeds, count
 from edgekit.converters.source import input_specs, output_names, serving_function
-from edgekit.errors import ConversionError, InputError
+from edgekit.errors import ConversionError, InputError, UnsupportedOpError
 from edgekit.runtime.specs import TensorSpec
 
 DEFAULT_OPSET = 17
@@ -56,6 +59,34 @@ def _erfc_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
     ctx.replace_inputs(node, [one.output[0], erf.output[0]])
 
 
+@contextlib.contextmanager
+def _grouped_conv_traced_plainly() -> Iterator[None]:
+    """Trace grouped convolutions (ConvNeXt's depthwise layers: ``Conv2D(groups=C)``) as ``tf.nn.convolution``.
+
+    Keras 3's TensorFlow backend runs them through a ``jit_compile`` tf.function (TensorFlow's CPU kernel lacks
+    grouped convolution), which tf2onnx cannot inline: it left a ``StatefulPartitionedCall`` in the graph. Plain,
+    tf2onnx writes an ONNX ``Conv`` with ``group`` set; ONNX Runtime runs it.
+    """
+    import tensorflow as tf
+    from keras.src.backend import standardize_data_format
+    from keras.src.backend.tensorflow import nn
+
+    original = nn.conv
+
+    def conv(inputs: Any, kernel: Any, strides: Any = 1, padding: str = "valid", data_format: Any = None,
+             dilation_rate: Any = 1) -> Any:  # fmt: skip
+        grouped = inputs.shape[-1] != kernel.shape[-2]
+        if standardize_data_format(data_format) == "channels_last" and grouped:
+            return tf.nn.convolution(inputs, kernel, strides, padding.upper(), dilations=dilation_rate)
+        return original(inputs, kernel, strides, padding, data_format, dilation_rate)
+
+    nn.conv = conv
+    try:
+        yield
+    finally:
+        nn.conv = original
+
+
 def to_onnx(
     model: Any,
     *,
@@ -74,23 +105,28 @@ def to_onnx(
 
     check_opset(opset)
     specs, names = inputs or input_specs(model), outputs or output_names(model)
-    serve, _ = serving_function(model, batch, specs, names)
-    try:
-        proto, _ = tf2onnx.convert.from_function(
-            serve, input_signature=serve.input_signature, opset=opset,
-            custom_op_handlers={"Erfc": (_erfc_handler, ["Sub"])},
-        )  # fmt: skip
-    except Exception as exc:
-        raise ConversionError(f"onnx:fp32: tf2onnx failed: {str(exc).splitlines()[0][:300]}") from None
+    with _grouped_conv_traced_plainly():
+        serve, _ = serving_function(model, batch, specs, names)
+        try:
+            proto, _ = tf2onnx.convert.from_function(
+                serve, input_signature=serve.input_signature, opset=opset,
+                custom_op_handlers={"Erfc": (_erfc_handler, ["Sub"])},
+            )  # fmt: skip
+        except Exception as exc:
+            raise ConversionError(f"tf2onnx failed: {str(exc).splitlines()[0][:300]}") from None
     _freeze_captured_constants(proto, serve.get_concrete_function(), {s.name for s in specs})
     _order_io(proto, [s.name for s in specs], names)
     proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
     try:  # an op tf2onnx could not convert stays in the graph under its TF name: refuse it here
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise ConversionError(
-            f"onnx:fp32: tf2onnx left an op ONNX does not know: {str(exc).splitlines()[0][:300]}"
-        ) from None
+        line = str(exc).splitlines()[0][:300]
+        if op := re.search(r"No Op registered for (\w+)", line):
+            raise UnsupportedOpError(
+                f"TensorFlow op {op.group(1)} has no ONNX equivalent in tf2onnx {tf2onnx.__version__} (opset "
+                f"{opset}): replace the layer that uses it, or convert to TFLite"
+            ) from None
+        raise ConversionError(f"tf2onnx left an op ONNX does not know: {line}") from None
     return proto.SerializeToString()
 
 
@@ -133,7 +169,7 @@ def _freeze_captured_constants(proto: Any, function: Any, input_names: set[str])
     extra = [i for i in proto.graph.input if i.name not in initialized and i.name.split(":")[0] not in input_names]
     unknown = [i.name for i in extra if i.name not in values]
     if unknown:
-        raise ConversionError(f"onnx:fp32: tf2onnx left captured tensors as graph inputs: {', '.join(unknown)}")
+        raise ConversionError(f"tf2onnx left captured tensors as graph inputs: {', '.join(unknown)}")
     for graph_input in extra:
         proto.graph.initializer.append(numpy_helper.from_array(values[graph_input.name], graph_input.name))
         proto.graph.input.remove(graph_input)

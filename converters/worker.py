@@ -261,10 +261,8 @@ def _mixed(src: Converted, fmt: str) -> bytes:
             model, src.calibration, src.io, batch=src.job["batch"], per_channel=per_channel
         )
     else:
-        if src.onnx_fp32 is None:
-            src.onnx_fp32 = _onnx(src, "fp32")
         names = [layer.name for layer in model._flatten_layers()]
-        quantizer = OnnxQuantizer(src.onnx_fp32, src.calibration, names, per_channel=per_channel)
+        quantizer = OnnxQuantizer(_onnx_fp32(src, "mixed"), src.calibration, names, per_channel=per_channel)
     blob, report = search(quantizer, _evaluation(src))
     report["search_seconds"] = round(time.perf_counter() - start, 2)  # calibration and layer errors included
     src.notes[f"{fmt}:mixed"] = report
@@ -284,21 +282,31 @@ def _tflite(src: Converted, precision: str) -> bytes:
     )  # fmt: skip
 
 
-def _onnx(src: Converted, precision: str) -> bytes:
-    from edgekit.converters.onnx import quantize_onnx, to_onnx
+def _onnx_fp32(src: Converted, precision: str) -> bytes:
+    """The fp32 ONNX graph, made once; a failure names the token that needed it (onnx:int8 quantizes it)."""
+    from edgekit.converters.onnx import to_onnx
 
-    job = src.job
+    if src.onnx_fp32 is None:
+        try:
+            src.onnx_fp32 = to_onnx(src.for_precision("fp32"), opset=src.job["opset"], batch=src.job["batch"],
+                                    **src.io)  # fmt: skip
+        except ConversionError as exc:
+            base = "" if precision == "fp32" else "its fp32 graph: "
+            raise type(exc)(f"onnx:{precision}: {base}{exc}") from None
+    return src.onnx_fp32
+
+
+def _onnx(src: Converted, precision: str) -> bytes:
+    from edgekit.converters.onnx import quantize_onnx
+
     if precision == "mixed":
         return _mixed(src, "onnx")
-    if precision == "fp32" or src.onnx_fp32 is None:
-        src.onnx_fp32 = to_onnx(src.for_precision(precision), opset=job["opset"], batch=job["batch"], **src.io)
+    fp32 = _onnx_fp32(src, precision)
     if precision == "fp32":
-        return src.onnx_fp32
+        return fp32
     if src.calibration is None:
         raise ConversionError("onnx:int8 needs calibration data (--calib)")
-    return quantize_onnx(
-        src.onnx_fp32, calibration=src.calibration, per_channel=job["int8_granularity"] == "per-channel"
-    )
+    return quantize_onnx(fp32, calibration=src.calibration, per_channel=src.job["int8_granularity"] == "per-channel")
 
 
 # One producer per format: (what to convert, precision) → the artifact's bytes. A new format is a new entry.
@@ -319,7 +327,7 @@ def _diagnose(src: Converted, tokens: list[str], result: dict[str, Any]) -> None
         names = [layer.name for layer in model._flatten_layers()]
         try:
             if fmt == "onnx":
-                fp32 = src.onnx_fp32 or _onnx(src, "fp32")
+                fp32 = _onnx_fp32(src, precision)
                 prep = preprocess_onnx(fp32)
                 int8 = quantize_onnx(fp32, calibration=src.calibration, per_channel=per_channel, preprocessed=prep)
                 diagnoses[token] = onnx_layer_errors(prep, int8, src.calibration, names)

@@ -206,3 +206,25 @@ def masked_token_lstm(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     model.fit(tokens, labels, epochs=4, batch_size=64, verbose=0)
     model.save(path)
     return path, tokens, labels
+
+
+def grouped_conv_digits(path: Path) -> tuple[Path, np.ndarray]:
+    """A ConvNeXt-style block (a 7×7 depthwise ``Conv2D(groups=C)``, LayerNorm, inverted MLP) and a ResNeXt-style
+    ``Conv2D(groups=4)`` on 16×16 digits; the grouped convolutions are what tf2onnx could not inline."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = digits_images(16)
+    inputs = keras.Input((16, 16, 3), name="image")
+    stem = keras.layers.Conv2D(16, 2, strides=2, name="stem")(keras.layers.Rescaling(1 / 255)(inputs))
+    h = keras.layers.Conv2D(16, 7, padding="same", groups=16, name="depthwise")(stem)
+    h = keras.layers.LayerNormalization(epsilon=1e-6)(h)
+    h = keras.layers.Dense(16, name="project")(keras.layers.Dense(64, activation="gelu")(h))
+    h = keras.layers.Add()([stem, h])
+    h = keras.layers.Conv2D(16, 3, padding="same", groups=4, activation="relu", name="grouped")(h)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inputs, outputs, name="grouped")
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    model.save(path)
+    return path, x

@@ -316,3 +316,58 @@ def test_masked_sequences_keep_their_meaning_in_every_artifact(tmp_path):
                 assert np.abs(got - truth).max() <= 1e-5, (token, offset)
             else:  # measured 0.97-0.98 (int8 TFLite per step scales differ, so offsets differ by up to 0.11)
                 assert np.mean(got.argmax(1) == truth.argmax(1)) >= 0.9, (token, offset)
+
+
+def test_grouped_convolutions_convert_to_onnx(tmp_path):
+    """Issue 20: ConvNeXt failed ONNX (`No Op registered for StatefulPartitionedCall`): Keras runs grouped
+    convolutions through an XLA function tf2onnx cannot inline. They now become ONNX Conv nodes with `group`."""
+    import keras
+    import onnx
+
+    path, x = keras_models.grouped_conv_digits(tmp_path / "grouped.keras")
+    np.save(tmp_path / "calib.npy", x[:300])
+    manifest = convert(path, tmp_path / "run", to="tflite:fp32,onnx:fp32,onnx:int8", calib=tmp_path / "calib.npy")
+    arts = by_token(manifest)
+    assert manifest["failed"] == [] and arts["onnx:fp32"]["verdict"] == "pass", manifest["failed"]
+    assert arts["onnx:int8"]["parity"]["top1_agreement"] >= 0.95, arts["onnx:int8"]["parity"]  # measured
+    graph = onnx.load(tmp_path / "run" / arts["onnx:fp32"]["path"]).graph
+    groups = sorted(a.i for n in graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group")
+    assert groups[-2:] == [4, 16], groups
+    expected = keras.saving.load_model(path)(x[-100:])
+    got = load(tmp_path / "run" / arts["onnx:fp32"]["path"]).run(x[-100:])[0]
+    assert np.abs(got - np.asarray(expected)).max() <= 1e-5
+
+
+def test_an_op_onnx_lacks_is_refused_under_each_token(tmp_path):
+    """The onnx:int8 failure was printed under the name onnx:fp32; an op ONNX lacks is a refusal (exit 2)."""
+    import keras
+
+    (tmp_path / "odd.py").write_text(LGAMMA_LAYER)
+    namespace: dict = {}
+    exec(LGAMMA_LAYER, namespace)
+    inputs = keras.Input((8,))
+    keras.Model(inputs, keras.layers.Dense(3)(namespace["LogGamma"]()(inputs))).save(tmp_path / "odd.keras")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32))
+    calib, out = str(tmp_path / "calib.npy"), str(tmp_path / "run")
+    res = run_cli("convert", str(tmp_path / "odd.keras"), "--custom-objects", str(tmp_path / "odd.py"), "--calib",
+                  calib, "--to", "onnx:fp32,onnx:int8", "--out", out)  # fmt: skip
+    ours = [line for line in res.stderr.splitlines() if line.startswith("edgekit:")]
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert ours == [
+        "edgekit: failed: onnx:fp32: TensorFlow op Lgamma has no ONNX equivalent in tf2onnx 1.17.0 (opset 17): "
+        "replace the layer that uses it, or convert to TFLite",
+        "edgekit: failed: onnx:int8: its fp32 graph: TensorFlow op Lgamma has no ONNX equivalent in tf2onnx 1.17.0 "
+        "(opset 17): replace the layer that uses it, or convert to TFLite",
+    ], ours
+
+
+LGAMMA_LAYER = """
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="demo")
+class LogGamma(keras.layers.Layer):
+    def call(self, x):
+        return tf.math.lgamma(tf.abs(x) + 1.0)
+"""
