@@ -483,6 +483,37 @@ def fold_batchnorm(legacy: Any, sample: list[np.ndarray]) -> list[str]:
     return list(pairs)
 
 
+def recalibrate_batchnorm(legacy: Any, x: np.ndarray, batch_size: int = 32) -> list[str]:
+    """Re-estimate every BatchNorm's moving mean and variance on ``x`` (forward passes only, no weight update);
+    return the layers' names.
+
+    Pruning shrinks each convolution's output while the frozen BatchNorm after it keeps normalizing with the
+    statistics of the dense weights; through a deep network the error compounds (ResNet50 fell from 0.76 to
+    chance after one epoch at 50 %). The cumulative average over all batches replaces them, as AdaBN does.
+
+    Example:
+        >>> recalibrate_batchnorm(pruned, x_train)[:1]  # doctest: +SKIP
+        ['conv1_bn']
+    """
+    import tf_keras
+
+    layers = [layer for layer in legacy.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    if not layers:
+        return []
+    saved = [(layer.trainable, layer.momentum) for layer in layers]
+    for layer in layers:
+        layer.trainable = True  # a frozen BatchNorm runs in inference mode and updates nothing
+    try:
+        for step, start in enumerate(range(0, len(x), batch_size)):
+            for layer in layers:
+                layer.momentum = step / (step + 1)  # cumulative average: every batch weighs the same
+            legacy(x[start : start + batch_size], training=True)
+    finally:
+        for layer, (trainable, momentum) in zip(layers, saved, strict=True):
+            layer.trainable, layer.momentum = trainable, momentum
+    return [layer.name for layer in layers]
+
+
 def copy_weights_back(legacy: Any, model: Any) -> list[str]:
     """Copy a tf_keras model's weights into the Keras 3 ``model`` it was bridged from, matching layers by name.
 

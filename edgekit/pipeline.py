@@ -59,6 +59,10 @@ def optimize(
     """``edgekit optimize``: the passes, then the source and the result converted to fp32 + int8 TFLite and
     measured (int8 score on the test split, sizes, gzip sizes, zeros and unique values per layer).
 
+    The optimized model and its int8 file are held to a budget (see
+    :meth:`~edgekit.stages.optimize.OptimizeSettings.budget`): broken, the record is written and
+    :class:`~edgekit.errors.BudgetExceededError` (exit 4) names each broken figure.
+
     ``settings`` (or the same names as keyword arguments) say which passes run and how; see
     :class:`~edgekit.stages.optimize.OptimizeSettings`.
 
@@ -78,4 +82,12 @@ def optimize(
             side.model, side.out.root, settings=ConvertSettings(to=side.tokens, custom_objects=settings.custom_objects),
             calib=result.run.calibration,
         )  # fmt: skip
-    return measure(result)
+    record = measure(result)
+    if broken := record["budgets_broken"]:
+        error = BudgetExceededError(
+            f"{len(broken)} budget(s) broken (record in {result.run.manifest}): {'; '.join(broken)}; the flags "
+            "--max-accuracy-drop / --max-error-increase (or the recipe's optimize: section) set the budget"
+        )
+        error.report = record  # written first; the CLI still prints it
+        raise error
+    return record

@@ -113,6 +113,14 @@ class ValidateConfig:
 
 
 @dataclass
+class OptimizeConfig:
+    """The budget ``edgekit optimize`` holds a trained run's optimized model to (its flags override)."""
+
+    max_accuracy_drop: float | None = None
+    max_error_increase: float | None = None
+
+
+@dataclass
 class Recipe:
     """One training recipe."""
 
@@ -124,6 +132,7 @@ class Recipe:
     pretrain: PretrainConfig | None = None
     convert: ConvertSettings = field(default_factory=lambda: ConvertSettings(to=RUN_DEFAULT_TO))  # what run converts to
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     path: str | None = None  # where it was read from (not a YAML key)
 
 

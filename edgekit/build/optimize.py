@@ -18,7 +18,7 @@ import json
 import logging
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Source:
     run_task: dict[str, Any]
     splits: Splits
     detected: dict[str, Any]
+    recipe_budget: dict[str, Any] = field(default_factory=dict)  # the train recipe's ``optimize:`` section
 
     @property
     def classifier(self) -> bool:
@@ -61,6 +62,7 @@ class Passed:
     outputs: dict[str, np.ndarray]
     bridge_max_abs_diff: float
     folded: list[str]
+    recalibrated: list[str]  # BatchNorms whose statistics were re-estimated after pruning
     loss: str
     history: list[dict[str, Any]]
     artifact: dict[str, Any]
@@ -84,10 +86,10 @@ def load_source(source: str | Path, settings: OptimizeSettings) -> Source:
         recipe = recipe_from_dict(trained["recipe"])
         if data is not None:
             recipe.data.source = data
-        family = recipe.family
+        family, recipe_budget = recipe.family, asdict(recipe.optimize)
         config, seed = recipe.data, recipe.train.seed
     elif data is not None:
-        family, config, seed = "", DataConfig(source=data), 0
+        family, config, seed, recipe_budget = "", DataConfig(source=data), 0, {}
     else:
         raise InputError(f"{source}: no data to fine-tune on; pass --data (an .npz with x and y, or an image folder)")
     if family == "autoencoder":
@@ -103,7 +105,7 @@ def load_source(source: str | Path, settings: OptimizeSettings) -> Source:
         family = "image_classifier" if detected["task"] == "classifier" else "regressor"
     splits = load_splits(config, family, seed)
     _check_targets(model, splits, detected["task"] == "classifier")
-    return Source(model_path, model, {"family": family, **trained.get("task", {})}, splits, detected)
+    return Source(model_path, model, {"family": family, **trained.get("task", {})}, splits, detected, recipe_budget)
 
 
 def fine_tune_loss(model_path: str | Path, classifier: bool) -> tuple[Any, str]:
@@ -165,7 +167,7 @@ def run_passes(src: Source, settings: OptimizeSettings, run: RunDir, progress: P
     import keras
     import tf_keras
 
-    from edgekit.converters.bridge import copy_weights_back, fold_batchnorm, to_tf_keras
+    from edgekit.converters.bridge import copy_weights_back, fold_batchnorm, recalibrate_batchnorm, to_tf_keras
     from edgekit.converters.source import as_float32
     from edgekit.converters.tfmot_passes import cluster, prune, quantize_aware
 
@@ -206,8 +208,12 @@ def run_passes(src: Source, settings: OptimizeSettings, run: RunDir, progress: P
         return result
 
     current = legacy
+    recalibrated: list[str] = []
     if "prune" in passes:
-        current = scored(prune(current, passes["prune"], fine_tune_as("prune"), steps))
+        current = prune(current, passes["prune"], fine_tune_as("prune"), steps)
+        if not folded:  # folded BatchNorms hold only a shift: nothing to re-estimate
+            recalibrated = recalibrate_batchnorm(current, splits.x_train, batch_size)
+        current = scored(current)
     if "cluster" in passes:
         sparse = "prune" in passes
         current = scored(cluster(current, passes["cluster"], fine_tune_as("cluster"), preserve_sparsity=sparse))
@@ -228,4 +234,4 @@ def run_passes(src: Source, settings: OptimizeSettings, run: RunDir, progress: P
     save_calibration(run, splits.x_train)
     save_test_split(run, splits.x_test, splits.y_test)  # what ``edgekit validate`` of this folder scores on
     scores = {stage: round(score(o, splits.y_test, classifier), 6) for stage, o in outputs.items()}
-    return Passed(scores, outputs, diff, folded, loss_used, history, artifact, path)
+    return Passed(scores, outputs, diff, folded, recalibrated, loss_used, history, artifact, path)

@@ -10,6 +10,7 @@ from edgekit.cli.app import app
 from edgekit.cli.options import custom_objects_option, json_option
 from edgekit.cli.render import emit_json, err, print_optimization
 from edgekit.common.parity import TASKS
+from edgekit.errors import BudgetExceededError
 
 
 @app.command("optimize")
@@ -33,6 +34,14 @@ from edgekit.common.parity import TASKS
 @click.option(
     "--task", type=click.Choice(TASKS), default=None, help="Split, loss and score (default: detected, see manifest)."
 )
+@click.option(
+    "--max-accuracy-drop", type=float, default=None,
+    help="Accuracy points the optimized model and its int8 file may lose [default: 0.02, or the recipe's].",
+)  # fmt: skip
+@click.option(
+    "--max-error-increase", type=float, default=None,
+    help="Relative MAE increase allowed for regressors [default: 0.25, or the recipe's].",
+)  # fmt: skip
 @custom_objects_option
 @click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory.")
 @json_option("Print the run manifest as JSON.")
@@ -45,8 +54,13 @@ def optimize_cmd(source: str, leave_float: str, out_dir: str | None, as_json: bo
         settings = OptimizeSettings.from_options(
             leave_float=[n for n in leave_float.split(",") if n], out=out_dir, **options
         )
-        manifest = optimize(source, settings, progress=lambda msg: status.update(msg))
+        try:
+            manifest, broken = optimize(source, settings, progress=lambda msg: status.update(msg)), None
+        except BudgetExceededError as exc:  # the record is written: print it, then exit 4 naming each figure
+            manifest, broken = exc.report, exc
     if as_json:
         emit_json(manifest)
     else:
         print_optimization(source, manifest)
+    if broken is not None:
+        raise broken

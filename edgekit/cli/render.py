@@ -231,6 +231,8 @@ def print_optimization(source: str, manifest: dict[str, Any]) -> None:
                   f"{report['after']['weights']['sparsity']:.1%}")  # fmt: skip
     table.add_row("int8 weight entropy", f"{report['before']['weights']['entropy_bits_per_weight']:.2f} bits",
                   f"{report['after']['weights']['entropy_bits_per_weight']:.2f} bits")  # fmt: skip
+    limits = ", ".join(f"{k} {v:g} ({manifest['budget']['from'][k]})" for k, v in manifest["budget"]["limits"].items())
+    table.add_row("verdict", f"budget: {limits}", manifest["verdict"].replace("_", " "))
     out.print(table)
 
 

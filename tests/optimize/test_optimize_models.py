@@ -57,7 +57,8 @@ def test_lstm_regressor_and_mixed_float16_source(tmp_path):
     series = np.sin(t / 8) + 0.1 * np.random.default_rng(0).standard_normal(len(t)).astype(np.float32)
     windows = np.stack([series[i : i + 25] for i in range(0, len(series) - 25, 3)])
     np.savez(tmp_path / "windows.npz", x=windows[:, :24, None], y=windows[:, 24:])
-    manifest = optimize(path, prune=0.5, data=str(tmp_path / "windows.npz"), epochs=2, out=tmp_path / "run")
+    manifest = optimize(path, prune=0.5, data=str(tmp_path / "windows.npz"), epochs=2, out=tmp_path / "run",
+                        max_error_increase=0.4)  # the default 0.25 is this test's subject elsewhere  # fmt: skip
     assert manifest["detected_task"]["task"] == "regressor"
     assert manifest["bridge_max_abs_diff"] <= 1e-5  # the float32 rebuild, not the float16 graph
     assert manifest["metrics"]["sparsity"] >= 0.45
@@ -129,6 +130,42 @@ def test_mobilenet_v3_prunes_through_the_bridge(tmp_path):
     path, x = keras_models.application_classifier(tmp_path / "v3.keras", "MobileNetV3Small")
     _, y = keras_models.digits_images(32)
     np.savez(tmp_path / "digits.npz", x=x, y=y[y < 5])
-    manifest = optimize(path, prune=0.5, data=str(tmp_path / "digits.npz"), epochs=1, out=tmp_path / "run")
+    # a two-epoch random-init base (near chance): the bridge is what is checked here, not the accuracy budget
+    manifest = optimize(path, prune=0.5, data=str(tmp_path / "digits.npz"), epochs=1, out=tmp_path / "run",
+                        max_accuracy_drop=1.0)  # fmt: skip
     assert manifest["bridge_max_abs_diff"] <= 1e-5
     assert manifest["metrics"]["sparsity"] >= 0.45, manifest["metrics"]
+
+
+def test_a_model_made_worse_than_the_budget_exits_4_naming_each_figure(tmp_path):
+    """Issue 20: `optimize` exited 0 while accuracy fell from 0.85 to 0.45. 95 % of a small digits MLP pruned in
+    one epoch falls further than the default 2 points: the record is written, exit 4, each figure named."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype(np.float32), digits.target
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])  # fmt: skip
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=20, verbose=0)
+    model.save(tmp_path / "mlp.keras")
+    np.savez(tmp_path / "digits.npz", x=x, y=y)
+    args = ["optimize", str(tmp_path / "mlp.keras"), "--prune", "0.95", "--data", str(tmp_path / "digits.npz"),
+            "--epochs", "1", "--json"]  # fmt: skip
+    res = run_cli(*args, "--out", str(tmp_path / "run"))
+    assert res.returncode == 4, res.stderr
+    record = json.loads(res.stdout)
+    assert record == json.loads((tmp_path / "run" / "manifest.json").read_text())  # written before exit 4
+    metrics = record["metrics"]
+    assert record["verdict"] == "over_budget" and record["budget"]["from"]["max_accuracy_drop"] == "default"
+    assert metrics["accuracy_before"] - metrics["accuracy_after"] > 0.02, metrics
+    stderr = " ".join(res.stderr.split())
+    assert "accuracy_after" in stderr and "accuracy_int8_after" in stderr and "max_accuracy_drop 0.02" in stderr
+    assert (
+        "int8_parity" in record["report"]["after"]
+        and "within_tolerance" not in record["report"]["after"]["int8_parity"]
+    )
+    loose = run_cli(*args, "--max-accuracy-drop", "1", "--out", str(tmp_path / "loose"))
+    assert loose.returncode == 0 and json.loads(loose.stdout)["verdict"] == "pass", loose.stderr

@@ -43,6 +43,8 @@ def measure(result: Optimized) -> Record:
         f"{metric}_int8_after": report["after"]["int8_" + metric],
         "sparsity": round(zeros / max(sum(v["elements"] for v in pruned_layers), 1), 4),
     }
+    limits, limit_source = settings.budget(src.recipe_budget)
+    broken = budgets_broken(metrics, limits, report["after"]["int8_verdict"], metric)
     return result.run.write_record(
         "optimize",
         {
@@ -57,7 +59,11 @@ def measure(result: Optimized) -> Record:
             },
             "bridge_max_abs_diff": passed.bridge_max_abs_diff,
             "batchnorm_folded_into": passed.folded,
+            "batchnorm_recalibrated": passed.recalibrated,
             "metrics": metrics,
+            "budget": {"limits": limits, "from": limit_source},
+            "budgets_broken": broken,
+            "verdict": "over_budget" if broken else "pass",
             "report": report,
             "task": src.run_task,
             "detected_task": src.detected,
@@ -91,11 +97,48 @@ def _report(result: Optimized) -> dict[str, Any]:
         # how faithful the int8 file is to the Keras (or QAT) model it came from, measured as convert measures it
         kinds = {"output": "classifier" if classifier else "regressor"}
         reference = {"output": np.asarray(result.passed.outputs[side.name])}
-        entry["int8_parity"] = compare(reference, {"output": int8_outputs}, kinds=kinds, precision="int8")
+        parity = compare(reference, {"output": int8_outputs}, kinds=kinds, precision="int8")
+        parity.pop("within_tolerance", None)  # the file's verdict is convert's: one verdict per file
+        entry["int8_parity"] = parity
+        int8_record = next(a for a in record["artifacts"] if a["precision"] == "int8")
+        entry["int8_verdict"] = {"verdict": int8_record["verdict"], "by": f"{side.out.root.name}/manifest.json"}
         entry["weights"] = weight_stats(arts["int8"])
         entry["weights_fp32"] = weight_stats(arts["fp32"]) if "fp32" in arts else None
         report[side.name] = entry
     return report
+
+
+def budgets_broken(
+    metrics: dict[str, float], limits: dict[str, float], int8_verdict: dict[str, str], metric: str
+) -> list[str]:
+    """Each figure of the optimized model and its int8 file that is worse than the budget allows, as a sentence:
+    accuracy points lost against the model it started from (classifiers), the MAE's relative increase (others),
+    and the int8 file's own convert verdict against the optimized Keras model.
+
+    Example:
+        >>> budgets_broken({"accuracy_before": 0.85, "accuracy_after": 0.45, "accuracy_int8_after": 0.84},
+        ...                {"max_accuracy_drop": 0.02}, {"verdict": "pass"}, "accuracy")
+        ['accuracy_after 0.450 is 0.400 below accuracy_before 0.850 (max_accuracy_drop 0.02)']
+    """
+    broken = []
+    before = metrics[f"{metric}_before"]
+    for name in (f"{metric}_after", f"{metric}_int8_after"):
+        value = metrics[name]
+        if metric == "accuracy" and before - value > limits["max_accuracy_drop"] + 1e-9:
+            broken.append(
+                f"{name} {value:.3f} is {before - value:.3f} below {metric}_before {before:.3f} "
+                f"(max_accuracy_drop {limits['max_accuracy_drop']:g})"
+            )
+        elif metric == "mae" and value > before * (1 + limits["max_error_increase"]) + 1e-12:
+            broken.append(
+                f"{name} {value:.4g} is {value / before - 1:+.0%} over {metric}_before {before:.4g} "
+                f"(max_error_increase {limits['max_error_increase']:g})"
+            )
+    if int8_verdict["verdict"] != "pass":
+        broken.append(
+            f"the optimized int8 file is {int8_verdict['verdict']} against its Keras model ({int8_verdict['by']})"
+        )
+    return broken
 
 
 def score(outputs: np.ndarray, y: np.ndarray, classifier: bool) -> float:

@@ -24,6 +24,9 @@ CLUSTER_INITS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": 
 # seed in three lost 1.8 points on the MobileNet digits model, at 1e-4 none did.
 PASS_LEARNING_RATES = {"prune": 3e-4, "cluster": 3e-4, "qat": 1e-4}
 PASSES = ("prune", "cluster", "qat")  # in the order they run
+# What an optimized model may lose against the model it started from, unless the flags or the recipe's
+# ``optimize:`` section say otherwise: accuracy points for classifiers, the MAE's relative increase otherwise.
+DEFAULT_BUDGET = {"max_accuracy_drop": 0.02, "max_error_increase": 0.25}
 
 
 @dataclass
@@ -90,6 +93,8 @@ class OptimizeSettings:
     out: str | None = None
     task: str | None = None
     custom_objects: str | None = None
+    max_accuracy_drop: float | None = None
+    max_error_increase: float | None = None
 
     @classmethod
     def from_options(cls, **options: Any) -> OptimizeSettings:
@@ -112,6 +117,9 @@ class OptimizeSettings:
             raise InputError("nothing to do: pass --prune SPARSITY, --cluster N and/or --qat")
         if self.epochs < 1:
             raise InputError("--epochs must be >= 1")
+        for name in DEFAULT_BUDGET:
+            if (value := getattr(self, name)) is not None and not value >= 0:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
         self.passes()
         return self
 
@@ -125,6 +133,23 @@ class OptimizeSettings:
         if self.qat:
             made["qat"] = QatConfig(list(self.leave_float))
         return made
+
+    def budget(self, recipe: dict[str, Any] | None = None) -> tuple[dict[str, float], dict[str, str]]:
+        """The limits the optimized model and its int8 file are held to, and where each came from: the flags,
+        else the train run recipe's ``optimize:`` section, else :data:`DEFAULT_BUDGET`.
+
+        Example:
+            >>> OptimizeSettings(prune=0.5, max_accuracy_drop=0.05).budget({"max_error_increase": 0.1})
+            ({'max_accuracy_drop': 0.05, 'max_error_increase': 0.1}, {'max_accuracy_drop': 'flag', \
+'max_error_increase': 'recipe'})
+        """
+        limits, source = {}, {}
+        for name, default in DEFAULT_BUDGET.items():
+            flag, kept = getattr(self, name), (recipe or {}).get(name)
+            limits[name], source[name] = (
+                (flag, "flag") if flag is not None else (kept, "recipe") if kept is not None else (default, "default")
+            )
+        return limits, source
 
     def learning_rates(self) -> dict[str, float]:
         """Each requested pass's fine-tuning rate: ``learning_rate``, else the pass's default."""
