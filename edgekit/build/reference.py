@@ -1,6 +1,6 @@
 """The child process behind ``edgekit validate``'s Keras reference: load a ``.keras`` file and predict.
 
-Run as ``python -m edgekit.build.reference MODEL DATA_JSON OUT.npz`` by
+Run as ``python -m edgekit.build.reference MODEL DATA_JSON OUT.npz [LOAD_JSON]`` by
 :func:`edgekit.stages.validate.reference.reference_outputs`; writes ``y:<output name>`` arrays.
 
 Example:
@@ -17,10 +17,10 @@ import numpy as np
 from edgekit.stages.validate.data import InputsFile
 
 
-def _main(model_path: str, data_json: str, out: str) -> None:
+def _main(model_path: str, data_json: str, out: str, load_json: str = "{}") -> None:
     from edgekit.converters.source import input_specs, load_keras, output_names
 
-    model = load_keras(model_path)
+    model = load_keras(model_path, **json.loads(load_json))  # unsafe, custom_objects
     specs = input_specs(model)
     feeds = InputsFile.from_dict(json.loads(data_json)).feeds([s.name for s in specs])
     predicted = model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=256, verbose=0)
@@ -32,4 +32,4 @@ def _main(model_path: str, data_json: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1], sys.argv[2], sys.argv[3])
+    _main(*sys.argv[1:5])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgekit.cli.app import app
-from edgekit.cli.options import json_option, split_list, with_budget_options
+from edgekit.cli.options import custom_objects_option, json_option, split_list, with_budget_options
 from edgekit.cli.render import emit_json, print_validation, progress_bar
 from edgekit.common.metrics import KINDS
 from edgekit.errors import BudgetExceededError
@@ -20,6 +20,10 @@ from edgekit.runtime.targets import TARGETS
 @click.option("--task", type=click.Choice(KINDS), default=None, help="How the output is scored (default: detected).")
 @click.option("--out", "out_dir", default=None, help="Report folder (default: <run>/validate).")
 @click.option("--no-reference", is_flag=True, help="Skip the Keras reference (agreement against the fp32 artifact).")
+@click.option(
+    "--unsafe", is_flag=True, help="Load the Keras reference with safe_mode off (Lambda layers: trusted files)."
+)
+@custom_objects_option
 @json_option("Print report.json on stdout.")
 @with_budget_options
 def validate_cmd(
@@ -30,6 +34,8 @@ def validate_cmd(
     task: str | None,
     out_dir: str | None,
     no_reference: bool,
+    unsafe: bool,
+    custom_objects: str | None,
     as_json: bool,
     **budgets: float,
 ) -> None:
@@ -45,7 +51,8 @@ def validate_cmd(
 
         try:
             report = validate(list(sources), data=data, targets=targets, threads=threads, task=task, out=out_dir,
-                              budgets=budgets, reference=not no_reference, progress=update)  # fmt: skip
+                              budgets=budgets, reference=not no_reference, unsafe=unsafe,
+                              custom_objects=custom_objects, progress=update)  # fmt: skip
             broken = None
         except BudgetExceededError as exc:
             report, broken = exc.report, exc

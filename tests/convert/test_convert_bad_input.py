@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -51,6 +53,15 @@ def test_lambda_needs_unsafe(models, tmp_path):
     assert_clean_failure(_convert(str(models / "lambda.keras"), "--out", str(tmp_path / "a")), "--unsafe")
     res = _convert(str(models / "lambda.keras"), "--out", str(tmp_path / "b"), "--to", "tflite:fp32", "--unsafe")
     assert res.returncode == 0, res.stderr
+    # validate's Keras reference needs the same trust: without --unsafe it is unavailable, naming the flag
+    x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=3 * x)
+    args = ("validate", str(tmp_path / "b"), "--data", str(tmp_path / "data.npz"), "--json")
+    refused = json.loads(run_cli(*args, "--out", str(tmp_path / "v1")).stdout)["reference"]
+    assert refused["status"] == "unavailable" and "--unsafe" in refused["reason"], refused
+    trusted = run_cli(*args, "--unsafe", "--out", str(tmp_path / "v2"))
+    reference = json.loads(trusted.stdout)["reference"]
+    assert trusted.returncode == 0 and reference["status"] == "measured", (trusted.stderr, reference)
 
 
 def test_unknown_custom_layer_is_named(models, tmp_path):

@@ -343,13 +343,16 @@ def validate(
     out: str | Path | None = None,
     budgets: dict[str, float | None] | None = None,
     reference: bool = True,
+    unsafe: bool = False,
+    custom_objects: str | Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Validate artifacts; write ``report.json``, ``report.md`` and ``report.html`` to ``out``; return the report.
 
     ``targets`` / ``threads`` / ``budgets`` default to the run recipe's ``validate`` section, then to
-    ``cpu`` / ``1`` / none. Raises :class:`~edgekit.errors.BudgetExceededError` (exit 4) after writing the
-    report when a measured cell breaks a budget, and :class:`~edgekit.errors.InputError` (exit 2) when
+    ``cpu`` / ``1`` / none. ``unsafe`` and ``custom_objects`` load the Keras reference as ``convert`` does
+    (Lambda layers, the user's own classes). Raises :class:`~edgekit.errors.BudgetExceededError` (exit 4)
+    after writing the report when a measured cell breaks a budget, and :class:`~edgekit.errors.InputError` (exit 2) when
     nothing could be measured at all.
 
     Example:
@@ -376,7 +379,9 @@ def validate(
     _check_writable(out_dir)
     work = Path(tempfile.mkdtemp(prefix="edgekit-validate-"))
     try:
-        report, arrays = _measure(subject, labelled, kinds, targets, threads, reference, work, progress)
+        load = {"unsafe": unsafe, "custom_objects": str(custom_objects) if custom_objects else None}
+        use = load if reference else None
+        report, arrays = _measure(subject, labelled, kinds, targets, threads, use, work, progress)
         broken = check(report["results"], report["reference"], {k: v["kind"] for k, v in kinds.items()}, limits)
         report["budgets"] = limits.active()
         report["budgets_broken"] = broken
@@ -434,7 +439,7 @@ def _measure(
     kinds: dict[str, dict[str, str]],
     targets: list[str],
     threads: list[int],
-    use_reference: bool,
+    use_reference: dict[str, Any] | None,
     work: Path,
     progress: Progress | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -443,10 +448,10 @@ def _measure(
     ref_outputs, ref_reason = None, "not asked for (--no-reference)"
     if subject.reference is None:
         ref_reason = "no Keras model beside these artifacts"
-    elif use_reference:
+    elif use_reference is not None:
         if progress:
             progress("reference: the Keras model", 0, 1)
-        ref_outputs, ref_reason = reference_outputs(subject.reference, data_file, work / "reference")
+        ref_outputs, ref_reason = reference_outputs(subject.reference, data_file, work / "reference", use_reference)
     reference = {
         "model": str(subject.reference) if subject.reference else None,
         "status": "measured" if ref_outputs is not None else "unavailable",

@@ -18,6 +18,7 @@ import importlib.util
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +29,14 @@ TIMEOUT_S = 1800.0
 
 
 def reference_outputs(
-    model_path: str | Path, data: InputsFile, work: Path, timeout: float = TIMEOUT_S
+    model_path: str | Path,
+    data: InputsFile,
+    work: Path,
+    load: dict[str, Any] | None = None,
+    timeout: float = TIMEOUT_S,
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
-    """The model's outputs by output name on the inputs of ``data``; or None and why not.
+    """The model's outputs by output name on the inputs of ``data``; or None and why not. ``load`` holds
+    ``unsafe`` and ``custom_objects``, as ``convert`` takes them.
 
     Example:
         >>> reference_outputs("missing.keras", InputsFile("d.npz", []), Path("/tmp"))[1]
@@ -42,7 +48,7 @@ def reference_outputs(
         return None, "tensorflow is not installed (the runtime lane): agreement is measured against the fp32 artifact"
     work.mkdir(parents=True, exist_ok=True)
     out = work / "reference.npz"
-    args = [str(model_path), json.dumps(asdict(data)), str(out)]
+    args = [str(model_path), json.dumps(asdict(data)), str(out), json.dumps(load or {})]
     failure = run_module("edgekit.build.reference", args, expect=out, timeout=timeout)
     if failure is not None:
         return None, f"the Keras model could not run: its process {failure}"
