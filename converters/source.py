@@ -351,6 +351,9 @@ def output_kind(model: Any, index: int) -> tuple[str, str]:
         return "regressor", "integer output (compared exactly)"
     if activation == "softmax" and units and units > 1:
         return "classifier", f"softmax over {units} classes"
+    shape = tuple(model.outputs[index].shape[1:])
+    if activation == "sigmoid" and len(shape) > 1:  # an image, mask or sequence of values, not a decision
+        return "regressor", f"sigmoid over a {'×'.join(str(d) for d in shape)} map (values, not one decision)"
     if activation == "sigmoid":
         return "binary-classifier", f"sigmoid over {units} unit(s)"
     history = getattr(model.outputs[index], "_keras_history", None)

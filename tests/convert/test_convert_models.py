@@ -171,6 +171,11 @@ def test_task_detection_and_override(tmp_path):
     conv_ae = keras.Model(image, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(h))
     assert detect_task(conv_ae)["task"] == "autoencoder"
     assert detect_task(conv_ae)["outputs"][conv_ae.output_names[0]]["kind"] == "regressor"
+    # issue 20: an image decoder whose output is not shaped like its input was guessed a binary classifier
+    code = keras.Input((4, 4, 8))
+    up = keras.layers.Conv2DTranspose(1, 4, strides=4, activation="sigmoid")(code)
+    decoder = detect_task(keras.Model(code, up))
+    assert decoder["task"] == "regressor" and "16×16×1 map" in decoder["why"], decoder
     features = keras.Input((30,))
     binary = keras.Model(features, keras.layers.Dense(1, activation="sigmoid")(features))
     assert detect_task(binary)["task"] == "binary-classifier"
