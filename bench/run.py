@@ -352,6 +352,99 @@ def coverage_section(size: int = 64, classes: int = 5) -> dict[str, Any]:
     return section
 
 
+def user_models_section() -> dict[str, Any]:
+    """Model kinds users bring that edgekit was not built around (issue 20), each converted to every token it
+    takes; each row says what was checked against what: ``verdicts`` are convert's own checks (held-out
+    calibration rows against the Keras model), ``padding`` compares each file on padded tokens with Keras on the
+    unpadded ones, ``refusal`` is the one line a model that cannot be checked gets."""
+    import tempfile
+    import time
+
+    import keras
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from edgekit.errors import EdgekitError
+    from edgekit.runtime import load
+    from edgekit.stages.convert import convert
+    from tests import keras_models
+    from tests.convert.test_convert_sources import SAMPLING_LAYER, SUBCLASSED_MODEL
+
+    def converted(path: Path, calib: Any, folder: Path, **options: Any) -> dict[str, Any]:
+        np.save(folder / "calib.npy", calib)
+        start = time.perf_counter()
+        try:
+            m = convert(path, folder / "run", calib=folder / "calib.npy", **options)
+        except EdgekitError as exc:
+            return {"refusal": str(exc), "seconds": round(time.perf_counter() - start, 1)}
+        return {
+            "route": m["conversion"]["route"], "inputs": [i["name"] for i in m["conversion"]["inputs"]],
+            "outputs": m["conversion"]["outputs"], "seconds": round(time.perf_counter() - start, 1),
+            "verdicts": {a["precision_token"]: a["verdict"] for a in m["artifacts"]}
+            | {f["token"]: f"failed: {f['error']}" for f in m["failed"]},
+            "_artifacts": {a["precision_token"]: folder / "run" / a["path"] for a in m["artifacts"]},
+        }  # fmt: skip
+
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        tokens = "tflite:fp32,tflite:dynamic,tflite:int8,onnx:fp32,onnx:int8"
+        (root / "masked").mkdir()
+        path, tokens_x, _ = keras_models.masked_token_lstm(root / "masked" / "m.keras")
+        row = converted(path, tokens_x[:300], root / "masked", to=tokens)
+        model = keras.saving.load_model(path)
+        pixels = load_digits().data.astype(np.int32)[-60:] + 1
+        truth = np.asarray(keras.Sequential([keras.Input((None,), dtype="int32"), *model.layers])(pixels))
+        padding = {}
+        for token, file in row.pop("_artifacts").items():
+            runner, worst = load(file), 0.0
+            for offset in (0, 7, 16):
+                padded = np.zeros((60, 80), np.int32)
+                padded[:, offset : offset + 64] = pixels
+                got = np.concatenate([runner.run(r[None])[0] for r in padded])
+                worst = max(worst, float(np.abs(got - truth).max()))
+            padding[token] = {"max_abs_vs_unpadded_keras": worst, "top1_agreement": float(np.mean(
+                got.argmax(1) == truth.argmax(1)))}  # fmt: skip
+        rows["masked_embedding_lstm"] = {**row, "padding": padding,
+                                         "checked": "each file on tokens at offsets 0/7/16 in 80 steps of padding "
+                                                    "against Keras on the 64 unpadded tokens"}  # fmt: skip
+        for name, source, objects, build, options in (
+            ("subclassed_model", SUBCLASSED_MODEL, "TinyClassifier", lambda ns, x, y: ns(name="tiny"), {}),
+            ("vae_sampling", SAMPLING_LAYER, "Sampling", None, {}),
+            ("vae_sampling_mean_path", SAMPLING_LAYER, "Sampling", None, {"outputs": "z_mean,z_log_var"}),
+        ):
+            folder = root / name
+            folder.mkdir()
+            (folder / "objects.py").write_text(source)
+            namespace: dict[str, Any] = {}
+            exec(source, namespace)
+            x = (load_digits().data / 16.0).astype(np.float32)
+            y = load_digits().target
+            keras.utils.set_random_seed(0)
+            if build is not None:
+                model = build(namespace[objects], x, y)
+                model.compile("adam", "sparse_categorical_crossentropy")
+                model.fit(x, y, epochs=5, verbose=0)
+            else:
+                pixels_in = keras.Input((64,), name="pixels")
+                h = keras.layers.Dense(32, activation="relu")(pixels_in)
+                z_mean, z_log_var = keras.layers.Dense(4, name="z_mean")(h), keras.layers.Dense(4, name="z_log_var")(h)
+                z = namespace[objects](name="sampling")([z_mean, z_log_var])
+                model = keras.Model(pixels_in, keras.layers.Dense(64, activation="sigmoid")(z), name="vae")
+            model.save(folder / "m.keras")
+            row = converted(folder / "m.keras", x[:300], folder, to="tflite:fp32,tflite:int8,onnx:fp32",
+                            custom_objects=str(folder / "objects.py"), **options)  # fmt: skip
+            row.pop("_artifacts", None)
+            rows[name] = {**row, "checked": "convert's own check: held-out calibration rows against the Keras model"}
+        folder = root / "grouped"
+        folder.mkdir()
+        path, x = keras_models.grouped_conv_digits(folder / "m.keras")
+        row = converted(path, x[:300], folder, to="tflite:fp32,tflite:int8,onnx:fp32,onnx:int8")
+        row.pop("_artifacts", None)
+        rows["grouped_convolutions"] = {**row, "checked": "convert's own check against the Keras model"}
+    return {"models": rows}
+
+
 QUANTIZED = "tflite:fp32,tflite:int8,tflite:mixed"
 EVERY_TFLITE = "tflite:fp32,tflite:fp16,tflite:dynamic,tflite:int8,tflite:16x8,tflite:mixed"  # the zoo: LSTMs too
 ZOO = ("mobilenet_digits", "lstm_digits_rows", "lstm_sunspots", "autoencoder_breast_cancer", "autoencoder_sensor")
@@ -610,6 +703,7 @@ SECTIONS = {
     "train": train_section,
     "optimize": optimize_section,
     "coverage": coverage_section,
+    "user_models": user_models_section,
     "validate": validate_section,
     "quantization": quantization_section,
 }

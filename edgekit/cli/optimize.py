@@ -11,6 +11,7 @@ from edgekit.cli.options import custom_objects_option, json_option
 from edgekit.cli.render import emit_json, err, print_optimization
 from edgekit.common.parity import TASKS
 from edgekit.errors import BudgetExceededError
+from edgekit.stages.optimize.settings import BATCHNORM_POLICIES
 
 
 @app.command("optimize")
@@ -41,6 +42,10 @@ from edgekit.errors import BudgetExceededError
 @click.option(
     "--max-error-increase", type=float, default=None,
     help="Relative MAE increase allowed for regressors [default: 0.25, or the recipe's].",
+)  # fmt: skip
+@click.option(
+    "--batchnorm", type=click.Choice(BATCHNORM_POLICIES), default="auto", show_default=True,
+    help="BatchNorm while pruning: adapt (trains, statistics re-estimated), frozen, or auto (see README).",
 )  # fmt: skip
 @custom_objects_option
 @click.option("--out", "out_dir", type=click.Path(path_type=str), default=None, help="Run directory.")

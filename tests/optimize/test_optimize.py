@@ -106,8 +106,10 @@ def test_collaborative_chain_keeps_zeros_and_clusters_through_qat(tmp_path):
     model.save(tmp_path / "m.keras")
     np.savez(tmp_path / "d.npz", x=x, y=y)
 
+    # three passes at three epochs on a 2-convolution net cost ~10 points (0.97 -> 0.87): over the default budget;
+    # this test's subject is the structure, its accuracy bar 0.85
     manifest = optimize(tmp_path / "m.keras", data=str(tmp_path / "d.npz"), prune=0.5, cluster=8, qat=True,
-                        epochs=3, learning_rate=1e-3, out=tmp_path / "o")  # fmt: skip
+                        epochs=3, learning_rate=1e-3, out=tmp_path / "o", max_accuracy_drop=0.15)  # fmt: skip
     metrics, layers = manifest["metrics"], manifest["report"]["after"]["weights"]["layers"]
     assert metrics["sparsity"] >= 0.45 and metrics["accuracy_int8_after"] >= 0.85, metrics
     assert manifest["batchnorm_folded_into"] == ["conv16", "conv32"]

@@ -35,7 +35,9 @@ def _conv_autoencoder(tmp_path):
 
 def test_conv_autoencoder_prunes_without_a_stratified_split(tmp_path):
     model, data = _conv_autoencoder(tmp_path)
-    manifest = optimize(model, prune=0.5, data=str(data), epochs=6, out=tmp_path / "run")
+    # half of a 16-filter autoencoder's weights: MAE +33 % (0.020 -> 0.027), over the default budget's +25 %; this
+    # test's bar is absolute (+0.03 on pixels in 0..1)
+    manifest = optimize(model, prune=0.5, data=str(data), epochs=6, out=tmp_path / "run", max_error_increase=0.5)
     assert manifest["detected_task"]["task"] == "autoencoder"
     assert manifest["metrics"]["sparsity"] >= 0.45, manifest["metrics"]
     # reconstruction MAE on pixels in 0..1: pruning half the weights costs little
@@ -130,9 +132,12 @@ def test_mobilenet_v3_prunes_through_the_bridge(tmp_path):
     path, x = keras_models.application_classifier(tmp_path / "v3.keras", "MobileNetV3Small")
     _, y = keras_models.digits_images(32)
     np.savez(tmp_path / "digits.npz", x=x, y=y[y < 5])
-    # a two-epoch random-init base (near chance): the bridge is what is checked here, not the accuracy budget
+    # a two-epoch random-init base (near chance): the bridge is what is checked here, not the accuracy budget.
+    # BatchNorm frozen: its statistics never left init (momentum 0.99), so `auto` re-estimates them, which makes a
+    # confident model whose fp32 file differs from Keras by 1.7e-4 and is refused (see the issue 20 note)
     manifest = optimize(path, prune=0.5, data=str(tmp_path / "digits.npz"), epochs=1, out=tmp_path / "run",
-                        max_accuracy_drop=1.0)  # fmt: skip
+                        max_accuracy_drop=1.0, batchnorm="frozen")  # fmt: skip
+    assert manifest["settings"]["batchnorm"] == "frozen" and manifest["batchnorm_recalibrated"] == []
     assert manifest["bridge_max_abs_diff"] <= 1e-5
     assert manifest["metrics"]["sparsity"] >= 0.45, manifest["metrics"]
 

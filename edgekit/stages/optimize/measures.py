@@ -55,6 +55,7 @@ def measure(result: Optimized) -> Record:
                 "learning_rate": settings.learning_rates(),
                 "batch_size": settings.batch_size,
                 "seed": settings.seed,
+                "batchnorm": settings.batchnorm,
                 "loss": passed.loss,
             },
             "bridge_max_abs_diff": passed.bridge_max_abs_diff,

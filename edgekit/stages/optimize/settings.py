@@ -27,6 +27,7 @@ PASSES = ("prune", "cluster", "qat")  # in the order they run
 # What an optimized model may lose against the model it started from, unless the flags or the recipe's
 # ``optimize:`` section say otherwise: accuracy points for classifiers, the MAE's relative increase otherwise.
 DEFAULT_BUDGET = {"max_accuracy_drop": 0.02, "max_error_increase": 0.25}
+BATCHNORM_POLICIES = ("auto", "adapt", "frozen")  # BatchNorm while pruning: see build.optimize.run_passes
 
 
 @dataclass
@@ -70,6 +71,8 @@ class OptimizeSettings:
     """What ``edgekit optimize`` does: the passes (``prune`` sparsity, ``cluster`` count, ``qat``) and the
     fine-tuning (data, epochs, rate, batch, seed), where it writes (``out``), and how it reads the model
     (``task`` overrides the detected task; ``custom_objects`` is a Python file, as for ``convert``).
+    ``batchnorm`` says what BatchNorm does while pruning: ``adapt`` (trains, then statistics re-estimated),
+    ``frozen``, or ``auto`` (adapt where re-estimating the statistics keeps the source's validation score).
 
     Example:
         >>> OptimizeSettings().check()
@@ -95,6 +98,7 @@ class OptimizeSettings:
     custom_objects: str | None = None
     max_accuracy_drop: float | None = None
     max_error_increase: float | None = None
+    batchnorm: str = "auto"
 
     @classmethod
     def from_options(cls, **options: Any) -> OptimizeSettings:
@@ -117,6 +121,8 @@ class OptimizeSettings:
             raise InputError("nothing to do: pass --prune SPARSITY, --cluster N and/or --qat")
         if self.epochs < 1:
             raise InputError("--epochs must be >= 1")
+        if self.batchnorm not in BATCHNORM_POLICIES:
+            raise InputError(f"--batchnorm must be one of {', '.join(BATCHNORM_POLICIES)}, got {self.batchnorm!r}")
         for name in DEFAULT_BUDGET:
             if (value := getattr(self, name)) is not None and not value >= 0:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
