@@ -7,7 +7,7 @@ SHARED ?= ../shared
 export EDGEKIT_SHARED := $(abspath $(SHARED))
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install browser test test-fast demo bench lint format clean
+.PHONY: install browser test test-long test-fast demo bench lint format clean
 
 install: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Lint first: it is what keeps the runtime lane free of build-lane imports (see pyproject's ruff section).
 test: install browser lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not long"
+
+# The tests over a minute whose subject a faster test in `make test` also covers (the bench measures the rest).
+test-long: install
+	$(PY) -m pytest -q -m long
 
 # The runtime lane only (LiteRT, ONNX Runtime, inspect, bench, pre-flights, bundles of Coral's models): no test that
 # trains, builds a Keras model or runs a TensorFlow conversion (those carry the `slow` marker). Under 3 minutes on 2 cores.

@@ -278,7 +278,9 @@ def test_gru_and_simple_rnn_int8_are_unrolled_not_crashed(tmp_path, layer):
     assert arts["tflite:fp32"]["verdict"] == "pass"
 
 
-@pytest.mark.parametrize("family", ["MobileNetV3Small", "EfficientNetB0"])
+# EfficientNetB0 (100 s; bench's coverage table converts it too) is `long`: squeeze-excite and swish are
+# MobileNetV3's too
+@pytest.mark.parametrize("family", ["MobileNetV3Small", pytest.param("EfficientNetB0", marks=pytest.mark.long)])
 def test_keras_applications_convert_with_a_verdict(tmp_path, family):
     """The fast subset of the bench's coverage table: hard_silu / squeeze-excite / swish families."""
     path, x = keras_models.application_classifier(tmp_path / f"{family}.keras", family)

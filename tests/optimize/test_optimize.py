@@ -55,6 +55,7 @@ def test_clustering_16_shrinks_gzip(mobilenet_run, tmp_path):
     assert len(clustered) >= 30 and max(clustered) <= 16, fp32_layers
 
 
+@pytest.mark.long  # 90 s; its fast twin: QAT after pruning and clustering in the collaborative chain below
 def test_qat_int8_matches_post_training_int8(mobilenet_run, tmp_path):
     run_dir, _ = mobilenet_run
     manifest = optimize(run_dir, qat=True, epochs=2, seed=0, out=tmp_path / "qat")  # QAT's own rate: 1e-4
@@ -68,11 +69,13 @@ def test_qat_int8_matches_post_training_int8(mobilenet_run, tmp_path):
     assert manifest["artifacts"][0] == {"path": "model_qat", "format": "savedmodel", "role": "model"}
 
 
+@pytest.mark.long  # its fast twin: test_lstm_regressor_and_mixed_float16_source prunes an LSTM regressor
 def test_lstm_forecaster_pruned(tmp_path):
     from edgekit.stages.train import train
 
     trained = train(REPO / "models" / "lstm_sunspots.yaml", out=tmp_path / "lstm")
-    manifest = optimize(tmp_path / "lstm", prune=0.5, epochs=20, learning_rate=1e-3, out=tmp_path / "pruned")
+    manifest = optimize(tmp_path / "lstm", prune=0.5, epochs=20, learning_rate=1e-3, out=tmp_path / "pruned",
+                        max_error_increase=0.4)  # the bars below are this test's (measured int8 +25 %)  # fmt: skip
     metrics = manifest["metrics"]
     # Issue 5's bar (MAE +<= 5 %) held on an AVX2 machine (+2.4 %, from a weaker baseline: MAE 16.7) but not on an
     # AVX-512 one (+16 to +19 % over seeds and schedules, from MAE 15.2; 100 epochs or LSTM(64) do not close it):

@@ -127,6 +127,7 @@ def test_custom_layer_and_task_override(tmp_path):
     assert "Traceback" not in forced.stderr and not (tmp_path / "run_regressor").exists()
 
 
+@pytest.mark.long  # 90 s; fast twins: MobileNetV3Small converts through the bridge, the MobileNetV2 zoo prunes
 def test_mobilenet_v3_prunes_through_the_bridge(tmp_path):
     """MobileNetV3 failed in the tf_keras rebuild (`Unknown activation function 'hard_silu'`)."""
     path, x = keras_models.application_classifier(tmp_path / "v3.keras", "MobileNetV3Small")
