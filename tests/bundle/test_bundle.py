@@ -315,3 +315,80 @@ def test_forecaster_bundle_predicts_what_keras_predicts(forecaster, tmp_path):
     forecasts = [x["values"][0] for x in json.loads(r.stdout)]
     assert forecasts == pytest.approx([expected, expected], rel=1e-4)
     assert 0 < expected < 400  # sunspot units, not standardized values
+
+
+def _rehashed(folder: Path, edit) -> None:
+    """Edit a bundle's manifest as an attacker would: the files it names are re-hashed so sha256 still holds."""
+    manifest = json.loads((folder / "edgekit.json").read_text())
+    edit(manifest)
+    for name in manifest["files"]:
+        path = folder / name
+        if path.is_file():
+            manifest["files"][name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (folder / "edgekit.json").write_text(json.dumps(manifest))
+
+
+def test_a_bundle_reads_nothing_outside_itself(imagenet, coral, tmp_path):
+    """Issue 21: every path in edgekit.json is relative, plain, inside the bundle and under a sha256; a zip holds
+    only what its manifest lists, once each, within limits. Each case: exit 2, one line, the secret never read."""
+    good, secret = imagenet["rpi"], tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET\n" * 1001)
+    model_name = json.loads((good / "edgekit.json").read_text())["model"]["file"]
+
+    def labels_at(name: str, listed: bool = True):
+        def edit(m):
+            m["postprocessing"]["labels"] = name
+            m["files"].pop("labels.txt")
+            if listed:
+                m["files"][name] = "0" * 64
+
+        return lambda folder: _rehashed(folder, edit)
+
+    def link_labels(folder: Path) -> None:
+        (folder / "labels.txt").unlink()
+        (folder / "labels.txt").symlink_to(secret)
+        _rehashed(folder, lambda m: None)
+
+    def model_at(name: str):
+        return lambda folder: _rehashed(folder, lambda m: m["model"].update(file=name))
+
+    def not_utf8(folder: Path) -> None:
+        (folder / "labels.txt").write_bytes(b"\xff\xfe" * 1001)
+        _rehashed(folder, lambda m: None)
+
+    def zipped(name: str, extra: dict[str, bytes]) -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(good.iterdir()):
+                zf.write(file, file.name)
+            for entry, data in extra.items():
+                zf.writestr(entry, data)
+        return path
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns on the duplicate name it is asked to write
+        cases = [
+            (_tamper(good, tmp_path, "up", labels_at("../secret.txt")), "not a plain relative path"),
+            (_tamper(good, tmp_path, "abs", labels_at(str(secret))), "not a plain relative path"),
+            (_tamper(good, tmp_path, "zero", labels_at("/dev/zero", listed=False)), "no sha256 covers it"),
+            (_tamper(good, tmp_path, "link", link_labels), "leads outside the bundle"),
+            (_tamper(good, tmp_path, "model", model_at(f"../{model_name}")), "no sha256 covers it"),
+            (_tamper(good, tmp_path, "utf8", not_utf8), "not UTF-8"),
+            (_tamper(good, tmp_path, "list", lambda f: (f / "edgekit.json").write_text("[1, 2]")), "not a JSON object"),
+            (_tamper(good, tmp_path, "deep", lambda f: (f / "edgekit.json").write_text("[" * 100_000)), "nested too"),
+            (zipped("twice.zip", {model_name: b"another model"}), f"entry {model_name!r} twice"),
+            (zipped("unlisted.zip", {"extra.bin": b"x"}), "'extra.bin' is not listed in edgekit.json"),
+            (zipped("bomb.zip", {"padding.bin": bytes(8 << 20)}), "compressed"),
+        ]
+    photo = _photos(coral)[0]
+    for bundle_path, message in cases:
+        for args in (("verify", str(bundle_path)), ("predict", str(bundle_path), photo)):
+            r = run_cli(*args, cwd=tmp_path)
+            lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+            assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (args, r.stderr)
+            assert "TOP-SECRET" not in r.stdout + r.stderr
+    # the bundle's own run.py (the same checks, copied into it) refuses too
+    r = subprocess.run([sys.executable, str(tmp_path / "up" / "run.py"), photo], capture_output=True, text=True)
+    assert r.returncode == 2 and "not a plain relative path" in r.stderr and "TOP-SECRET" not in r.stdout, r.stderr

@@ -21,7 +21,7 @@ import csv
 import hashlib
 import json
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ import numpy as np
 READS_MAJOR = 1
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 _INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+MAX_MANIFEST_BYTES = 1 << 20  # edgekit.json: a bundle's is a few KB
+MAX_LABELS_BYTES = 4 << 20  # ImageNet's 1,001 labels are 21 KB
 
 
 class BundleError(Exception):
@@ -38,12 +40,20 @@ class BundleError(Exception):
 def load_manifest(folder: Path) -> dict[str, Any]:
     """Read ``edgekit.json``; refuse a newer major schema version."""
     path = folder / "edgekit.json"
+    if not path.is_file():
+        raise BundleError(f"{folder}: no edgekit.json (not an edgekit bundle)")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(
+            f"{path}: {path.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES} an edgekit.json may have"
+        )
     try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{folder}: no edgekit.json (not an edgekit bundle)") from None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BundleError(f"{path}: nested too deeply to be an edgekit.json") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: not a JSON object")
     major = str(manifest.get("schema_version", "0")).split(".")[0]
     if not major.isdigit() or int(major) > READS_MAJOR:
         version = manifest.get("schema_version")
@@ -61,10 +71,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def inside(folder: Path, name: Any) -> Path:
+    """``name`` from edgekit.json as a file of the bundle: a plain relative path ("a/b.txt": no "..", no ".",
+    no absolute path, drive or backslash) that no symlink leads out of ``folder``."""
+    parts = name.split("/") if isinstance(name, str) else []
+    plain = bool(parts) and all(p not in ("", ".", "..") and "\\" not in p and ":" not in p for p in parts)
+    if not plain:
+        raise BundleError(f"edgekit.json: file name {name!r} is not a plain relative path inside the bundle")
+    path = folder / PurePosixPath(name)
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise BundleError(f"edgekit.json: {name!r} leads outside the bundle (a symlink)")
+    return path
+
+
 def check_files(folder: Path, manifest: dict[str, Any]) -> None:
-    """Every file the manifest lists exists and has its sha256."""
+    """Every file the manifest lists is inside the bundle and has its sha256; the model and labels are listed."""
+    for role, name in (("model", manifest["model"]["file"]), ("labels", manifest["postprocessing"].get("labels"))):
+        if name is not None and name not in manifest["files"]:
+            raise BundleError(f"edgekit.json: the {role} file {name!r} is not in its files (no sha256 covers it)")
     for name, expected in manifest["files"].items():
-        path = folder / name
+        path = inside(folder, name)
         if not path.is_file():
             raise BundleError(f"{path}: missing (listed in edgekit.json)")
         if sha256_file(path) != expected:
@@ -74,7 +100,15 @@ def check_files(folder: Path, manifest: dict[str, Any]) -> None:
 def read_labels(folder: Path, manifest: dict[str, Any]) -> list[str] | None:
     """The labels file the manifest names, one label per line, or None."""
     name = manifest["postprocessing"].get("labels")
-    return (folder / name).read_text(encoding="utf-8").splitlines() if name else None
+    if not name:
+        return None
+    path = inside(folder, name)
+    if path.stat().st_size > MAX_LABELS_BYTES:
+        raise BundleError(f"{path}: {path.stat().st_size} bytes, over the {MAX_LABELS_BYTES} a labels file may have")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: labels are not UTF-8 text") from None
 
 
 # -- preprocessing ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Bundle zips: written from a folder, and extracted only when every entry is safe.
 
-An entry with an absolute path, a ``..`` component, a drive letter or a symlink makes the
-whole archive refused, with nothing extracted.
+An entry with an absolute path, a ``..`` component, a drive letter or a symlink, a name that
+occurs twice, an encrypted entry, or an archive over the limits (entries, unpacked bytes,
+compression ratio) makes the whole archive refused, with nothing extracted.
 
 Example:
     >>> safe_extract("missing.zip", "out")
@@ -17,6 +18,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from edgekit.errors import InputError
+
+MAX_ENTRIES = 1000  # a bundle holds under 10 files
+MAX_UNPACKED_BYTES = 2 << 30  # the largest edge models are hundreds of MB
+MAX_RATIO = 100  # model weights deflate 1-3x; text ~5x; a bomb 1000x
 
 
 def write_zip(folder: Path, archive: Path) -> Path:
@@ -47,8 +52,48 @@ def _unsafe(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def safe_extract(archive: str | Path, dest: str | Path) -> Path:
+def _limits(infos: list[zipfile.ZipInfo]) -> str | None:
+    if len(infos) > MAX_ENTRIES:
+        return f"{len(infos)} entries (the limit is {MAX_ENTRIES})"
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        return f"entry {twice[0]!r} twice (which one is the bundle's is ambiguous)"
+    if (total := sum(info.file_size for info in infos)) > MAX_UNPACKED_BYTES:
+        return f"{total} bytes unpacked (the limit is {MAX_UNPACKED_BYTES})"
+    for info in infos:
+        if info.flag_bits & 0x1:
+            return f"entry {info.filename!r} encrypted"
+        ratio = info.file_size // max(info.compress_size, 1)
+        if info.file_size > (1 << 20) and ratio > MAX_RATIO:
+            return f"entry {info.filename!r} compressed {ratio}:1 (the limit is {MAX_RATIO}:1)"
+    return None
+
+
+def read_entry(archive: str | Path, name: str, limit: int) -> bytes | None:
+    """The bytes of entry ``name`` (None when absent), refused over ``limit`` bytes or when the zip is unsafe.
+
+    Example:
+        >>> read_entry("bundles/rpi.zip", "edgekit.json", 1 << 20)[:1]  # doctest: +SKIP
+        b'{'
+    """
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            if why := _limits(zf.infolist()):
+                raise InputError(f"{archive}: {why}: refused, nothing extracted")
+            if name not in zf.namelist():
+                return None
+            if (size := zf.getinfo(name).file_size) > limit:
+                raise InputError(f"{archive}: entry {name!r} is {size} bytes (the limit is {limit})")
+            return zf.read(name)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
+        raise InputError(f"{archive}: not a readable zip file ({exc})") from None
+
+
+def safe_extract(archive: str | Path, dest: str | Path, only: set[str] | None = None) -> Path:
     """Extract ``archive`` into ``dest`` after checking every entry; refuse the whole zip otherwise.
+
+    ``only``: the entry names the archive may hold (any other is refused).
 
     Example:
         >>> safe_extract("evil.zip", "/tmp/x")  # doctest: +SKIP
@@ -65,9 +110,17 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
             for info in infos:
                 if why := _unsafe(info):
                     raise InputError(f"{archive}: entry {info.filename!r} has {why}: refused, nothing extracted")
+            if why := _limits(infos):
+                raise InputError(f"{archive}: {why}: refused, nothing extracted")
+            files = [info for info in infos if not info.is_dir()]
+            if only is not None and (extra := sorted(i.filename for i in files if i.filename not in only)):
+                raise InputError(f"{archive}: entry {extra[0]!r} is not listed in edgekit.json: refused, "
+                                 "nothing extracted")  # fmt: skip
             dest.mkdir(parents=True, exist_ok=True)
-            for info in infos:
+            for info in files:
                 zf.extract(info, dest)
     except zipfile.BadZipFile as exc:
         raise InputError(f"{archive}: not a zip file ({exc})") from None
+    except (NotImplementedError, RuntimeError, OSError, EOFError) as exc:  # compression, password, long names
+        raise InputError(f"{archive}: cannot extract it ({exc})") from None
     return dest

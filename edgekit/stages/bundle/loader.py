@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from edgekit.formats.metadata import read_metadata
 from edgekit.formats.tflite import read_tflite
 from edgekit.rundir import SCHEMA_VERSION
 from edgekit.stages.bundle import app
-from edgekit.stages.bundle.archive import safe_extract
+from edgekit.stages.bundle.archive import read_entry, safe_extract
 from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, validate_spec
 
 
@@ -114,6 +115,19 @@ def derived_manifest(path: Path, labels: list[str] | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _listed(archive: Path) -> set[str] | None:
+    """The entries a bundle zip may hold: ``edgekit.json`` and the files it lists (None: no manifest to say)."""
+    data = read_entry(archive, "edgekit.json", app.MAX_MANIFEST_BYTES)
+    if data is None:
+        return None  # _from_folder says "no edgekit.json" after a safe extraction
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None  # _from_folder names what is wrong with it
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    return {"edgekit.json", *files} if isinstance(files, dict) else None
+
+
 def open_bundle(source: str | Path, labels: str | Path | None = None) -> OpenBundle:
     """Open a bundle folder, a bundle zip (extracted safely into a temporary folder) or a ``.tflite``.
 
@@ -131,7 +145,7 @@ def open_bundle(source: str | Path, labels: str | Path | None = None) -> OpenBun
     elif p.suffix == ".zip":
         tmp = tempfile.TemporaryDirectory(prefix="edgekit-bundle-")
         try:
-            bundle = _from_folder(safe_extract(p, tmp.name), tmp)
+            bundle = _from_folder(safe_extract(p, tmp.name, only=_listed(p)), tmp)
         except Exception:
             tmp.cleanup()
             raise
