@@ -392,3 +392,38 @@ def test_a_bundle_reads_nothing_outside_itself(imagenet, coral, tmp_path):
     # the bundle's own run.py (the same checks, copied into it) refuses too
     r = subprocess.run([sys.executable, str(tmp_path / "up" / "run.py"), photo], capture_output=True, text=True)
     assert r.returncode == 2 and "not a plain relative path" in r.stderr and "TOP-SECRET" not in r.stdout, r.stderr
+
+
+def test_hostile_inputs_to_a_bundle_are_refused_in_one_line(imagenet, coral, tmp_path):
+    """Issue 21: inputs that ran out of memory, were cast silently or ended in an internal error."""
+    from PIL import Image
+
+    good = imagenet["rpi"]
+    Image.new("1", (9000, 9000)).save(tmp_path / "huge.png")  # 81 megapixels in a few KB
+    np.save(tmp_path / "empty.npy", np.zeros((0, 224, 224, 3), np.uint8))
+    nan = np.zeros((1, 224, 224, 3), np.float32)
+    nan[0, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    (tmp_path / "header.npy").write_bytes(b"\x93NUMPY\x01\x00\xff\xff{'descr'")  # an unclosed header
+    (tmp_path / "ragged.csv").write_text("1,2,3\n4,5\n")
+    (tmp_path / "latin1.csv").write_bytes("temp\xe9rature\n1.0\n".encode("latin-1"))
+    (tmp_path / "narrow.csv").write_text("1,2,3\n")
+
+    def resize(folder: Path) -> None:
+        _rehashed(folder, lambda m: m["inputs"][0]["preprocessing"].update(size=[100_000, 100_000]))
+
+    cases = [
+        (good, "huge.png", "over the 64,000,000 an input image may have"),
+        (good, "empty.npy", "no samples"),
+        (good, "nan.npy", "1 NaN or infinite value(s)"),
+        (good, "header.npy", "not a numpy array file"),
+        (good, "ragged.csv", "rows of different lengths"),
+        (good, "latin1.csv", "not a UTF-8 CSV file"),
+        (good, "narrow.csv", "3 values per row"),
+        (_tamper(good, tmp_path, "resize", resize), "cat.bmp", "over the 67,108,864 values an input may have"),
+    ]
+    for bundle_path, name, message in cases:
+        given = tmp_path / name if (tmp_path / name).exists() else coral / "images" / name
+        r = run_cli("predict", str(bundle_path), str(given), cwd=tmp_path)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (name, r.stderr)

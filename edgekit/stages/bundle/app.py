@@ -31,6 +31,8 @@ EDGETPU_LIBRARY = "libedgetpu.so.1"
 _INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 MAX_MANIFEST_BYTES = 1 << 20  # edgekit.json: a bundle's is a few KB
 MAX_LABELS_BYTES = 4 << 20  # ImageNet's 1,001 labels are 21 KB
+MAX_IMAGE_PIXELS = 64_000_000  # a 48-megapixel phone photo fits; checked from the header, before decoding
+MAX_INPUT_VALUES = 1 << 26  # per input tensor and per resized image (a 224x224x3 image is 150,528)
 
 
 class BundleError(Exception):
@@ -84,8 +86,24 @@ def inside(folder: Path, name: Any) -> Path:
     return path
 
 
+def check_sizes(manifest: dict[str, Any]) -> None:
+    """Refuse inputs and resizes a manifest may ask for but no edge model has (more than MAX_INPUT_VALUES)."""
+    for item in manifest["inputs"]:
+        asked = [item["shape"]]
+        if size := item.get("preprocessing", {}).get("size"):
+            asked.append([*size, 4])
+        for shape in asked:
+            if (
+                not all(isinstance(d, int) and d >= 1 for d in shape)
+                or int(np.prod(shape, dtype=np.float64)) > MAX_INPUT_VALUES
+            ):
+                raise BundleError(f"edgekit.json: input {item.get('name')!r} asks for {shape}, over the "
+                                  f"{MAX_INPUT_VALUES:,} values an input may have")  # fmt: skip
+
+
 def check_files(folder: Path, manifest: dict[str, Any]) -> None:
     """Every file the manifest lists is inside the bundle and has its sha256; the model and labels are listed."""
+    check_sizes(manifest)
     for role, name in (("model", manifest["model"]["file"]), ("labels", manifest["postprocessing"].get("labels"))):
         if name is not None and name not in manifest["files"]:
             raise BundleError(f"edgekit.json: the {role} file {name!r} is not in its files (no sha256 covers it)")
@@ -129,12 +147,20 @@ def _to_model(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
 
 def image_input(path: Path, item: dict[str, Any]) -> np.ndarray:
     """One image file as a batch of one, resized, converted and scaled as ``item["preprocessing"]`` says."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            image = Image.open(path)
+        with image:
+            if (pixels := image.width * image.height) > MAX_IMAGE_PIXELS:
+                raise BundleError(f"{path}: {image.width}x{image.height} is {pixels:,} pixels, over the "
+                                  f"{MAX_IMAGE_PIXELS:,} an input image may have")  # fmt: skip
             return pil_input(image, item)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise BundleError(f"{path}: not an image pillow can read ({type(exc).__name__})") from None
 
 
@@ -160,6 +186,13 @@ def values_input(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
         values = values[None]
     if tuple(values.shape[1:]) != sample:
         raise BundleError(f"shape {list(values.shape)} does not fit input {item['name']!r} {item['shape']}")
+    if values.size == 0:
+        raise BundleError(f"no samples (shape {list(values.shape)})")
+    if values.dtype.kind not in "biuf":
+        raise BundleError(f"{values.dtype} values; the model takes numbers")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise BundleError(f"{bad} NaN or infinite value(s): refused rather than guessed (clean the data first)")
     if values.dtype.kind in "iu" and values.dtype == np.dtype(item["dtype"]):
         return values
     pre = item["preprocessing"]
@@ -170,16 +203,21 @@ def values_input(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
 
 def _csv_rows(path: Path) -> np.ndarray:
     rows = []
-    with open(path, newline="") as f:
-        for row in csv.reader(f):
-            try:
-                rows.append([float(v) for v in row if v.strip()])
-            except ValueError:
-                if rows:
-                    raise BundleError(f"{path}: row {len(rows) + 1} is not numbers: {row[:4]}") from None
-                continue  # a header line
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                try:
+                    rows.append([float(v) for v in row if v.strip()])
+                except ValueError:
+                    if rows:
+                        raise BundleError(f"{path}: row {len(rows) + 1} is not numbers: {row[:4]}") from None
+                    continue  # a header line
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise BundleError(f"{path}: not a UTF-8 CSV file ({type(exc).__name__})") from None
     if not rows:
         raise BundleError(f"{path}: no numeric rows")
+    if len({len(row) for row in rows}) > 1:
+        raise BundleError(f"{path}: rows of different lengths ({min(map(len, rows))} to {max(map(len, rows))} values)")
     return np.asarray(rows, np.float32)
 
 
@@ -189,7 +227,7 @@ def array_input(path: Path, item: dict[str, Any]) -> np.ndarray:
     if path.suffix == ".npy":
         try:
             values = np.load(path, allow_pickle=False)
-        except ValueError as exc:
+        except (ValueError, OSError, EOFError) as exc:
             raise BundleError(f"{path}: not a numpy array file ({exc})") from None
     else:
         rows = _csv_rows(path)
@@ -201,7 +239,10 @@ def array_input(path: Path, item: dict[str, Any]) -> np.ndarray:
                                   f"the model takes a window of {steps} rows x {channels} columns")  # fmt: skip
             values = rows[-steps:, -channels:]
         else:
-            values = rows[:, -int(np.prod(sample)) :].reshape(-1, *sample)
+            width = int(np.prod(sample))
+            if rows.shape[1] < width:
+                raise BundleError(f"{path}: {rows.shape[1]} values per row; input {item['name']!r} takes {width}")
+            values = rows[:, -width:].reshape(-1, *sample)
     try:
         return values_input(values, item)
     except BundleError as exc:
