@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +77,41 @@ def main(argv: list[str] | None = None, *, entry: Callable[..., Any] = app) -> i
     return code if isinstance(code, int) else 0  # click returns the code of click.exceptions.Exit here
 
 
+# A native runtime can die on a file no reader foresaw; these signals are its crash, not the user's doing.
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
+
+
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: the command runs in a child process, so a crash of a native runtime (LiteRT,
+    ONNX Runtime, a delegate) is one line and exit 2 rather than a dead process (``EDGEKIT_NO_GUARD=1``: run
+    in-process, for a debugger)."""
+    if hasattr(os, "fork") and not os.environ.get("EDGEKIT_NO_GUARD"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if (child := os.fork()) != 0:
+            sys.exit(wait_for_command(child))
     sys.exit(main())
+
+
+def wait_for_command(child: int) -> int:
+    """Wait for the command's process; its exit code, or one line and exit 2 when a signal ended it.
+
+    Ctrl-C reaches the child (the terminal signals the whole process group), which answers it.
+
+    Example:
+        >>> wait_for_command(os.getpid())  # doctest: +SKIP
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
+    _, status = os.waitpid(child, 0)
+    if not os.WIFSIGNALED(status):
+        return os.WEXITSTATUS(status)
+    number = os.WTERMSIG(status)
+    name = signal.Signals(number).name
+    if number in CRASH_SIGNALS:
+        notice("error", f"the runtime crashed on this model ({name}); the file is not one it can run")
+        return 2
+    if number == signal.SIGKILL:
+        notice("error", "the command was killed (SIGKILL: out of memory, or another process)")
+        return 2
+    return 128 + number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,26 @@ def test_every_truncation_length_is_safe(coral, model, stride, tail):
     assert total == accepted + rejected and rejected > 0
     if stride == 1:  # every proper prefix of this file is rejected by the verifier
         assert accepted == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the command's process through Linux's /proc")
+def test_a_runtime_killed_by_a_crash_signal_is_one_line_and_exit_2(coral):
+    """Issue 21: the CLI runs each command in a child process, so a native crash cannot take the user's process
+    with it. No file here is known to crash LiteRT, so the benchmark's process gets SIGSEGV from outside,
+    mid-run, as a fault in the runtime would deliver it."""
+    import os
+    import signal
+    import time
+
+    model = coral / "mobilenet_v1_0.25_128_quant.tflite"
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit", "bench", str(model), "--runs", "100000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    children, deadline = Path(f"/proc/{proc.pid}/task/{proc.pid}/children"), time.monotonic() + 60
+    while not children.read_text().split() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(3)  # well into the benchmark's loop
+    os.kill(int(children.read_text().split()[0]), signal.SIGSEGV)
+    _, stderr = proc.communicate(timeout=60)
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, stderr
+    assert "the runtime crashed on this model (SIGSEGV)" in lines[0], stderr
