@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import ModelFormatError
+from edgekit.formats.tflite_checks import check_structure
 
 TFLITE_IDENTIFIER = b"TFL3"
 QUANT_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -87,6 +88,7 @@ class TensorInfo:
     is_variable: bool = False
     scales: tuple[float, ...] = ()
     zero_points: tuple[int, ...] = ()
+    is_sparse: bool = False  # its buffer holds TFLite's compressed sparse format, not the dense values
 
     @property
     def num_elements(self) -> int:
@@ -248,6 +250,7 @@ def _tensor(t: Any, buffers: list[np.ndarray]) -> TensorInfo:
         is_variable=bool(t.isVariable),
         scales=tuple(float(s) for s in q.scale) if q is not None and q.scale is not None else (),
         zero_points=tuple(int(z) for z in q.zeroPoint) if q is not None and q.zeroPoint is not None else (),
+        is_sparse=t.sparsity is not None,
     )
 
 
@@ -331,7 +334,7 @@ def parse_tflite(blob: bytes, path: str = "<bytes>") -> TFLiteModel:
         raise ModelFormatError(f"{path}: corrupt or truncated TFLite model ({type(exc).__name__})") from None
     if not subgraphs:
         raise ModelFormatError(f"{path}: TFLite model has no subgraphs")
-    return TFLiteModel(
+    model = TFLiteModel(
         path=path,
         size_bytes=len(blob),
         version=int(raw.version),
@@ -342,6 +345,8 @@ def parse_tflite(blob: bytes, path: str = "<bytes>") -> TFLiteModel:
         signatures=signatures,
         signature_tensors=signature_tensors,
     )
+    check_structure(model)
+    return model
 
 
 def read_tflite(path: str | Path) -> TFLiteModel:

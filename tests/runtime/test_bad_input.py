@@ -129,3 +129,49 @@ def test_a_runtime_killed_by_a_crash_signal_is_one_line_and_exit_2(coral):
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1, stderr
     assert "the runtime crashed on this model (SIGSEGV)" in lines[0], stderr
+
+
+def _mutated(coral: Path, folder: Path, name: str, edit) -> Path:
+    """Coral's MobileNet v1 with one structural fault, re-packed with the TFLite schema's object API."""
+    import flatbuffers
+
+    from edgekit.formats.tflite import TFLITE_IDENTIFIER, schema
+
+    blob = (coral / "mobilenet_v1_0.25_128_quant.tflite").read_bytes()
+    model = schema().ModelT.InitFromPackedBuf(blob, 0)
+    graph = model.subgraphs[0]
+    conv = next(op for op in graph.operators if model.operatorCodes[op.opcodeIndex].builtinCode == 3)  # CONV_2D
+    edit(model, graph, conv)
+    builder = flatbuffers.Builder(len(blob) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    path = folder / f"{name}.tflite"
+    path.write_bytes(bytes(builder.Output()))
+    return path
+
+
+def test_structural_faults_are_refused_before_the_runtime_sees_them(coral, tmp_path):
+    """Issue 21: faults the reader used to accept, refused by `inspect` (and `bench`) in one line, exit 2, naming
+    the fault. LiteRT 1.4 itself answers these six with a RuntimeError or a failed prepare (measured), not a
+    crash: the issue's 46 crashing files are not at hand; the CLI's crash guard covers what no reader foresees."""
+
+    def drop_weights(model, graph, conv):
+        model.buffers[graph.tensors[conv.inputs[1]].buffer].data = None
+
+    def set_attr(obj_of, attribute, value):
+        return lambda model, graph, conv: setattr(obj_of(model, graph, conv), attribute, value)
+
+    first_input = lambda model, graph, conv: graph.tensors[graph.inputs[0]].quantization  # noqa: E731
+    cases = {
+        "one_operand": (set_attr(lambda m, g, c: c, "inputs", [0]), "has 1 inputs and 1 outputs"),
+        "negative_index": (set_attr(lambda m, g, c: c, "inputs", [0, -7, 2]), "names a negative tensor index"),
+        "emptied_weights": (drop_weights, "which nothing provides"),
+        "zero_point": (set_attr(first_input, "zeroPoint", [100_000]), "zero point outside uint8's range"),
+        "input_index": (set_attr(lambda m, g, c: g, "inputs", [9999]), "input list names tensor 9999"),
+        "huge": (set_attr(lambda m, g, c: g.tensors[c.outputs[0]], "shape", [1, 1 << 30, 64, 8]), "limit is 2 GiB"),
+    }
+    for name, (edit, message) in cases.items():
+        path = _mutated(coral, tmp_path, name, edit)
+        for command in ("inspect", "bench") if name in ("emptied_weights", "huge") else ("inspect",):
+            r = run_cli(command, str(path), cwd=tmp_path)
+            lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+            assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (name, command, r.stderr)

@@ -1,0 +1,112 @@
+"""Structural checks a TFLite file must pass before a native runtime sees it.
+
+LiteRT trusts much of the flatbuffer: mutated files (an emptied operand list or weight buffer, a zero point
+far outside its type's range) crashed it in issue 21's fuzzing, and the ones it catches come back as
+``RuntimeError: ... failed to prepare``. :func:`check_structure` refuses such files first, naming what is
+wrong (:func:`~edgekit.formats.tflite.parse_tflite` calls it):
+
+- every operand and subgraph input / output index names a tensor (or is -1, an absent optional operand);
+- every tensor an operator reads is provided: a subgraph input, a constant, a variable, or an earlier output;
+- operators have the operands their kernels index unchecked (``MIN_OPERANDS``), and at least one output;
+- a constant's buffer holds exactly its shape's bytes;
+- quantization: scales finite and >= 0, as many zero points as scales, zero points inside the type's range;
+- shapes: dimensions >= -1, no tensor over ``MAX_TENSOR_BYTES``, activations together under
+  ``MAX_ACTIVATION_BYTES`` (an upper bound of the runtime's arena).
+
+Example:
+    >>> check_structure(read_tflite("mobilenet_v2_1.0_224_quant.tflite"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekit.errors import ModelFormatError
+
+if TYPE_CHECKING:
+    from edgekit.formats.tflite import SubgraphInfo, TensorInfo, TFLiteModel
+
+MAX_TENSOR_BYTES = 2 << 30  # one tensor: the largest edge model's weights are hundreds of MB
+MAX_ACTIVATION_BYTES = 4 << 30  # every non-constant tensor at once: far above any edge model's arena
+# Operands kernels index without checking the count (the optional ones are -1, not missing).
+MIN_OPERANDS = {
+    "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
+    "DIV": 2, "BATCH_MATMUL": 2, "RESHAPE": 1, "CONCATENATION": 1, "SOFTMAX": 1, "AVERAGE_POOL_2D": 1,
+    "MAX_POOL_2D": 1, "MEAN": 2, "PAD": 2, "GATHER": 2, "UNIDIRECTIONAL_SEQUENCE_LSTM": 24, "LSTM": 24,
+    "QUANTIZE": 1, "DEQUANTIZE": 1,
+}  # fmt: skip
+_ITEMSIZE = {
+    "float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
+    "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1, "complex64": 8, "complex128": 16,
+}  # fmt: skip
+_INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "int32": (-(2**31), 2**31 - 1)}
+
+
+def _nbytes(tensor: TensorInfo) -> int | None:
+    """Bytes of a dense tensor; None for types without a fixed size here (string, resource, variant, int4)."""
+    itemsize = _ITEMSIZE.get(tensor.dtype)
+    return None if itemsize is None else tensor.num_elements * itemsize
+
+
+def _check_tensor(tensor: TensorInfo, buffer: np.ndarray) -> str | None:
+    if any(d < -1 for d in tensor.shape):
+        return f"has a negative dimension {list(tensor.shape)}"
+    size = _nbytes(tensor)
+    if size is not None and size > MAX_TENSOR_BYTES:
+        return f"asks for {size / 2**30:.1f} GiB ({list(tensor.shape)}); the limit is {MAX_TENSOR_BYTES >> 30} GiB"
+    if len(buffer) and size is not None and -1 not in tensor.shape and not tensor.is_sparse and len(buffer) != size:
+        return f"is a constant of {size} bytes ({list(tensor.shape)} {tensor.dtype}) whose buffer holds {len(buffer)}"
+    if any(not np.isfinite(s) or s < 0 for s in tensor.scales):
+        return f"has a quantization scale that is negative or not finite ({tensor.scales[:4]})"
+    if tensor.zero_points and len(tensor.zero_points) != len(tensor.scales):
+        return f"has {len(tensor.scales)} quantization scales but {len(tensor.zero_points)} zero points"
+    low, high = _INT_RANGE.get(tensor.dtype, (None, None))
+    if low is not None and any(not low <= z <= high for z in tensor.zero_points):
+        return f"has a zero point outside {tensor.dtype}'s range ({tensor.zero_points[:4]})"
+    return None
+
+
+def _check_graph(graph: SubgraphInfo, buffers: list[np.ndarray]) -> str | None:
+    count = len(graph.tensors)
+    for kind, indices in (("input", graph.inputs), ("output", graph.outputs)):
+        if bad := [i for i in indices if not 0 <= i < count]:
+            return f"its {kind} list names tensor {bad[0]}, but it has {count} tensors"
+    provided = set(graph.inputs)
+    activations = 0
+    for index, tensor in enumerate(graph.tensors):
+        if why := _check_tensor(tensor, buffers[tensor.buffer] if buffers else np.empty(0)):
+            return f"tensor {index} ({tensor.name!r}) {why}"
+        if tensor.is_constant or tensor.is_variable:
+            provided.add(index)
+        else:
+            activations += _nbytes(tensor) or 0
+    if activations > MAX_ACTIVATION_BYTES:
+        return f"its activations take {activations / 2**30:.1f} GiB; the limit is {MAX_ACTIVATION_BYTES >> 30} GiB"
+    for position, op in enumerate(graph.ops):
+        where = f"operator {position} ({op.name})"
+        if any(i < -1 for i in op.inputs + op.outputs):
+            return f"{where} names a negative tensor index"
+        if len(op.inputs) < MIN_OPERANDS.get(op.name, 0) or not op.outputs:
+            return f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; its kernel needs more"
+        if missing := [i for i in op.inputs if i >= 0 and i not in provided]:
+            return f"{where} reads tensor {missing[0]} ({graph.tensors[missing[0]].name!r}), which nothing provides"
+        provided.update(op.outputs)
+    if missing := [i for i in graph.outputs if i not in provided]:
+        return f"its output tensor {missing[0]} is produced by no operator"
+    return None
+
+
+def check_structure(model: TFLiteModel) -> None:
+    """Refuse a model with a structural fault a native runtime would crash on (see the module docstring).
+
+    Example:
+        >>> check_structure(model)  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.ModelFormatError: m.tflite: subgraph 0: operator 3 (FULLY_CONNECTED) reads tensor 7 ...
+    """
+    for number, graph in enumerate(model.subgraphs):
+        if why := _check_graph(graph, model.buffers):
+            raise ModelFormatError(f"{model.path}: subgraph {number}: {why}: refused before a runtime loads it")
