@@ -243,10 +243,14 @@ def run_passes(src: Source, settings: OptimizeSettings, run: RunDir, progress: P
         # frozen, 0.87 adapting). Where they are another data set's (a frozen ImageNet base under a head trained on
         # its features) re-estimating them costs the head its inputs (MobileNetV2 on Coral's images: 0.96 -> 0.80),
         # so they stay. ``--batchnorm`` overrides. Folded BatchNorms (clustering next) hold only a shift.
-        adapt = settings.batchnorm == "adapt" or (
-            settings.batchnorm == "auto" and batchnorm_fits_data(legacy, splits, classifier, batch_size)
+        adapt = (
+            bool(batchnorms)
+            and not folded
+            and (
+                settings.batchnorm == "adapt"
+                or (settings.batchnorm == "auto" and batchnorm_fits_data(legacy, splits, classifier, batch_size))
+            )
         )
-        adapt = adapt and bool(batchnorms) and not folded
         for layer in batchnorms:
             layer.trainable = adapt
         current = prune(current, passes["prune"], fine_tune_as("prune"), steps)
