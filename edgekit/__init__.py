@@ -6,7 +6,8 @@ a function needs one. Every command of the CLI is a function here:
 - runtime lane: :func:`load`, :func:`inspect_model`, :func:`benchmark`, :func:`validate`, :func:`bundle`,
   :func:`predict`, :func:`verify`;
 - build lane (TensorFlow is imported when they run): :func:`train`, :func:`run`, :func:`optimize`,
-  :func:`convert`.
+  :func:`convert`;
+- :func:`set_limits` raises the limits on what edgekit reads (:mod:`edgekit.limits`).
 
 Example:
     >>> import edgekit
@@ -32,6 +33,7 @@ _API = {
     "bundle": "edgekit.stages.bundle",
     "predict": "edgekit.stages.bundle",
     "verify": "edgekit.stages.bundle",
+    "set_limits": "edgekit.limits",
 }
 __getattr__, _names = lazy_exports(__name__, _API)
 __all__ = ["__version__", *_names]

@@ -20,6 +20,7 @@ from rich.logging import RichHandler
 from edgekit import __version__
 from edgekit.cli.render import err, notice
 from edgekit.errors import EdgekitError
+from edgekit.limits import parse_limit, set_limits
 from edgekit.runtime.native import native_output_captured
 
 log = logging.getLogger("edgekit")
@@ -28,10 +29,27 @@ log = logging.getLogger("edgekit")
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def app(verbose: int) -> None:
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=N",
+    callback=lambda _ctx, _param, values: dict(_parsed_limit(v) for v in values),
+    help="Raise a limit on what edgekit reads (image_pixels, input_values, csv_rows, zip_entries, tensor_bytes, "
+    "activation_bytes, ...; README: Limits). Repeatable.",
+)
+def app(verbose: int, limits: dict[str, int]) -> None:
     """edgekit: take Keras models to edge devices (TFLite, ONNX, Edge TPU)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    set_limits(**limits)
+
+
+def _parsed_limit(text: str) -> tuple[str, int]:
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _silence_native_teardown() -> None:

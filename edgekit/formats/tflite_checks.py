@@ -10,8 +10,8 @@ wrong (:func:`~edgekit.formats.tflite.parse_tflite` calls it):
 - operators have the operands their kernels index unchecked (``MIN_OPERANDS``), and at least one output;
 - a constant's buffer holds exactly its shape's bytes;
 - quantization: scales finite and >= 0, as many zero points as scales, zero points inside the type's range;
-- shapes: dimensions >= -1, no tensor over ``MAX_TENSOR_BYTES``, activations together under
-  ``MAX_ACTIVATION_BYTES`` (an upper bound of the runtime's arena).
+- shapes: dimensions >= -1, no tensor over the ``tensor_bytes`` limit, activations together under
+  ``activation_bytes`` (an upper bound of the runtime's arena; :mod:`edgekit.limits`).
 
 Example:
     >>> check_structure(read_tflite("mobilenet_v2_1.0_224_quant.tflite"))  # doctest: +SKIP
@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.errors import ModelFormatError
+from edgekit.limits import limit, over
 
 if TYPE_CHECKING:
     from edgekit.formats.tflite import SubgraphInfo, TensorInfo, TFLiteModel
 
-MAX_TENSOR_BYTES = 2 << 30  # one tensor: the largest edge model's weights are hundreds of MB
-MAX_ACTIVATION_BYTES = 4 << 30  # every non-constant tensor at once: far above any edge model's arena
 # Operands kernels index without checking the count (the optional ones are -1, not missing).
 MIN_OPERANDS = {
     "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
@@ -54,8 +53,8 @@ def _check_tensor(tensor: TensorInfo, buffer: np.ndarray) -> str | None:
     if any(d < -1 for d in tensor.shape):
         return f"has a negative dimension {list(tensor.shape)}"
     size = _nbytes(tensor)
-    if size is not None and size > MAX_TENSOR_BYTES:
-        return f"asks for {size / 2**30:.1f} GiB ({list(tensor.shape)}); the limit is {MAX_TENSOR_BYTES >> 30} GiB"
+    if size is not None and size > limit("tensor_bytes"):
+        return over("tensor_bytes", f"asks for {size:,} bytes ({list(tensor.shape)})")
     if len(buffer) and size is not None and -1 not in tensor.shape and not tensor.is_sparse and len(buffer) != size:
         return f"is a constant of {size} bytes ({list(tensor.shape)} {tensor.dtype}) whose buffer holds {len(buffer)}"
     if any(not np.isfinite(s) or s < 0 for s in tensor.scales):
@@ -82,8 +81,8 @@ def _check_graph(graph: SubgraphInfo, buffers: list[np.ndarray]) -> str | None:
             provided.add(index)
         else:
             activations += _nbytes(tensor) or 0
-    if activations > MAX_ACTIVATION_BYTES:
-        return f"its activations take {activations / 2**30:.1f} GiB; the limit is {MAX_ACTIVATION_BYTES >> 30} GiB"
+    if activations > limit("activation_bytes"):
+        return over("activation_bytes", f"its activations take {activations:,} bytes")
     for position, op in enumerate(graph.ops):
         where = f"operator {position} ({op.name})"
         if any(i < -1 for i in op.inputs + op.outputs):
@@ -109,4 +108,4 @@ def check_structure(model: TFLiteModel) -> None:
     """
     for number, graph in enumerate(model.subgraphs):
         if why := _check_graph(graph, model.buffers):
-            raise ModelFormatError(f"{model.path}: subgraph {number}: {why}: refused before a runtime loads it")
+            raise ModelFormatError(f"{model.path}: subgraph {number}: {why} (refused before a runtime loads it)")

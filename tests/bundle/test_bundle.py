@@ -8,6 +8,7 @@ and through the Pi example — and every bad bundle or input is refused in one l
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -413,17 +414,35 @@ def test_hostile_inputs_to_a_bundle_are_refused_in_one_line(imagenet, coral, tmp
         _rehashed(folder, lambda m: m["inputs"][0]["preprocessing"].update(size=[100_000, 100_000]))
 
     cases = [
-        (good, "huge.png", "over the 64,000,000 an input image may have"),
+        (good, "huge.png", "the limit is 64,000,000; raise it with --limit image_pixels=N"),
         (good, "empty.npy", "no samples"),
         (good, "nan.npy", "1 NaN or infinite value(s)"),
         (good, "header.npy", "not a numpy array file"),
         (good, "ragged.csv", "rows of different lengths"),
         (good, "latin1.csv", "not a UTF-8 CSV file"),
         (good, "narrow.csv", "3 values per row"),
-        (_tamper(good, tmp_path, "resize", resize), "cat.bmp", "over the 67,108,864 values an input may have"),
+        (
+            _tamper(good, tmp_path, "resize", resize),
+            "cat.bmp",
+            "limit is 67,108,864; raise it with --limit input_values=N",
+        ),
     ]
     for bundle_path, name, message in cases:
         given = tmp_path / name if (tmp_path / name).exists() else coral / "images" / name
         r = run_cli("predict", str(bundle_path), str(given), cwd=tmp_path)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (name, r.stderr)
+    # The flag the message names raises the limit: the 81-megapixel image is then read and classified.
+    r = run_cli("--limit", "image_pixels=1e8", "predict", str(good), str(tmp_path / "huge.png"), "--json", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["top"], r.stderr
+
+
+def test_run_py_has_the_limits_edgekit_has():
+    """A bundle's run.py carries its own limits (it has no edgekit); they are edgekit's defaults."""
+    from edgekit.limits import LIMITS
+    from edgekit.stages.bundle import app
+
+    spec = importlib.util.spec_from_file_location("run_py", app.__file__)  # as a bundle loads it: standalone
+    run_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_py)
+    assert {name: LIMITS[name].default for name in run_py.LIMITS} == run_py.LIMITS

@@ -167,7 +167,10 @@ def test_structural_faults_are_refused_before_the_runtime_sees_them(coral, tmp_p
         "emptied_weights": (drop_weights, "which nothing provides"),
         "zero_point": (set_attr(first_input, "zeroPoint", [100_000]), "zero point outside uint8's range"),
         "input_index": (set_attr(lambda m, g, c: g, "inputs", [9999]), "input list names tensor 9999"),
-        "huge": (set_attr(lambda m, g, c: g.tensors[c.outputs[0]], "shape", [1, 1 << 30, 64, 8]), "limit is 2 GiB"),
+        "huge": (
+            set_attr(lambda m, g, c: g.tensors[c.outputs[0]], "shape", [1, 1 << 30, 64, 8]),
+            "--limit tensor_bytes=N",
+        ),
     }
     for name, (edit, message) in cases.items():
         path = _mutated(coral, tmp_path, name, edit)

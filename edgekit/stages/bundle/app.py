@@ -29,14 +29,24 @@ import numpy as np
 READS_MAJOR = 1
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 _INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
-MAX_MANIFEST_BYTES = 1 << 20  # edgekit.json: a bundle's is a few KB
-MAX_LABELS_BYTES = 4 << 20  # ImageNet's 1,001 labels are 21 KB
-MAX_IMAGE_PIXELS = 64_000_000  # a 48-megapixel phone photo fits; checked from the header, before decoding
-MAX_INPUT_VALUES = 1 << 26  # per input tensor and per resized image (a 224x224x3 image is 150,528)
+# What this app reads, bounded (edgekit.limits says what each bounds; inside edgekit this dict is that module's,
+# so `edgekit --limit NAME=N` raises both). `run.py --limit NAME=N` raises one here.
+LIMITS = {
+    "image_pixels": 64_000_000,
+    "input_values": 1 << 26,
+    "csv_rows": 100_000,
+    "labels_bytes": 4 << 20,
+    "manifest_bytes": 1 << 20,
+}
 
 
 class BundleError(Exception):
     """Bad input or a bad bundle: one line for the user."""
+
+
+def over(name: str, found: str) -> str:
+    """The one line for an input over limit ``name``, naming the flag that raises it."""
+    return f"{found}: the limit is {LIMITS[name]:,}; raise it with --limit {name}=N"
 
 
 def load_manifest(folder: Path) -> dict[str, Any]:
@@ -44,10 +54,8 @@ def load_manifest(folder: Path) -> dict[str, Any]:
     path = folder / "edgekit.json"
     if not path.is_file():
         raise BundleError(f"{folder}: no edgekit.json (not an edgekit bundle)")
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise BundleError(
-            f"{path}: {path.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES} an edgekit.json may have"
-        )
+    if (size := path.stat().st_size) > LIMITS["manifest_bytes"]:
+        raise BundleError(over("manifest_bytes", f"{path}: {size:,} bytes"))
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -87,7 +95,7 @@ def inside(folder: Path, name: Any) -> Path:
 
 
 def check_sizes(manifest: dict[str, Any]) -> None:
-    """Refuse inputs and resizes a manifest may ask for but no edge model has (more than MAX_INPUT_VALUES)."""
+    """Refuse inputs and resizes a manifest may ask for but no edge model has (over the input_values limit)."""
     for item in manifest["inputs"]:
         asked = [item["shape"]]
         if size := item.get("preprocessing", {}).get("size"):
@@ -95,10 +103,9 @@ def check_sizes(manifest: dict[str, Any]) -> None:
         for shape in asked:
             if (
                 not all(isinstance(d, int) and d >= 1 for d in shape)
-                or int(np.prod(shape, dtype=np.float64)) > MAX_INPUT_VALUES
+                or int(np.prod(shape, dtype=np.float64)) > LIMITS["input_values"]
             ):
-                raise BundleError(f"edgekit.json: input {item.get('name')!r} asks for {shape}, over the "
-                                  f"{MAX_INPUT_VALUES:,} values an input may have")  # fmt: skip
+                raise BundleError(over("input_values", f"edgekit.json: input {item.get('name')!r} asks for {shape}"))
 
 
 def check_files(folder: Path, manifest: dict[str, Any]) -> None:
@@ -121,8 +128,8 @@ def read_labels(folder: Path, manifest: dict[str, Any]) -> list[str] | None:
     if not name:
         return None
     path = inside(folder, name)
-    if path.stat().st_size > MAX_LABELS_BYTES:
-        raise BundleError(f"{path}: {path.stat().st_size} bytes, over the {MAX_LABELS_BYTES} a labels file may have")
+    if (size := path.stat().st_size) > LIMITS["labels_bytes"]:
+        raise BundleError(over("labels_bytes", f"{path}: {size:,} bytes"))
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
@@ -156,9 +163,8 @@ def image_input(path: Path, item: dict[str, Any]) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
             image = Image.open(path)
         with image:
-            if (pixels := image.width * image.height) > MAX_IMAGE_PIXELS:
-                raise BundleError(f"{path}: {image.width}x{image.height} is {pixels:,} pixels, over the "
-                                  f"{MAX_IMAGE_PIXELS:,} an input image may have")  # fmt: skip
+            if (pixels := image.width * image.height) > LIMITS["image_pixels"]:
+                raise BundleError(over("image_pixels", f"{path}: {image.width}x{image.height} is {pixels:,} pixels"))
             return pil_input(image, item)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise BundleError(f"{path}: not an image pillow can read ({type(exc).__name__})") from None
@@ -206,6 +212,8 @@ def _csv_rows(path: Path) -> np.ndarray:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             for row in csv.reader(f):
+                if len(rows) == LIMITS["csv_rows"]:
+                    raise BundleError(over("csv_rows", f"{path}: more than {len(rows):,} rows"))
                 try:
                     rows.append([float(v) for v in row if v.strip()])
                 except ValueError:
@@ -360,7 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=N",
+                        help=f"raise a limit on what it reads ({', '.join(LIMITS)})")  # fmt: skip
     args = parser.parse_args(argv)
+    for text in args.limit:
+        name, _, value = text.partition("=")
+        if name not in LIMITS or not value.isdigit():
+            parser.error(f"--limit takes NAME=N with NAME one of {', '.join(LIMITS)}; got {text!r}")
+        LIMITS[name] = int(value)
     folder = Path(__file__).resolve().parent
     try:
         manifest = load_manifest(folder)

@@ -18,10 +18,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from edgekit.errors import InputError
-
-MAX_ENTRIES = 1000  # a bundle holds under 10 files
-MAX_UNPACKED_BYTES = 2 << 30  # the largest edge models are hundreds of MB
-MAX_RATIO = 100  # model weights deflate 1-3x; text ~5x; a bomb 1000x
+from edgekit.limits import limit, over
 
 
 def write_zip(folder: Path, archive: Path) -> Path:
@@ -53,20 +50,20 @@ def _unsafe(info: zipfile.ZipInfo) -> str | None:
 
 
 def _limits(infos: list[zipfile.ZipInfo]) -> str | None:
-    if len(infos) > MAX_ENTRIES:
-        return f"{len(infos)} entries (the limit is {MAX_ENTRIES})"
+    if len(infos) > limit("zip_entries"):
+        return over("zip_entries", f"{len(infos)} entries")
     names = [info.filename for info in infos]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         return f"entry {twice[0]!r} twice (which one is the bundle's is ambiguous)"
-    if (total := sum(info.file_size for info in infos)) > MAX_UNPACKED_BYTES:
-        return f"{total} bytes unpacked (the limit is {MAX_UNPACKED_BYTES})"
+    if (total := sum(info.file_size for info in infos)) > limit("unpacked_bytes"):
+        return over("unpacked_bytes", f"{total:,} bytes unpacked")
     for info in infos:
         if info.flag_bits & 0x1:
             return f"entry {info.filename!r} encrypted"
         ratio = info.file_size // max(info.compress_size, 1)
-        if info.file_size > (1 << 20) and ratio > MAX_RATIO:
-            return f"entry {info.filename!r} compressed {ratio}:1 (the limit is {MAX_RATIO}:1)"
+        if info.file_size > (1 << 20) and ratio > limit("zip_ratio"):
+            return over("zip_ratio", f"entry {info.filename!r} compressed {ratio}:1")
     return None
 
 
@@ -80,7 +77,7 @@ def read_entry(archive: str | Path, name: str, limit: int) -> bytes | None:
     try:
         with zipfile.ZipFile(archive) as zf:
             if why := _limits(zf.infolist()):
-                raise InputError(f"{archive}: {why}: refused, nothing extracted")
+                raise InputError(f"{archive}: refused, nothing extracted: {why}")
             if name not in zf.namelist():
                 return None
             if (size := zf.getinfo(name).file_size) > limit:
@@ -111,7 +108,7 @@ def safe_extract(archive: str | Path, dest: str | Path, only: set[str] | None = 
                 if why := _unsafe(info):
                     raise InputError(f"{archive}: entry {info.filename!r} has {why}: refused, nothing extracted")
             if why := _limits(infos):
-                raise InputError(f"{archive}: {why}: refused, nothing extracted")
+                raise InputError(f"{archive}: refused, nothing extracted: {why}")
             files = [info for info in infos if not info.is_dir()]
             if only is not None and (extra := sorted(i.filename for i in files if i.filename not in only)):
                 raise InputError(f"{archive}: entry {extra[0]!r} is not listed in edgekit.json: refused, "

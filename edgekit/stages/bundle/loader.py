@@ -21,10 +21,13 @@ from typing import Any
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
 from edgekit.formats.tflite import read_tflite
+from edgekit.limits import VALUES
 from edgekit.rundir import SCHEMA_VERSION
 from edgekit.stages.bundle import app
 from edgekit.stages.bundle.archive import read_entry, safe_extract
 from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, validate_spec
+
+app.LIMITS = VALUES  # one set of limits: run.py's own defaults serve it standalone
 
 
 @dataclass
@@ -117,7 +120,7 @@ def derived_manifest(path: Path, labels: list[str] | None) -> dict[str, Any]:
 
 def _listed(archive: Path) -> set[str] | None:
     """The entries a bundle zip may hold: ``edgekit.json`` and the files it lists (None: no manifest to say)."""
-    data = read_entry(archive, "edgekit.json", app.MAX_MANIFEST_BYTES)
+    data = read_entry(archive, "edgekit.json", app.LIMITS["manifest_bytes"])
     if data is None:
         return None  # _from_folder says "no edgekit.json" after a safe extraction
     try:
