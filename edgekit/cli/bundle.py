@@ -9,7 +9,7 @@ import click
 
 from edgekit.cli.app import app
 from edgekit.cli.options import floats, json_option
-from edgekit.cli.render import emit_json, notice, print_bundle, print_predictions, print_verification
+from edgekit.cli.render import emit_json, notice, out, print_bundle, print_predictions, print_verification
 
 
 @app.command("bundle")
@@ -24,6 +24,7 @@ from edgekit.cli.render import emit_json, notice, print_bundle, print_prediction
 @click.option(
     "--allow-over-budget", is_flag=True, help="Ship a file that broke a validate budget (edgekit.json says so)."
 )
+@click.option("--sign", type=click.Path(path_type=str), default=None, help="Ed25519 private key (PEM) to sign with.")
 @json_option("Print edgekit.json.")
 def bundle_cmd(
     source: str, platform: str, out_dir: str | None, zip_archive: bool, as_json: bool, **options: Any
@@ -45,6 +46,7 @@ def bundle_cmd(
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Classes to show (default: the bundle's).")
 @click.option("--labels", type=click.Path(path_type=str), default=None, help="Labels file for a bare model.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--key", type=click.Path(path_type=str), default=None, help="Public key the bundle must be signed by.")
 @json_option("A JSON list, one object per input.")
 def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: Any) -> None:
     """Run a bundle (folder or zip) or a .tflite on images, .npy windows or CSV rows."""
@@ -59,15 +61,17 @@ def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: 
 
 @app.command("verify")
 @click.argument("source", type=click.Path(path_type=str))
+@click.option("--key", type=click.Path(path_type=str), default=None, help="Public key the bundle must be signed by.")
 @json_option()
-def verify_cmd(source: str, as_json: bool) -> None:
-    """Check a bundle: schema version, every sha256, labels, that the model loads and runs from its spec.
+def verify_cmd(source: str, key: str | None, as_json: bool) -> None:
+    """Check a bundle: its signature (with --key), schema version, every sha256, labels, that the model loads
+    and runs from its spec.
 
     Exits 3 when the inference needs hardware that is not here (a compiled model without an Edge TPU).
     """
     from edgekit.stages.bundle import verify
 
-    report = verify(source)
+    report = verify(source, key)
     if as_json:
         emit_json(report)
     else:
@@ -75,3 +79,14 @@ def verify_cmd(source: str, as_json: bool) -> None:
     if report["unavailable"]:
         notice("unavailable", f"{report['unavailable']}; the rest verified")
         raise click.exceptions.Exit(3)
+
+
+@app.command("keygen")
+@click.argument("stem", type=click.Path(path_type=str))
+def keygen_cmd(stem: str) -> None:
+    """Make an Ed25519 key pair for signing bundles: STEM.pem (private, mode 0600) and STEM.pub (public)."""
+    from edgekit.stages.bundle.signing import write_keypair
+
+    private, public = write_keypair(stem)
+    out.print(f"wrote {private} (sign with: edgekit bundle ... --sign {private})", markup=False)
+    out.print(f"wrote {public} (check with: edgekit verify BUNDLE --key {public})", markup=False)

@@ -312,6 +312,7 @@ def print_predictions(results: list[dict[str, Any]]) -> None:
 
 
 def print_verification(report: dict[str, Any]) -> None:
-    """One ``ok`` line per check a bundle passed."""
+    """Whether the bundle is signed (and the signature valid), then one ``ok`` line per check it passed."""
+    out.print(f"{'ok' if report['signature'].endswith('valid') else '--'}  {report['signature']}", markup=False)
     for check in report["checks"]:
         out.print(f"ok  {check}", markup=False)

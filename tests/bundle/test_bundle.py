@@ -446,3 +446,59 @@ def test_run_py_has_the_limits_edgekit_has():
     run_py = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_py)
     assert {name: LIMITS[name].default for name in run_py.LIMITS} == run_py.LIMITS
+
+
+def test_a_signed_bundle_refuses_a_tampered_copy_given_the_key(coral, tmp_path):
+    """Issue 21: sha256s stop corruption, not tampering; an Ed25519 signature over edgekit.json stops both, in
+    verify, predict and the bundle's own run.py, once the user gives the public key they trust."""
+    keys = [run_cli("keygen", str(tmp_path / stem), cwd=tmp_path) for stem in ("release", "other")]
+    assert all(k.returncode == 0 for k in keys), keys[0].stderr
+    private, public, other = tmp_path / "release.pem", tmp_path / "release.pub", tmp_path / "other.pub"
+    assert private.stat().st_mode & 0o077 == 0 and b"BEGIN PUBLIC KEY" in public.read_bytes()
+    assert run_cli("keygen", str(tmp_path / "release"), cwd=tmp_path).returncode == 2  # never overwritten
+
+    model, labels, signed = coral / "mobilenet_v2_1.0_224_quant.tflite", coral / "imagenet_labels.txt", tmp_path / "b"
+    wrong = run_cli("bundle", str(model), "--platform", "rpi", "--labels", str(labels), "--out", str(tmp_path / "w"),
+                    "--sign", str(public), cwd=tmp_path)  # fmt: skip
+    assert wrong.returncode == 2 and "not an unencrypted PEM private key" in wrong.stderr
+    assert not (tmp_path / "w").exists()
+    made = run_cli("bundle", str(model), "--platform", "rpi", "--labels", str(labels), "--out", str(signed), "--zip",
+                   "--sign", str(private), "--json", cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["signature"]["file"] == "edgekit.sig"
+    assert "cryptography==" in (signed / "requirements.txt").read_text()  # run.py --key on the device
+
+    def verify(bundle_path: Path, *key: str):
+        r = run_cli("verify", str(bundle_path), *(("--key", key[0]) if key else ()), "--json", cwd=tmp_path)
+        return r.returncode, json.loads(r.stdout)["signature"] if r.returncode == 0 else r.stderr.strip()
+
+    assert verify(signed, str(public))[1].endswith("signature valid")
+    assert verify(signed.with_suffix(".zip"), str(public))[1].endswith("signature valid")
+    assert verify(signed)[1].startswith("signed (not checked")
+    assert verify(tmp_path / "b.zip")[0] == 0
+
+    # An attacker's copy: a label changed, its sha256 written into edgekit.json. Hashes alone accept it.
+    def relabel(folder: Path) -> None:
+        text = (folder / "labels.txt").read_text().replace("Egyptian cat", "golden retriever")
+        (folder / "labels.txt").write_text(text)
+        _rehashed(folder, lambda m: None)
+
+    tampered = _tamper(signed, tmp_path, "tampered", relabel)
+    assert verify(tampered)[0] == 0
+    for code, message in (verify(tampered, str(public)), verify(signed, str(other))):
+        assert code == 2 and len(message.splitlines()) == 1, message
+    assert "changed after it was signed" in verify(tampered, str(public))[1]
+    assert "signed by key" in verify(signed, str(other))[1]
+    unsigned = _tamper(signed, tmp_path, "unsigned", lambda f: (f / "edgekit.sig").unlink())
+    assert "not signed" in verify(unsigned, str(public))[1]
+    assert "not a PEM public key" in verify(signed, str(private))[1]
+
+    cat = str(coral / "images" / "cat.bmp")
+    good = run_cli("predict", str(signed), cat, "--key", str(public), "--json", cwd=tmp_path)
+    assert good.returncode == 0 and json.loads(good.stdout)[0]["top"][0]["label"] == "Egyptian cat"
+    assert run_cli("predict", str(tampered), cat, "--key", str(public), cwd=tmp_path).returncode == 2
+    for folder, code in ((signed, 0), (tampered, 2)):
+        r = subprocess.run([sys.executable, str(folder / "run.py"), cat, "--key", str(public)], capture_output=True,
+                           text=True, cwd=folder, env={**os.environ, "PYTHONPATH": ""}, timeout=120)  # fmt: skip
+        assert r.returncode == code, r.stderr
+    assert "changed after it was signed" in r.stderr  # the last: the tampered copy

@@ -1,4 +1,4 @@
-"""Run an edgekit bundle on a device: ``python run.py INPUT... [--top-k K] [--json] [--threads N]``.
+"""Run an edgekit bundle on a device: ``python run.py INPUT... [--top-k K] [--json] [--threads N] [--key PUB]``.
 
 This file is copied into every Raspberry Pi and Coral bundle as ``run.py``; it needs only
 ai-edge-litert (or tflite-runtime), numpy and pillow, and reads ``edgekit.json`` beside it.
@@ -9,6 +9,9 @@ Inputs: images (any format pillow reads: resized and converted as the manifest s
 ``.npy`` arrays (one sample, or a batch), ``.csv`` files (a window model takes the last
 ``steps`` rows; a feature model takes each row as one sample).
 
+``--key PUB``: refuse the bundle unless ``edgekit.sig`` is a valid Ed25519 signature of ``edgekit.json`` by
+that public key (needs ``cryptography``). ``--limit NAME=N`` raises a limit on what it reads.
+
 Example:
     $ python run.py photos/cat.jpg --top-k 3
     cat.jpg: Egyptian cat 0.69, tabby 0.12, tiger cat 0.08
@@ -17,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import hashlib
 import json
@@ -27,6 +31,7 @@ from typing import Any
 import numpy as np
 
 READS_MAJOR = 1
+SIGNATURE_FILE = "edgekit.sig"
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 _INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 # What this app reads, bounded (edgekit.limits says what each bounds; inside edgekit this dict is that module's,
@@ -79,6 +84,56 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def key_id(raw_public_key: bytes) -> str:
+    """A public key's id: the first 16 hex digits of the sha256 of its 32 raw bytes."""
+    return hashlib.sha256(raw_public_key).hexdigest()[:16]
+
+
+def check_signature(folder: Path, key_path: Path | None) -> str:
+    """Check ``edgekit.sig`` against the public key at ``key_path`` (PEM); what was found, in a few words.
+
+    With a key: the bundle must be signed by it, over edgekit.json as it is (whose sha256s cover every other
+    file), else BundleError. Without a key: "unsigned", or "signed by key ... (not checked: no --key)".
+    """
+    sig_path = folder / SIGNATURE_FILE
+    if key_path is None:
+        if not sig_path.is_file():
+            return "unsigned"
+        return "signed (not checked: give --key PUBLIC_KEY to check it)"
+    if not sig_path.is_file():
+        raise BundleError(f"{folder}: the bundle is not signed ({SIGNATURE_FILE} missing), and --key asks for a "
+                          "signed one")  # fmt: skip
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        raise BundleError("--key needs the cryptography package: pip install cryptography") from None
+    try:
+        public = serialization.load_pem_public_key(Path(key_path).read_bytes())
+    except OSError as exc:
+        raise BundleError(f"--key {key_path}: cannot read it ({exc.strerror})") from None
+    except (ValueError, TypeError):
+        raise BundleError(f"--key {key_path}: not a PEM public key (give the .pub file, not the private key)") from None
+    if not isinstance(public, Ed25519PublicKey):
+        raise BundleError(f"--key {key_path}: a {type(public).__name__}; edgekit bundles are signed with Ed25519")
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    try:
+        body = json.loads(sig_path.read_bytes()[: LIMITS["manifest_bytes"]].decode("utf-8"))
+        signature = base64.b64decode(body["signature"], validate=True)
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise BundleError(f"{sig_path}: not an edgekit signature file") from None
+    if body.get("key_id") != key_id(raw):
+        raise BundleError(f"{sig_path}: signed by key {body.get('key_id')!r}, not by --key {key_path} "
+                          f"({key_id(raw)})")  # fmt: skip
+    try:
+        public.verify(signature, (folder / "edgekit.json").read_bytes())
+    except InvalidSignature:
+        raise BundleError(f"{folder}: the signature does not match edgekit.json: the bundle was changed after it "
+                          "was signed") from None  # fmt: skip
+    return f"signed by key {key_id(raw)}: signature valid"
 
 
 def inside(folder: Path, name: Any) -> Path:
@@ -368,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
+    parser.add_argument("--key", type=Path, default=None, help="public key (PEM) the bundle must be signed by")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=N",
                         help=f"raise a limit on what it reads ({', '.join(LIMITS)})")  # fmt: skip
     args = parser.parse_args(argv)
@@ -378,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         LIMITS[name] = int(value)
     folder = Path(__file__).resolve().parent
     try:
+        check_signature(folder, args.key)
         manifest = load_manifest(folder)
         check_files(folder, manifest)
         labels = read_labels(folder, manifest)

@@ -35,7 +35,9 @@ from edgekit.rundir import SCHEMA_VERSION, RunDir
 from edgekit.rundir import run_task as run_task_of
 from edgekit.runtime.files import read_model_bytes
 from edgekit.stages.bundle import templates
+from edgekit.stages.bundle.app import SIGNATURE_FILE
 from edgekit.stages.bundle.loader import labels_checked, read_labels_file
+from edgekit.stages.bundle.signing import sign_manifest, signer_key_id
 from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, validate_spec
 
 PLATFORMS = ("rpi", "coral", "android", "ios")
@@ -215,6 +217,7 @@ def bundle(
     std: list[float] | None = None,
     top_k: int = 5,
     allow_over_budget: bool = False,
+    sign: str | Path | None = None,
 ) -> dict[str, Any]:
     """Build a ``platform`` bundle from ``source``; return its manifest (``edgekit.json``).
 
@@ -225,7 +228,8 @@ def bundle(
     carries a file that broke a validate budget: when every candidate for the platform did,
     :class:`~edgekit.errors.BudgetExceededError` (exit 4) names them, unless ``allow_over_budget`` — then
     ``edgekit.json`` says so under ``over_budget``. A Coral bundle carries the Edge TPU pre-flight of its
-    model (``edgetpu_preflight``: ops mapped, ops left on the CPU and why).
+    model (``edgetpu_preflight``: ops mapped, ops left on the CPU and why). ``sign``: an Ed25519 private key
+    (PEM; ``edgekit keygen``) that signs ``edgekit.json`` into ``edgekit.sig`` (:mod:`.signing`).
 
     Example:
         >>> m = bundle("mobilenet_v2_1.0_224_quant.tflite", "rpi", labels="imagenet_labels.txt")  # doctest: +SKIP
@@ -236,6 +240,7 @@ def bundle(
         raise InputError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
+    signer = signer_key_id(sign) if sign is not None else None  # a bad key is refused before any work
     choice = choose_artifact(source, platform)
     broken = _budgets_broken(choice, f"{source}: the {platform} bundle's only candidate", allow_over_budget)
     blob = read_model_bytes(choice.path)
@@ -281,8 +286,12 @@ def bundle(
         if not model.edgetpu_compiled:
             warnings.append(f"{choice.path.name} is not compiled for the Edge TPU: {choice.reason}")
     manifest["warnings"] = warnings
+    if signer is not None:
+        manifest["signature"] = {"scheme": "ed25519", "key_id": signer, "file": SIGNATURE_FILE}
+        if "python_packages" in manifest["runtime"]:
+            manifest["runtime"]["python_packages"].append(templates.pinned("cryptography"))  # run.py --key
     out_dir = Path(out) if out is not None else Path("bundles") / f"{choice.path.stem}_{platform}"
-    manifest = _write_bundle(out_dir, manifest, blob, label_list)
+    manifest = _write_bundle(out_dir, manifest, blob, label_list, sign)
     if zip_archive:
         from edgekit.stages.bundle.archive import write_zip
 
@@ -302,9 +311,11 @@ def _budgets_broken(choice: Choice, what: str, allowed: bool) -> list[dict[str, 
     return broken
 
 
-def _write_bundle(out_dir: Path, manifest: dict[str, Any], blob: bytes, label_list: list[str] | None) -> dict[str, Any]:
-    """Assemble the bundle's files in a temporary folder beside ``out_dir``, hash them, write ``edgekit.json`` and
-    move the folder into place; nothing is left half-written."""
+def _write_bundle(
+    out_dir: Path, manifest: dict[str, Any], blob: bytes, label_list: list[str] | None, sign: str | Path | None
+) -> dict[str, Any]:
+    """Assemble the bundle's files in a temporary folder beside ``out_dir``, hash them, write ``edgekit.json`` (and
+    sign it) and move the folder into place; nothing is left half-written."""
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InputError(f"--out {out_dir}: exists and is not empty (give a new folder)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -321,6 +332,8 @@ def _write_bundle(out_dir: Path, manifest: dict[str, Any], blob: bytes, label_li
         validate_spec(manifest)
         staged = RunDir(staging)
         record = dict(staged.write_record("bundle", manifest))
+        if sign is not None:
+            sign_manifest(staging, sign)
         if out_dir.exists():
             out_dir.rmdir()
         staging.rename(out_dir)

@@ -38,6 +38,7 @@ class OpenBundle:
     model_path: Path
     labels: list[str] | None
     folder: Path | None = None
+    signature: str = "unsigned"
     _tmp: Any = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -71,8 +72,9 @@ def read_labels_file(path: str | Path) -> list[str]:
     return lines
 
 
-def _from_folder(folder: Path, tmp: Any = None) -> OpenBundle:
+def _from_folder(folder: Path, tmp: Any = None, key: str | Path | None = None) -> OpenBundle:
     try:
+        signature = app.check_signature(folder, None if key is None else Path(key))  # before trusting the manifest
         manifest = app.load_manifest(folder)
         validate_spec(manifest, str(folder / "edgekit.json"))
         app.check_files(folder, manifest)
@@ -80,7 +82,7 @@ def _from_folder(folder: Path, tmp: Any = None) -> OpenBundle:
     except app.BundleError as exc:
         raise InputError(str(exc)) from None
     labels_checked(labels, manifest)
-    return OpenBundle(manifest, folder / manifest["model"]["file"], labels, folder, tmp)
+    return OpenBundle(manifest, folder / manifest["model"]["file"], labels, folder, signature, tmp)
 
 
 def labels_checked(labels: list[str] | None, manifest: dict[str, Any]) -> list[str] | None:
@@ -128,11 +130,13 @@ def _listed(archive: Path) -> set[str] | None:
     except (ValueError, RecursionError):
         return None  # _from_folder names what is wrong with it
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    return {"edgekit.json", *files} if isinstance(files, dict) else None
+    return {"edgekit.json", app.SIGNATURE_FILE, *files} if isinstance(files, dict) else None
 
 
-def open_bundle(source: str | Path, labels: str | Path | None = None) -> OpenBundle:
+def open_bundle(source: str | Path, labels: str | Path | None = None, key: str | Path | None = None) -> OpenBundle:
     """Open a bundle folder, a bundle zip (extracted safely into a temporary folder) or a ``.tflite``.
+
+    ``key``: a public key (PEM) the bundle must be signed by (:func:`~edgekit.stages.bundle.app.check_signature`).
 
     Example:
         >>> open_bundle("photo.jpg")
@@ -144,15 +148,17 @@ def open_bundle(source: str | Path, labels: str | Path | None = None) -> OpenBun
     if not p.exists():
         raise InputError(f"{source}: no such file or directory")
     if p.is_dir():
-        bundle = _from_folder(p)
+        bundle = _from_folder(p, key=key)
     elif p.suffix == ".zip":
         tmp = tempfile.TemporaryDirectory(prefix="edgekit-bundle-")
         try:
-            bundle = _from_folder(safe_extract(p, tmp.name, only=_listed(p)), tmp)
+            bundle = _from_folder(safe_extract(p, tmp.name, only=_listed(p)), tmp, key)
         except Exception:
             tmp.cleanup()
             raise
     elif p.suffix == ".tflite":
+        if key is not None:
+            raise InputError(f"{source}: --key checks a signed bundle; a bare model carries no signature")
         label_list = read_labels_file(labels) if labels is not None else None
         manifest = derived_manifest(p, label_list)
         return OpenBundle(manifest, p, labels_checked(label_list, manifest))

@@ -26,9 +26,11 @@ def predict(
     top_k: int | None = None,
     labels: str | Path | None = None,
     threads: int | None = None,
+    key: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """One result per input sample: ``{"input", "top": [{label, score, index}]}`` for classifiers,
     ``{"input", "score", "threshold", "anomaly"}`` for anomaly scorers, ``{"input", "values"}`` otherwise.
+    ``key``: a public key (PEM) the bundle must be signed by.
 
     Example:
         >>> predict("model.tflite", ["missing.png"])  # doctest: +SKIP
@@ -42,7 +44,7 @@ def predict(
         raise InputError("predict needs at least one input file")
     if top_k is not None and top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
-    with open_bundle(source, labels) as bundle:
+    with open_bundle(source, labels, key) as bundle:
         manifest = bundle.manifest
         if len(manifest["inputs"]) != 1:
             names = [i["name"] for i in manifest["inputs"]]

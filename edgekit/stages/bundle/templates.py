@@ -19,7 +19,8 @@ from typing import Any
 RUNTIME_PACKAGES = ("ai-edge-litert", "numpy", "pillow")
 
 
-def _pinned(package: str) -> str:
+def pinned(package: str) -> str:
+    """``package==version`` as installed here (the bare name when it is not)."""
     try:
         return f"{package}=={metadata.version(package)}"
     except metadata.PackageNotFoundError:
@@ -40,7 +41,7 @@ def runtime_notes(platform: str, compiled: bool) -> dict[str, Any]:
         "ios": {"interpreter": "TensorFlowLiteSwift Interpreter", "threads": 2},
     }[platform]
     if platform in ("rpi", "coral"):
-        notes["python_packages"] = [_pinned(p) for p in RUNTIME_PACKAGES]
+        notes["python_packages"] = [pinned(p) for p in RUNTIME_PACKAGES]
     if compiled:
         notes["delegate"] = "libedgetpu.so.1"
         notes["system_packages"] = ["libedgetpu1-std (Coral's apt repository)"]

@@ -22,8 +22,10 @@ from edgekit.errors import InputError
 from edgekit.stages.bundle.loader import open_bundle
 
 
-def verify(source: str | Path) -> dict[str, Any]:
+def verify(source: str | Path, key: str | Path | None = None) -> dict[str, Any]:
     """Verify a bundle folder or zip; return what was checked.
+
+    ``key``: a public key (PEM) the bundle must be signed by; without one, ``signature`` says whether it is signed.
 
     Example:
         >>> verify("missing_bundle")
@@ -39,7 +41,7 @@ def verify(source: str | Path) -> dict[str, Any]:
     p = Path(source)
     if p.is_file() and p.suffix == ".tflite":
         raise InputError(f"{source}: verify checks a bundle (folder or .zip); a bare model has no manifest to check")
-    with open_bundle(source) as bundle:
+    with open_bundle(source, key=key) as bundle:
         manifest = bundle.manifest
         checks = [f"schema {manifest['schema_version']}", f"sha256 of {len(manifest['files'])} files"]
         if bundle.labels is not None:
@@ -49,8 +51,9 @@ def verify(source: str | Path) -> dict[str, Any]:
             raise InputError(f"{bundle.model_path}: its embedded edgekit metadata does not match edgekit.json")
         checks.append("embedded metadata matches edgekit.json")
         if manifest["model"]["edgetpu_compiled"] and not edgetpu_runtime().available:
+            unavailable = f"inference: edgetpu {edgetpu_runtime().describe()}"
             return {"bundle": str(source), "ok": False, "checks": checks, "inference": None,
-                    "unavailable": f"inference: edgetpu {edgetpu_runtime().describe()}"}  # fmt: skip
+                    "signature": bundle.signature, "unavailable": unavailable}  # fmt: skip
         target = "edgetpu" if manifest["model"]["edgetpu_compiled"] else "cpu"
         with load(bundle.model_path, target=target) as runner:
             checks.append("model loads")
@@ -65,4 +68,5 @@ def verify(source: str | Path) -> dict[str, Any]:
                 raise InputError(f"{source}: output {item['name']!r} is not finite on the manifest's zero input")
             shapes[item["name"]] = list(value.shape)
         checks.append("one inference: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
-    return {"bundle": str(source), "ok": True, "checks": checks, "inference": shapes, "unavailable": None}
+    return {"bundle": str(source), "ok": True, "checks": checks, "inference": shapes, "signature": bundle.signature,
+            "unavailable": None}  # fmt: skip
