@@ -7,7 +7,7 @@ SHARED ?= ../shared
 export EDGEKIT_SHARED := $(abspath $(SHARED))
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install browser test test-long test-fast demo bench lint format clean
+.PHONY: install browser test test-long test-fast demo bench fuzz lint format clean
 
 install: $(STAMP)
 
@@ -42,6 +42,13 @@ demo: install
 
 bench: install
 	$(PY) bench/run.py --out bench/results.json
+
+# Fuzz the readers, bundles and inputs through the CLI: N mutated cases (seeded by SEED), figures into
+# bench/results.json → fuzz; a crash or a failing case is kept under tests/fuzz/regressions/ (replayed by make test).
+N ?= 20000
+SEED ?= 0
+fuzz: install
+	$(PY) -m tests.fuzz --cases $(N) --seed $(SEED) --out bench/results.json --keep
 
 lint: install
 	$(VENV)/bin/ruff check .

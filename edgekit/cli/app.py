@@ -122,6 +122,16 @@ def wait_for_command(child: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
     _, status = os.waitpid(child, 0)
+    return exit_code_of(status)
+
+
+def exit_code_of(status: int) -> int:
+    """The exit code the user sees for a command process's wait status (one line on stderr when a signal ended it).
+
+    Example:
+        >>> exit_code_of(3 << 8)
+        3
+    """
     if not os.WIFSIGNALED(status):
         return os.WEXITSTATUS(status)
     number = os.WTERMSIG(status)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import ModelFormatError
+from edgekit.formats.onnx_checks import check_onnx_structure
 
 ONNX_DTYPES = {
     1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
@@ -230,6 +231,7 @@ def parse_onnx(blob: bytes, path: str = "<bytes>") -> OnnxModel:
         raise ModelFormatError(f"{path}: not an ONNX model ({exc})") from None
     if model.ir_version <= 0 or not model.nodes:
         raise ModelFormatError(f"{path}: not an ONNX model (no IR version or no nodes)")
+    check_onnx_structure(model)
     return model
 
 

@@ -7,7 +7,10 @@ wrong (:func:`~edgekit.formats.tflite.parse_tflite` calls it):
 
 - every operand and subgraph input / output index names a tensor (or is -1, an absent optional operand);
 - every tensor an operator reads is provided: a subgraph input, a constant, a variable, or an earlier output;
-- operators have the operands their kernels index unchecked (``MIN_OPERANDS``), and at least one output;
+- operators have the operands their kernels index unchecked (``MIN_OPERANDS``; ``QUANTIZED_MIN_OPERANDS`` for
+  integer kernels), the required ones present (not -1:
+  ``REQUIRED_OPERANDS``, at least the first), and at least one output, none of them -1;
+- a tensor's shape signature has its shape's rank and dimensions (or -1 where open);
 - a constant's buffer holds exactly its shape's bytes;
 - quantization: scales finite and >= 0, as many zero points as scales, zero points inside the type's range;
 - shapes: dimensions >= -1, no tensor over the ``tensor_bytes`` limit, activations together under
@@ -36,6 +39,14 @@ MIN_OPERANDS = {
     "MAX_POOL_2D": 1, "MEAN": 2, "PAD": 2, "GATHER": 2, "UNIDIRECTIONAL_SEQUENCE_LSTM": 24, "LSTM": 24,
     "QUANTIZE": 1, "DEQUANTIZE": 1,
 }  # fmt: skip
+# Quantized kernels that read an operand the float kernel may go without: LiteRT's uint8 DEPTHWISE_CONV_2D
+# dereferences its bias when the node has only two inputs (SIGSEGV, found by the fuzz harness).
+QUANTIZED_MIN_OPERANDS = {"DEPTHWISE_CONV_2D": 3}
+# Operands that must be present (not -1, an absent optional operand): the first MIN_OPERANDS (at least the first)
+# by default; the LSTMs' are the input, the weights, the gate biases and the two states.
+REQUIRED_OPERANDS = {
+    name: (0, 2, 3, 4, 6, 7, 8, 13, 14, 15, 18, 19) for name in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM")
+}
 _ITEMSIZE = {
     "float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
     "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1, "complex64": 8, "complex128": 16,
@@ -52,6 +63,11 @@ def _nbytes(tensor: TensorInfo) -> int | None:
 def _check_tensor(tensor: TensorInfo, buffer: np.ndarray) -> str | None:
     if any(d < -1 for d in tensor.shape):
         return f"has a negative dimension {list(tensor.shape)}"
+    signature = tensor.shape_signature
+    if len(signature) != len(tensor.shape) or any(
+        s not in (-1, d) for s, d in zip(signature, tensor.shape, strict=True)
+    ):
+        return f"has a shape signature {list(signature)} that is not its shape {list(tensor.shape)} (-1: open)"
     size = _nbytes(tensor)
     if size is not None and size > limit("tensor_bytes"):
         return over("tensor_bytes", f"asks for {size:,} bytes ({list(tensor.shape)})")
@@ -85,10 +101,15 @@ def _check_graph(graph: SubgraphInfo, buffers: list[np.ndarray]) -> str | None:
         return over("activation_bytes", f"its activations take {activations:,} bytes")
     for position, op in enumerate(graph.ops):
         where = f"operator {position} ({op.name})"
-        if any(i < -1 for i in op.inputs + op.outputs):
+        if any(i < -1 for i in op.inputs) or any(i < 0 for i in op.outputs):
             return f"{where} names a negative tensor index"
-        if len(op.inputs) < MIN_OPERANDS.get(op.name, 0) or not op.outputs:
+        quantized = op.inputs and 0 <= op.inputs[0] < count and graph.tensors[op.inputs[0]].dtype in _INT_RANGE
+        needed = max(MIN_OPERANDS.get(op.name, 0), QUANTIZED_MIN_OPERANDS.get(op.name, 0) if quantized else 0)
+        if len(op.inputs) < needed or not op.outputs:
             return f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; its kernel needs more"
+        required = REQUIRED_OPERANDS.get(op.name, range(MIN_OPERANDS.get(op.name, 1 if op.inputs else 0)))
+        if absent := [i for i in required if i < len(op.inputs) and op.inputs[i] == -1]:
+            return f"{where} leaves its operand {absent[0]} absent (-1); its kernel needs it"
         if missing := [i for i in op.inputs if i >= 0 and i not in provided]:
             return f"{where} reads tensor {missing[0]} ({graph.tensors[missing[0]].name!r}), which nothing provides"
         provided.update(op.outputs)

@@ -19,11 +19,14 @@ from edgekit.runtime.targets import TARGETS
 __all__ = ["Runner", "TensorSpec", "load"]
 
 
-def load(path: str | Path, *, threads: int | None = None, target: str = "cpu") -> Runner:
+def load(path: str | Path, *, threads: int | None = None, target: str = "cpu", isolate: bool = False) -> Runner:
     """Load a ``.tflite`` or ``.onnx`` model for inference on ``target`` (cpu, gpu, edgetpu).
 
-    The file is verified before any native runtime sees it. A target that is
-    not usable here raises :class:`~edgekit.errors.TargetUnavailableError` with the reason.
+    The file is verified before any native runtime sees it (a ``.tflite``'s structure is checked:
+    :mod:`edgekit.formats.tflite_checks`). A target that is not usable here raises
+    :class:`~edgekit.errors.TargetUnavailableError` with the reason. ``isolate=True`` first loads the model
+    and runs it once on generated input in a forked child: a native crash there raises
+    :class:`~edgekit.errors.InferenceError` rather than ending this process (:mod:`edgekit.runtime.isolation`).
 
     Example:
         >>> load("missing.tflite")
@@ -35,6 +38,15 @@ def load(path: str | Path, *, threads: int | None = None, target: str = "cpu") -
         raise InputError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
     if threads is not None and threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
+    if isolate:
+        from edgekit.runtime.isolation import probe_in_child
+        from edgekit.runtime.specs import random_input
+
+        def first_run() -> None:
+            with load(path, threads=threads, target=target) as runner:
+                runner.run([random_input(spec) for spec in runner.inputs])
+
+        probe_in_child(first_run, str(path))
     blob = read_model_bytes(path)
     fmt = model_format(path)
     if fmt == "tflite":

@@ -163,9 +163,21 @@ def check_sizes(manifest: dict[str, Any]) -> None:
                 raise BundleError(over("input_values", f"edgekit.json: input {item.get('name')!r} asks for {shape}"))
 
 
+def check_references(manifest: dict[str, Any]) -> None:
+    """The manifest's cross-references hold: post-processing reads one of its outputs; input and output indices
+    are 0..n-1, once each."""
+    names, read = [o.get("name") for o in manifest["outputs"]], manifest["postprocessing"].get("output")
+    if read not in names:
+        raise BundleError(f"edgekit.json: postprocessing reads output {str(read)[:80]!r}, not one of {names}")
+    for kind in ("inputs", "outputs"):
+        if sorted(item.get("index") for item in manifest[kind]) != list(range(len(manifest[kind]))):
+            raise BundleError(f"edgekit.json: the {kind}' indices are not 0 to {len(manifest[kind]) - 1}, once each")
+
+
 def check_files(folder: Path, manifest: dict[str, Any]) -> None:
     """Every file the manifest lists is inside the bundle and has its sha256; the model and labels are listed."""
     check_sizes(manifest)
+    check_references(manifest)
     for role, name in (("model", manifest["model"]["file"]), ("labels", manifest["postprocessing"].get("labels"))):
         if name is not None and name not in manifest["files"]:
             raise BundleError(f"edgekit.json: the {role} file {name!r} is not in its files (no sha256 covers it)")
@@ -213,6 +225,7 @@ def image_input(path: Path, item: dict[str, Any]) -> np.ndarray:
 
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = LIMITS["image_pixels"]  # pillow refuses at twice this; the check below at once
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
@@ -221,8 +234,14 @@ def image_input(path: Path, item: dict[str, Any]) -> np.ndarray:
             if (pixels := image.width * image.height) > LIMITS["image_pixels"]:
                 raise BundleError(over("image_pixels", f"{path}: {image.width}x{image.height} is {pixels:,} pixels"))
             return pil_input(image, item)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise BundleError(f"{path}: not an image pillow can read ({type(exc).__name__})") from None
+    except Image.DecompressionBombError as exc:
+        pixels = str(exc).split("(", 1)[-1].split(" pixels", 1)[0]  # pillow: "Image size (N pixels) exceeds ..."
+        raise BundleError(over("image_pixels", f"{path}: {pixels} pixels")) from None
+    except BundleError:
+        raise
+    except Exception as exc:
+        kind = "not an image pillow can read" if isinstance(exc, UnidentifiedImageError) else "a broken image"
+        raise BundleError(f"{path}: {kind} ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 def pil_input(image: Any, item: dict[str, Any]) -> np.ndarray:
@@ -284,14 +303,30 @@ def _csv_rows(path: Path) -> np.ndarray:
     return np.asarray(rows, np.float32)
 
 
+def _npy_values(path: Path) -> np.ndarray:
+    """A ``.npy`` file's array, its header checked first: no object dtype, at most input_values values."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError("it holds Python objects")
+        if (count := int(np.prod(shape, dtype=np.float64))) > LIMITS["input_values"]:
+            raise BundleError(over("input_values", f"{path}: an array of {count:,} values {list(shape)}"))
+        return np.load(path, allow_pickle=False)
+    except BundleError:
+        raise
+    except Exception as exc:
+        raise BundleError(f"{path}: not a numpy array file ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
 def array_input(path: Path, item: dict[str, Any]) -> np.ndarray:
     """A ``.npy`` or ``.csv`` file as a batch for ``item``: a window model takes the last ``steps`` CSV rows
     (as many trailing columns as it has channels), a feature model each row."""
     if path.suffix == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise BundleError(f"{path}: not a numpy array file ({exc})") from None
+        values = _npy_values(path)
     else:
         rows = _csv_rows(path)
         sample = item["shape"][1:]

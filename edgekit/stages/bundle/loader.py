@@ -106,6 +106,10 @@ def derived_manifest(path: Path, labels: list[str] | None) -> dict[str, Any]:
     embedded = read_metadata(model)
     if embedded is not None:
         validate_spec({**embedded, "files": {path.name: "0" * 64}}, f"{path} (embedded edgekit metadata)")
+        try:
+            app.check_references(embedded)
+        except app.BundleError as exc:
+            raise InputError(f"{path} (embedded edgekit metadata): {exc}") from None
         embedded["model"] = {**embedded["model"], "file": path.name}
         return embedded
     inputs, outputs = io_entries(model)

@@ -55,9 +55,9 @@ def predict(
             for path in inputs:
                 try:
                     batch = app.read_input(Path(path), manifest["inputs"][0])
+                    outputs = dict(zip([s.name for s in runner.outputs], runner.run(batch), strict=True))
+                    scored = app.postprocess(outputs, manifest, bundle.labels, top_k)
                 except app.BundleError as exc:
                     raise InputError(str(exc)) from None
-                outputs = dict(zip([s.name for s in runner.outputs], runner.run(batch), strict=True))
-                scored = app.postprocess(outputs, manifest, bundle.labels, top_k)
                 results += [{"input": str(path), **r} for r in scored]
     return results
