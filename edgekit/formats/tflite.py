@@ -109,6 +109,7 @@ class OpInfo:
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     version: int = 1
+    options_type: str = field(default="", compare=False, hash=False)  # the union's type name ("Conv2DOptions")
 
 
 @dataclass
@@ -258,6 +259,15 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+@cache
+def _options_type_names() -> dict[int, str]:
+    return {v: k for k, v in vars(schema().BuiltinOptions).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _options_type_name(number: int) -> str:
+    return _options_type_names().get(int(number), f"unknown options type {number}")
+
+
 def _options(table: Any) -> dict[str, Any]:
     """A builtin options object as a plain dict of scalars (lists become tuples)."""
     if table is None:
@@ -303,7 +313,8 @@ def parse_tflite(blob: bytes, path: str = "<bytes>") -> TFLiteModel:
                 if any(x >= len(tensors) for x in ins + outs) or op.opcodeIndex >= len(codes):
                     raise ModelFormatError(f"{path}: operator refers to a missing tensor or opcode")
                 code = op.opcodeIndex
-                ops.append(OpInfo(codes[code], ins, outs, _options(op.builtinOptions), versions[code]))
+                options_type = _options_type_name(op.builtinOptionsType) if op.builtinOptions is not None else ""
+                ops.append(OpInfo(codes[code], ins, outs, _options(op.builtinOptions), versions[code], options_type))
             subgraphs.append(
                 SubgraphInfo(
                     name=_decode(sg.name) or f"subgraph_{i}",

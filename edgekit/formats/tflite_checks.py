@@ -5,12 +5,13 @@ far outside its type's range) crashed it in issue 21's fuzzing, and the ones it 
 ``RuntimeError: ... failed to prepare``. :func:`check_structure` refuses such files first, naming what is
 wrong (:func:`~edgekit.formats.tflite.parse_tflite` calls it):
 
-- every operand and subgraph input / output index names a tensor (or is -1, an absent optional operand);
+- the main subgraph has outputs; every operand and subgraph input / output index names a tensor (or is -1, an absent optional operand);
 - every tensor an operator reads is provided: a subgraph input, a constant, a variable, or an earlier output;
 - operators have the operands their kernels index unchecked (``MIN_OPERANDS``; ``QUANTIZED_MIN_OPERANDS`` for
   integer kernels), the required ones present (not -1:
   ``REQUIRED_OPERANDS``, at least the first), and at least one output, none of them -1;
 - a tensor's shape signature has its shape's rank and dimensions (or -1 where open);
+- an operator's builtin options are its own (not another operator's: ``SHARED_OPTIONS`` lists the exceptions);
 - a constant's buffer holds exactly its shape's bytes;
 - quantization: scales finite and >= 0, as many zero points as scales, zero points inside the type's range;
 - shapes: dimensions >= -1, no tensor over the ``tensor_bytes`` limit, activations together under
@@ -22,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,8 +39,10 @@ MIN_OPERANDS = {
     "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
     "DIV": 2, "BATCH_MATMUL": 2, "RESHAPE": 1, "CONCATENATION": 1, "SOFTMAX": 1, "AVERAGE_POOL_2D": 1,
     "MAX_POOL_2D": 1, "MEAN": 2, "PAD": 2, "GATHER": 2, "UNIDIRECTIONAL_SEQUENCE_LSTM": 24, "LSTM": 24,
-    "QUANTIZE": 1, "DEQUANTIZE": 1,
+    "QUANTIZE": 1, "DEQUANTIZE": 1, "SPLIT": 2, "SPLIT_V": 3,
 }  # fmt: skip
+# Operators whose options are named after another operator (the rest: their own, or a shared name like Pool2D).
+SHARED_OPTIONS = {"CONV_3D_TRANSPOSE": "Conv3DOptions", "UNIDIRECTIONAL_SEQUENCE_RNN": "SequenceRNNOptions"}
 # Quantized kernels that read an operand the float kernel may go without: LiteRT's uint8 DEPTHWISE_CONV_2D
 # dereferences its bias when the node has only two inputs (SIGSEGV, found by the fuzz harness).
 QUANTIZED_MIN_OPERANDS = {"DEPTHWISE_CONV_2D": 3}
@@ -83,6 +87,30 @@ def _check_tensor(tensor: TensorInfo, buffer: np.ndarray) -> str | None:
     return None
 
 
+def _plain(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def _options_mismatch(op_name: str, options_type: str) -> str | None:
+    """Options of another operator (a SPLIT carrying SoftmaxOptions: LiteRT reads them as its own and crashed).
+    Options named after no operator (Pool2DOptions, ReducerOptions...) are shared and never refused here."""
+    if not options_type or op_name.startswith("CUSTOM") or SHARED_OPTIONS.get(op_name) == options_type:
+        return None
+    if options_type.startswith("unknown"):
+        return f"carries an {options_type}"
+    owner = _plain(options_type.removesuffix("Options"))
+    if owner != _plain(op_name) and owner in _builtin_names():
+        return f"carries {options_type}, another operator's options"
+    return None
+
+
+@functools.cache
+def _builtin_names() -> frozenset[str]:
+    from edgekit.formats.tflite import schema
+
+    return frozenset(_plain(k) for k in vars(schema().BuiltinOperator) if not k.startswith("_"))
+
+
 def _check_graph(graph: SubgraphInfo, buffers: list[np.ndarray]) -> str | None:
     count = len(graph.tensors)
     for kind, indices in (("input", graph.inputs), ("output", graph.outputs)):
@@ -107,6 +135,8 @@ def _check_graph(graph: SubgraphInfo, buffers: list[np.ndarray]) -> str | None:
         needed = max(MIN_OPERANDS.get(op.name, 0), QUANTIZED_MIN_OPERANDS.get(op.name, 0) if quantized else 0)
         if len(op.inputs) < needed or not op.outputs:
             return f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; its kernel needs more"
+        if why := _options_mismatch(op.name, op.options_type):
+            return f"{where} {why}"
         required = REQUIRED_OPERANDS.get(op.name, range(MIN_OPERANDS.get(op.name, 1 if op.inputs else 0)))
         if absent := [i for i in required if i < len(op.inputs) and op.inputs[i] == -1]:
             return f"{where} leaves its operand {absent[0]} absent (-1); its kernel needs it"
@@ -127,6 +157,9 @@ def check_structure(model: TFLiteModel) -> None:
         ...
         edgekit.errors.ModelFormatError: m.tflite: subgraph 0: operator 3 (FULLY_CONNECTED) reads tensor 7 ...
     """
+    main = model.subgraphs[0] if model.subgraphs else None
+    if main is None or not main.outputs:
+        raise ModelFormatError(f"{model.path}: its main subgraph has no outputs: it computes nothing")
     for number, graph in enumerate(model.subgraphs):
         if why := _check_graph(graph, model.buffers):
             raise ModelFormatError(f"{model.path}: subgraph {number}: {why} (refused before a runtime loads it)")

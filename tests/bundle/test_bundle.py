@@ -409,6 +409,7 @@ def test_hostile_inputs_to_a_bundle_are_refused_in_one_line(imagenet, coral, tmp
     (tmp_path / "ragged.csv").write_text("1,2,3\n4,5\n")
     (tmp_path / "latin1.csv").write_bytes("temp\xe9rature\n1.0\n".encode("latin-1"))
     (tmp_path / "narrow.csv").write_text("1,2,3\n")
+    (tmp_path / "long.csv").write_text("1\n" * 100_001)
 
     def resize(folder: Path) -> None:
         _rehashed(folder, lambda m: m["inputs"][0]["preprocessing"].update(size=[100_000, 100_000]))
@@ -421,6 +422,7 @@ def test_hostile_inputs_to_a_bundle_are_refused_in_one_line(imagenet, coral, tmp
         (good, "ragged.csv", "rows of different lengths"),
         (good, "latin1.csv", "not a UTF-8 CSV file"),
         (good, "narrow.csv", "3 values per row"),
+        (good, "long.csv", "more than 100,000 rows: the limit is 100,000; raise it with --limit csv_rows=N"),
         (
             _tamper(good, tmp_path, "resize", resize),
             "cat.bmp",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import edgekit
-from edgekit.errors import InferenceError, InputError, TargetUnavailableError
+from edgekit.errors import InferenceError, InputError, ModelFormatError, TargetUnavailableError
 from edgekit.runtime import targets
+from edgekit.runtime.isolation import probe_in_child
+from tests.fuzz.harness import REGRESSIONS
 from tests.helpers import gemm_model
 
 PHOTOS = {"cat": "Egyptian cat", "bird": "chickadee", "grace_hopper": "military uniform"}
@@ -89,3 +93,16 @@ def test_gpu_target_is_unavailable_with_the_runtime_reason(coral):
 def test_edgetpu_target_is_unavailable_without_libedgetpu(coral):
     with pytest.raises(TargetUnavailableError, match=r"libedgetpu\.so\.1"):
         edgekit.load(coral / "mobilenet_v1_0.25_128_quant_edgetpu.tflite", target="edgetpu")
+
+
+def test_load_isolated_runs_the_model_once_in_a_child_first(coral):
+    """Issue 21: `load(isolate=True)` loads and runs the model in a forked child before this process does: the same
+    outputs after; a file the reader refuses never reaches the child (kept fuzz case: a uint8 depthwise conv without
+    its bias, which crashed LiteRT). The crash path itself is `probe_in_child`'s doctest (a real SIGSEGV)."""
+    model = coral / "mobilenet_v1_0.25_128_quant.tflite"
+    image = np.random.default_rng(0).integers(0, 256, (1, 128, 128, 3)).astype(np.uint8)
+    assert np.array_equal(edgekit.load(model, isolate=True).run(image)[0], edgekit.load(model).run(image)[0])
+    with pytest.raises(ModelFormatError, match="DEPTHWISE_CONV_2D"):
+        edgekit.load(REGRESSIONS / "tflite-00893cf59d7f" / "files" / "model.tflite", isolate=True)
+    with pytest.raises(InferenceError, match=r"crashed on it \(SIGABRT\)"):
+        probe_in_child(os.abort, "m.tflite")

@@ -164,11 +164,15 @@ def check_sizes(manifest: dict[str, Any]) -> None:
 
 
 def check_references(manifest: dict[str, Any]) -> None:
-    """The manifest's cross-references hold: post-processing reads one of its outputs; input and output indices
-    are 0..n-1, once each."""
+    """The manifest's cross-references hold: post-processing reads one of its outputs (with a threshold for an
+    anomaly scorer); input and output indices are 0..n-1, once each."""
     names, read = [o.get("name") for o in manifest["outputs"]], manifest["postprocessing"].get("output")
     if read not in names:
         raise BundleError(f"edgekit.json: postprocessing reads output {str(read)[:80]!r}, not one of {names}")
+    if manifest["task"] == "anomaly_scorer" and not isinstance(
+        manifest["postprocessing"].get("threshold"), int | float
+    ):
+        raise BundleError("edgekit.json: an anomaly_scorer's postprocessing needs a numeric threshold")
     for kind in ("inputs", "outputs"):
         if sorted(item.get("index") for item in manifest[kind]) != list(range(len(manifest[kind]))):
             raise BundleError(f"edgekit.json: the {kind}' indices are not 0 to {len(manifest[kind]) - 1}, once each")

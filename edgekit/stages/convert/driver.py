@@ -80,16 +80,16 @@ def convert(
         inputs = materialize(inputs, run)
         plan = plan_conversion(run, inputs, settings, tokens)
         results, meta = convert_in_child(run, inputs, settings, plan, progress) if plan.todo else ({}, {})
-    except EdgekitError:
-        if created:  # a refused model leaves no folder behind
+        meta = meta if plan.todo else plan.previous.get("conversion", {})
+        checked = check_produced(plan, results, meta, run, progress)
+        calibrate_artifact_thresholds(checked, inputs, run)
+        diagnose_out_of_tolerance(run, inputs, settings, checked)
+        sections = {token: step(run, checked, settings) for token, step in TARGET_STEPS.items() if token in tokens}
+        return run.write_record("convert", _record(inputs, settings, plan, meta, checked, sections))
+    except (EdgekitError, KeyboardInterrupt):
+        if created:  # a refused or interrupted conversion leaves no folder behind
             shutil.rmtree(run.root, ignore_errors=True)
         raise
-    meta = meta if plan.todo else plan.previous.get("conversion", {})
-    checked = check_produced(plan, results, meta, run, progress)
-    calibrate_artifact_thresholds(checked, inputs, run)
-    diagnose_out_of_tolerance(run, inputs, settings, checked)
-    sections = {token: step(run, checked, settings) for token, step in TARGET_STEPS.items() if token in tokens}
-    return run.write_record("convert", _record(inputs, settings, plan, meta, checked, sections))
 
 
 def _record(
