@@ -5,7 +5,8 @@ far outside its type's range) crashed it in issue 21's fuzzing, and the ones it 
 ``RuntimeError: ... failed to prepare``. :func:`check_structure` refuses such files first, naming what is
 wrong (:func:`~edgekit.formats.tflite.parse_tflite` calls it):
 
-- the main subgraph has outputs; every operand and subgraph input / output index names a tensor (or is -1, an absent optional operand);
+- the main subgraph has outputs; every operand and subgraph input / output index names a tensor (or is -1, an
+  absent optional operand);
 - every tensor an operator reads is provided: a subgraph input, a constant, a variable, or an earlier output;
 - operators have the operands their kernels index unchecked (``MIN_OPERANDS``; ``QUANTIZED_MIN_OPERANDS`` for
   integer kernels), the required ones present (not -1:
