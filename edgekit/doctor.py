@@ -17,6 +17,7 @@ from typing import Any
 
 from edgekit.common.cpu import cpu_features
 from edgekit.runtime import targets
+from edgekit.runtime.pi import describe_cached
 
 PACKAGES = {
     "runtime": ["numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu"],
@@ -47,7 +48,7 @@ def diagnose() -> dict[str, Any]:
 
     Example:
         >>> sorted(diagnose()["targets"])
-        ['cpu', 'edgetpu', 'gpu_litert', 'gpu_onnxruntime']
+        ['cpu', 'edgetpu', 'gpu_litert', 'gpu_onnxruntime', 'pi']
     """
     probes = {
         "cpu": targets.cpu(),
@@ -59,7 +60,7 @@ def diagnose() -> dict[str, Any]:
         "platform": {"system": platform.system(), "machine": platform.machine(), "python": platform.python_version()},
         "packages": package_versions(),
         "cpu_features": cpu_features(),
-        "targets": {name: _as_dict(a) for name, a in probes.items()},
+        "targets": {**{name: _as_dict(a) for name, a in probes.items()}, "pi": describe_cached()},
         "tools": {"edgetpu_compiler": _as_dict(targets.edgetpu_compiler())},
     }
 

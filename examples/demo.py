@@ -54,9 +54,26 @@ def deploy(model: Path, runs: Path) -> None:
         artifact = f"{m['model']['file']} ({m['model']['precision']})"
         table.add_row(name, artifact, m["task"], m["model"]["chosen_because"])
     console.print(table)
+    on_pi(imagenet)
     tpu = edgekit.inspect_model(model, target="edgetpu")["edgetpu"]
     console.print(f"Edge TPU pre-flight of {model.name}: {tpu['ops_mapped']} ops map, {tpu['ops_cpu']} stay on the "
                   f"CPU; {tpu['param_bytes_on_chip'] / 2**20:.2f} MiB of parameters on-chip")  # fmt: skip
+
+
+def on_pi(folder: Path) -> None:
+    """The classifier bundle where it will run: its requirements and run.py on the Pi's software stack (Debian 12
+    arm64, Python 3.11; built on first use, about 30 s), against x86."""
+    from edgekit.errors import EdgekitError
+    from edgekit.stages.bundle.verification import verify
+
+    try:
+        with console.status("verify --target pi: the Pi's software stack (built on first use)"):
+            report = verify(folder, target="pi")
+    except EdgekitError as exc:
+        console.print(f"[yellow]verify --target pi[/]: {exc}", highlight=False)
+        return
+    for check in report["checks"][-2:]:
+        console.print(f"verify --target pi: ok {check}", highlight=False)
 
 
 def bench_targets(model: Path) -> None:

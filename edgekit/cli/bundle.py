@@ -47,6 +47,8 @@ def bundle_cmd(
 @click.option("--labels", type=click.Path(path_type=str), default=None, help="Labels file for a bare model.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--key", type=click.Path(path_type=str), default=None, help="Public key the bundle must be signed by.")
+@click.option("--target", type=click.Choice(["cpu", "pi"]), default="cpu", show_default=True,
+              help="pi: the bundle's run.py on the Pi's software stack (aarch64; emulated on x86).")  # fmt: skip
 @json_option("A JSON list, one object per input.")
 def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: Any) -> None:
     """Run a bundle (folder or zip) or a .tflite on images, .npy windows or CSV rows."""
@@ -62,8 +64,10 @@ def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: 
 @app.command("verify")
 @click.argument("source", type=click.Path(path_type=str))
 @click.option("--key", type=click.Path(path_type=str), default=None, help="Public key the bundle must be signed by.")
+@click.option("--target", type=click.Choice(["cpu", "pi"]), default="cpu", show_default=True,
+              help="pi: also install requirements.txt, run run.py on the Pi's stack, compare with x86.")  # fmt: skip
 @json_option()
-def verify_cmd(source: str, key: str | None, as_json: bool) -> None:
+def verify_cmd(source: str, key: str | None, target: str, as_json: bool) -> None:
     """Check a bundle: its signature (with --key), schema version, every sha256, labels, that the model loads
     and runs from its spec.
 
@@ -71,7 +75,7 @@ def verify_cmd(source: str, key: str | None, as_json: bool) -> None:
     """
     from edgekit.stages.bundle import verify
 
-    report = verify(source, key)
+    report = verify(source, key, target)
     if as_json:
         emit_json(report)
     else:

@@ -261,6 +261,7 @@ def print_doctor(report: dict[str, Any]) -> None:
 
 def print_validation(report: dict[str, Any]) -> None:
     """One row per artifact × target × threads, notes on cells not measured, recommendations, the report path."""
+    from edgekit.common.metrics import agreement_figure
     from edgekit.stages.validate.report import HEADER, table_rows
 
     ref = report["reference"]
@@ -272,7 +273,12 @@ def print_validation(report: dict[str, Any]) -> None:
     for r, row in zip(report["results"], table_rows(report), strict=True):
         cells = dict(zip(HEADER, row, strict=True))
         cells["artifact"] = Path(r["artifact"]).name
-        if r["status"] != "measured":
+        if r["status"] == "checked":
+            cpu = next(iter((r.get("agreement_with_cpu") or {}).values()), None)
+            versus = f"; against the cpu cell: {agreement_figure(cpu)[0]} {agreement_figure(cpu)[1]:.6g}" if cpu else ""
+            notes.append(f"{cells['artifact']} on pi: no latency ({r['latency_reason']}){versus}")
+            cells["p50 ms"] = cells["p90 ms"] = "–"
+        elif r["status"] != "measured":
             notes.append(f"{cells['artifact']} on {r['target_requested']}: {r['status']}: {r['reason']}")
             cells["main metric"] = r["status"]
         table.add_row(*(cells[k] for k in keep))

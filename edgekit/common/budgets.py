@@ -78,14 +78,18 @@ def check(
     broken: list[dict[str, Any]] = []
     ref_metrics = (reference or {}).get("metrics") or {}
     for r in results:
-        if r["status"] != "measured":
+        if r["status"] not in ("measured", "checked"):  # checked: a pi cell, outputs without a latency
             continue
         size_mb = r["size_bytes"] / 1e6
         if budgets.max_size_mb is not None and size_mb > budgets.max_size_mb:
             broken.append(_broken(r, "size_mb", round(size_mb, 3), budgets.max_size_mb))
-        if budgets.max_latency_ms is not None and r["latency_ms"]["p90"] > budgets.max_latency_ms:
+        if budgets.max_latency_ms is not None and r["latency_ms"] and r["latency_ms"]["p90"] > budgets.max_latency_ms:
             broken.append(_broken(r, "latency_p90_ms", r["latency_ms"]["p90"], budgets.max_latency_ms))
-        if budgets.max_memory_mb is not None and r["peak_rss_mb"] > budgets.max_memory_mb:
+        if (
+            budgets.max_memory_mb is not None
+            and r["peak_rss_mb"] is not None
+            and r["peak_rss_mb"] > budgets.max_memory_mb
+        ):
             broken.append(_broken(r, "peak_rss_mb", r["peak_rss_mb"], budgets.max_memory_mb))
         for output, metrics in (r.get("metrics") or {}).items():
             name, higher = main_metric(kinds[output], metrics)

@@ -8,6 +8,7 @@ wrong (:func:`~edgekit.formats.tflite.parse_tflite` calls it):
 - the main subgraph has outputs; every operand and subgraph input / output index names a tensor (or is -1, an
   absent optional operand);
 - every tensor an operator reads is provided: a subgraph input, a constant, a variable, or an earlier output;
+- an operator that keeps its input's type (``TYPE_PRESERVING``) gives its input's type;
 - operators have the operands their kernels index unchecked (``MIN_OPERANDS``; ``QUANTIZED_MIN_OPERANDS`` for
   integer kernels), the required ones present (not -1:
   ``REQUIRED_OPERANDS``, at least the first), and at least one output, none of them -1;
@@ -37,10 +38,79 @@ if TYPE_CHECKING:
 
 # Operands kernels index without checking the count (the optional ones are -1, not missing).
 MIN_OPERANDS = {
-    "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
-    "DIV": 2, "BATCH_MATMUL": 2, "RESHAPE": 1, "CONCATENATION": 1, "SOFTMAX": 1, "AVERAGE_POOL_2D": 1,
-    "MAX_POOL_2D": 1, "MEAN": 2, "PAD": 2, "GATHER": 2, "UNIDIRECTIONAL_SEQUENCE_LSTM": 24, "LSTM": 24,
-    "QUANTIZE": 1, "DEQUANTIZE": 1, "SPLIT": 2, "SPLIT_V": 3,
+    "CONV_2D": 2,
+    "DEPTHWISE_CONV_2D": 2,
+    "TRANSPOSE_CONV": 3,
+    "FULLY_CONNECTED": 2,
+    "ADD": 2,
+    "SUB": 2,
+    "MUL": 2,
+    "DIV": 2,
+    "BATCH_MATMUL": 2,
+    "RESHAPE": 1,
+    "CONCATENATION": 1,
+    "SOFTMAX": 1,
+    "AVERAGE_POOL_2D": 1,
+    "MAX_POOL_2D": 1,
+    "MEAN": 2,
+    "PAD": 2,
+    "GATHER": 2,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": 24,
+    "LSTM": 24,
+    "QUANTIZE": 1,
+    "DEQUANTIZE": 1,
+    "SPLIT": 2,
+    "SPLIT_V": 3,
+    "STRIDED_SLICE": 4,
+    "SLICE": 3,
+    "TRANSPOSE": 2,
+    "PADV2": 3,
+    "MIRROR_PAD": 2,
+    "TILE": 2,
+    "EXPAND_DIMS": 2,
+    "BATCH_TO_SPACE_ND": 3,
+    "SPACE_TO_BATCH_ND": 3,
+    "RESIZE_BILINEAR": 2,
+    "RESIZE_NEAREST_NEIGHBOR": 2,
+    "ARG_MAX": 2,
+    "ARG_MIN": 2,
+    "SUM": 2,
+    "REDUCE_MAX": 2,
+    "REDUCE_MIN": 2,
+    "REDUCE_PROD": 2,
+    "SELECT": 3,
+    "SELECT_V2": 3,
+    "FILL": 2,
+    "ONE_HOT": 4,
+    "TOPK_V2": 2,
+    "GATHER_ND": 2,
+    "SCATTER_ND": 3,
+    "BROADCAST_TO": 2,
+    "SPARSE_TO_DENSE": 4,
+    "SQUARED_DIFFERENCE": 2,
+    "MAXIMUM": 2,
+    "MINIMUM": 2,
+    "POW": 2,
+    "FLOOR_DIV": 2,
+    "FLOOR_MOD": 2,
+    "LESS": 2,
+    "GREATER": 2,
+    "EQUAL": 2,
+    "NOT_EQUAL": 2,
+    "LESS_EQUAL": 2,
+    "GREATER_EQUAL": 2,
+    "PRELU": 2,
+    "CUMSUM": 2,
+}  # fmt: skip  (the schema's input counts: kernels read them by position)
+# Builtins that take no input at all; every other operator needs at least one.
+NO_INPUT_OPS = {"VAR_HANDLE", "CALL_ONCE", "RANDOM_UNIFORM", "RANDOM_STANDARD_NORMAL"}
+# Operators whose output 0 has the type of their input 0 (an LSTM whose output was re-typed int32 under int8
+# inputs ran, then aborted the process: found by the fuzz harness). Type-changing ops are not listed.
+TYPE_PRESERVING = {
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM", "ADD", "SUB", "MUL",
+    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "CONCATENATION", "PAD", "PADV2", "MAX_POOL_2D",
+    "AVERAGE_POOL_2D", "RELU", "RELU6", "TANH", "LOGISTIC", "STRIDED_SLICE", "SLICE", "GATHER", "MEAN",
+    "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE",
 }  # fmt: skip
 # Operators whose options are named after another operator (the rest: their own, or a shared name like Pool2D).
 SHARED_OPTIONS = {"CONV_3D_TRANSPOSE": "Conv3DOptions", "UNIDIRECTIONAL_SEQUENCE_RNN": "SequenceRNNOptions"}
@@ -134,8 +204,13 @@ def _check_graph(graph: SubgraphInfo, buffers: list[np.ndarray]) -> str | None:
             return f"{where} names a negative tensor index"
         quantized = op.inputs and 0 <= op.inputs[0] < count and graph.tensors[op.inputs[0]].dtype in _INT_RANGE
         needed = max(MIN_OPERANDS.get(op.name, 0), QUANTIZED_MIN_OPERANDS.get(op.name, 0) if quantized else 0)
-        if len(op.inputs) < needed or not op.outputs:
+        takes_none = op.name in NO_INPUT_OPS or op.name.startswith("CUSTOM")
+        if len(op.inputs) < needed or not op.outputs or (not op.inputs and not takes_none):
             return f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; its kernel needs more"
+        if op.name in TYPE_PRESERVING and op.inputs[0] >= 0:
+            given, made = graph.tensors[op.inputs[0]].dtype, graph.tensors[op.outputs[0]].dtype
+            if given != made:
+                return f"{where} takes {given} and gives {made}; it keeps its input's type"
         if why := _options_mismatch(op.name, op.options_type):
             return f"{where} {why}"
         required = REQUIRED_OPERANDS.get(op.name, range(MIN_OPERANDS.get(op.name, 1 if op.inputs else 0)))

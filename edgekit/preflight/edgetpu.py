@@ -16,8 +16,9 @@ The method, from Coral's published requirements and the behaviour seen in compil
    stayed on the CPU.
 3. **One segment** (the compiler's default, without the experimental ``-a``): the compiler maps
    ops in execution order up to the first op it cannot map; that op and every op after it run
-   on the CPU, even supported ones. Leading QUANTIZE / DEQUANTIZE ops that convert float inputs
-   stay on the CPU in front of the segment.
+   on the CPU, even supported ones. Leading ops that only convert the inputs' types (a CAST of an
+   input; QUANTIZE / DEQUANTIZE of a float input) stay on the CPU in front of the segment (inferred from the
+   compiler's logs: a model whose first op is a CAST in front of its QUANTIZE kept 98 of 157 ops mapped).
 4. **Parameter memory**: about 8 MB of SRAM holds the executable and cached parameters
    (published compiler logs show 7.5–7.9 MiB left for parameters: :data:`ON_CHIP_BYTES`).
    Mapped ops' constant data is placed on-chip in execution order until an op's data no longer
@@ -26,6 +27,15 @@ The method, from Coral's published requirements and the behaviour seen in compil
 
 On Coral's four CPU / compiled pairs in ``shared/coral`` this predicts the compiler's CPU ops
 exactly (0, 0, 1 and 8). Compiled models (``edgetpu-custom-op``) are read, not predicted.
+
+**Documented and inferred.** Documented by Coral ("Edge TPU model requirements", the supported-operations
+table and its notes): full 8-bit quantization, static shapes, the 3-innermost-dimensions rule, the op table, the
+softmax size limit, one segment from the first unsupported op on, about 8 MB of on-chip memory. Inferred from
+compiled models and published compiler logs, not documented: the resize ratio rule, the leading type
+conversions kept in front of the segment, the refusal of fused activations on pooling / concatenation, and the
+7.75 MiB left for parameters. TILE is not in Coral's table, so it cuts the segment here; a compiler log in which
+a segmentation model kept 6 of 8 ops after a late TILE on the Edge TPU suggests newer compilers map it: not
+confirmed against a compiler here, so left as the table says.
 
 Example:
     >>> from edgekit.formats.tflite import read_tflite
@@ -244,17 +254,17 @@ def model_blockers(model: TFLiteModel) -> list[str]:
 
 
 def _leading_conversions(graph: SubgraphInfo) -> int:
-    """How many ops at the start only convert float graph inputs (QUANTIZE / DEQUANTIZE from a float input)."""
-    count, inputs = 0, set(graph.inputs)
+    """How many ops at the start only convert the graph inputs' types: a CAST of an input, and QUANTIZE /
+    DEQUANTIZE of a float input (or of such a conversion's output). The compiler leaves them on the CPU in front of
+    the Edge TPU segment rather than cutting it there."""
+    count, converted = 0, set(graph.inputs)
     for op in graph.ops:
         src = graph.tensor(op.inputs[0]) if op.inputs else None
-        if (
-            op.name in ("QUANTIZE", "DEQUANTIZE")
-            and op.inputs[0] in inputs
-            and src is not None
-            and (src.dtype not in INTEGER_DTYPES)
-        ):
+        if src is None or op.inputs[0] not in converted:
+            break
+        if op.name == "CAST" or (op.name in ("QUANTIZE", "DEQUANTIZE") and src.dtype not in INTEGER_DTYPES):
             count += 1
+            converted.update(op.outputs)
             continue
         break
     return count
@@ -306,7 +316,7 @@ def edgetpu_preflight(model: TFLiteModel) -> dict[str, Any]:
         if blockers:
             why = blockers[0]
         elif index < lead:
-            why = "converts a float input: runs on the CPU in front of the Edge TPU segment"
+            why = "converts an input's type: runs on the CPU in front of the Edge TPU segment"
         elif cut is not None:
             own = op_reason(op, graph, model)
             why = own or f"after the first unmapped op ({graph.ops[cut].name} at {cut}): only one segment is mapped"

@@ -143,14 +143,14 @@ def test_sensor_run_bundles_streams_and_verifies(sensor_run, tmp_path):
     assert r.returncode == 0, r.stderr
     manifest = json.loads(r.stdout)
     assert manifest["task"] == "anomaly_scorer" and manifest["postprocessing"]["threshold"] > 0
-    assert manifest["model"]["chosen_because"].startswith("validate: the fastest TFLite file inside every budget")
-    # the choice follows what was measured on this machine (on x86 the fused int8 LSTM runs slower than fp32)
+    # issue 22: x86 latency is not Pi latency (here the fused int8 LSTM runs slower than fp32; on ARM64 XNNPACK's
+    # int8 kernels are the fast ones): a Pi bundle takes the smallest file inside every budget
+    assert manifest["model"]["chosen_because"].startswith("validate: the smallest TFLite file inside every budget")
     report = json.loads((run_dir / "validate" / "report.json").read_text())
-    assert report["budgets_broken"] == []
-    p50 = {(Path(r["artifact"]).name, r["threads"]): r["latency_ms"]["p50"] for r in report["results"]
-           if r["status"] == "measured" and r["artifact"].endswith(".tflite")}  # fmt: skip
-    chosen = min(v for (name, _), v in p50.items() if name == manifest["model"]["file"])
-    assert chosen == min(p50.values()), p50
+    assert report["budgets_broken"] == [] and report["host"]["machine"] == "x86_64"
+    sizes = {Path(r["artifact"]).name: r["size_bytes"] for r in report["results"]
+             if r["status"] == "measured" and r["artifact"].endswith(".tflite")}  # fmt: skip
+    assert sizes[manifest["model"]["file"]] == min(sizes.values()) and manifest["model"]["precision"] == "int8"
     assert manifest["validation"]["metrics"]["score"]["roc_auc"] >= 0.9
     assert manifest["state"]["reset_before_each_call"] is True  # fused LSTMs keep state across invokes
     assert run_cli("verify", str(out)).returncode == 0

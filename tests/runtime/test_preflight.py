@@ -62,6 +62,44 @@ def test_edgetpu_preflight_says_why_deeplab_leaves_the_tpu(coral):
     assert tpu["param_bytes_off_chip"] == 0
 
 
+def test_a_leading_cast_stays_on_the_cpu_in_front_of_the_segment(coral, tmp_path):
+    """Issue 22: a model whose first op converts its input's type (a float input CAST to uint8 before MobileNet v1)
+    keeps the rest on the Edge TPU, as the compiler does; the CAST alone runs on the CPU, in front."""
+    import flatbuffers
+
+    from edgekit.formats.tflite import TFLITE_IDENTIFIER, parse_tflite, schema
+
+    s = schema()
+    blob = (coral / "mobilenet_v1_0.25_128_quant.tflite").read_bytes()
+    model = s.ModelT.InitFromPackedBuf(blob, 0)
+    graph = model.subgraphs[0]
+    raw = s.TensorT()
+    raw.name, raw.shape, raw.type, raw.buffer = (
+        b"raw",
+        list(graph.tensors[graph.inputs[0]].shape),
+        s.TensorType.FLOAT32,
+        0,
+    )
+    graph.tensors.append(raw)
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CAST
+    model.operatorCodes.append(code)
+    cast = s.OperatorT()
+    cast.opcodeIndex, cast.inputs, cast.outputs = (
+        len(model.operatorCodes) - 1,
+        [len(graph.tensors) - 1],
+        [graph.inputs[0]],
+    )
+    graph.operators.insert(0, cast)
+    graph.inputs = [len(graph.tensors) - 1]
+    builder = flatbuffers.Builder(len(blob) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    casted = edgetpu_preflight(parse_tflite(bytes(builder.Output()), "cast.tflite"))
+    plain = edgetpu_preflight(read_tflite(coral / "mobilenet_v1_0.25_128_quant.tflite"))
+    assert casted["cpu_ops"] == ["CAST"] and casted["ops_mapped"] == plain["ops_mapped"] > 25
+    assert "converts an input's type" in casted["reasons"][0]["reason"]
+
+
 def test_inspect_cli_edgetpu_json(coral):
     r = run_cli("inspect", str(coral / "posenet_mobilenet_v1_075_353_481_16_quant_decoder.tflite"),
                 "--target", "edgetpu", "--json")  # fmt: skip

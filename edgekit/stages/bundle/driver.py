@@ -139,7 +139,7 @@ def _choose(
         path = folder / tflite["int8"]["path"]
         return Choice(path, "int8", f"not compiled for the Edge TPU ({reason}): runs on the CPU until compiled",
                       run_task, _validation(report, path))  # fmt: skip
-    recommended = _recommended(report, TARGET_OF[platform])
+    recommended = _smallest_for_the_pi(report) if platform == "rpi" else _recommended(report, TARGET_OF[platform])
     if recommended is not None and recommended[0].is_file():
         path, why = recommended
         precision = next((p for p, a in tflite.items() if (folder / a["path"]).resolve() == path.resolve()), "unknown")
@@ -169,6 +169,29 @@ def _recommended(found: tuple[Path, dict[str, Any]] | None, target: str) -> tupl
     best = min(rows, key=lambda r: r["latency_ms"]["p50"])
     why = (f"validate: the fastest TFLite file inside every budget on the {target} "
            f"(p50 {best['latency_ms']['p50']} ms at {best['threads']} thread(s))")  # fmt: skip
+    return Path(best["path"]), why
+
+
+def _smallest_for_the_pi(found: tuple[Path, dict[str, Any]] | None) -> tuple[Path, str] | None:
+    """A Pi bundle's file: measured natively on an aarch64 host, the fastest inside every budget; else the smallest
+    TFLite file inside every budget on the cpu or pi cells, since x86 latency is not Pi latency (on x86 a fused
+    int8 LSTM runs slower than fp32; on ARM64, XNNPACK's int8 kernels are the fast ones)."""
+    if found is None:
+        return None
+    report = found[1]
+    if (report.get("host") or {}).get("machine") in ("aarch64", "arm64"):
+        return _recommended(found, "cpu")
+    broken = {b["artifact"] for b in report.get("budgets_broken", [])}
+    rows = [r for r in report["results"] if r["status"] in ("measured", "checked") and r["format"] == "tflite"
+            and r["target_requested"] in ("cpu", "pi") and r["artifact"] not in broken]  # fmt: skip
+    if not rows:
+        return None
+    best = min(rows, key=lambda r: (r["size_bytes"], r["target_requested"] != "pi"))
+    checked = " (and checked on the Pi's software stack)" if any(
+        r["path"] == best["path"] and r["target_requested"] == "pi" for r in rows) else ""  # fmt: skip
+    where = (report.get("host") or {}).get("machine") or "this host"
+    why = (f"validate: the smallest TFLite file inside every budget{checked}, {best['size_bytes'] / 1e6:.3f} MB; "
+           f"latency measured on {where} is not a Pi's, so it does not choose")  # fmt: skip
     return Path(best["path"]), why
 
 

@@ -27,10 +27,12 @@ def predict(
     labels: str | Path | None = None,
     threads: int | None = None,
     key: str | Path | None = None,
+    target: str = "cpu",
 ) -> list[dict[str, Any]]:
     """One result per input sample: ``{"input", "top": [{label, score, index}]}`` for classifiers,
     ``{"input", "score", "threshold", "anomaly"}`` for anomaly scorers, ``{"input", "values"}`` otherwise.
-    ``key``: a public key (PEM) the bundle must be signed by.
+    ``key``: a public key (PEM) the bundle must be signed by. ``target="pi"``: the bundle's own ``run.py`` on the
+    Pi's software stack (:mod:`edgekit.stages.bundle.on_pi`); each result says ``target_used`` and ``emulated``.
 
     Example:
         >>> predict("model.tflite", ["missing.png"])  # doctest: +SKIP
@@ -44,6 +46,10 @@ def predict(
         raise InputError("predict needs at least one input file")
     if top_k is not None and top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
+    if target not in ("cpu", "pi"):
+        raise InputError(f"--target must be cpu or pi, got {target!r}")
+    if target == "pi":
+        return _predict_on_pi(source, inputs, top_k=top_k, labels=labels, threads=threads, key=key)
     with open_bundle(source, labels, key) as bundle:
         manifest = bundle.manifest
         if len(manifest["inputs"]) != 1:
@@ -60,4 +66,22 @@ def predict(
                 except app.BundleError as exc:
                     raise InputError(str(exc)) from None
                 results += [{"input": str(path), **r} for r in scored]
+    return results
+
+
+def _predict_on_pi(source: str | Path, inputs: list[str | Path], **options: Any) -> list[dict[str, Any]]:
+    from edgekit.stages.bundle.on_pi import run_on_pi
+
+    with open_bundle(source, options["labels"], options["key"]) as bundle:
+        if bundle.folder is None:
+            raise InputError(f"{source}: --target pi runs a bundle's own run.py; bundle the model first "
+                             "(edgekit bundle MODEL --platform rpi)")  # fmt: skip
+        if missing := [str(p) for p in inputs if not Path(p).is_file()]:
+            raise InputError(f"{missing[0]}: no such file")
+        extra = [*(["--top-k", str(options["top_k"])] if options["top_k"] else []),
+                 *(["--threads", str(options["threads"])] if options["threads"] else [])]  # fmt: skip
+        results = run_on_pi(bundle, source, [Path(p) for p in inputs], extra)
+    given = {str(Path(p).resolve()): str(p) for p in inputs}  # run.py got absolute paths (it runs in the bundle)
+    for result in results:
+        result["input"] = given.get(result["input"], result["input"])
     return results

@@ -27,6 +27,21 @@ def pinned(package: str) -> str:
         return package
 
 
+def runtime_requirements() -> list[str]:
+    """A Pi / Coral bundle's ``requirements.txt``: this machine's versions, but the ai-edge-litert that runs on a
+    Pi's aarch64 Python (``edgekit.runtime.pi.PI_LITERT``; ``verify --target pi`` checks it installs and runs).
+
+    Example:
+        >>> runtime_requirements()[1]
+        'ai-edge-litert==1.4.0; platform_machine == "aarch64"'
+    """
+    from edgekit.runtime.pi import PI_LITERT
+
+    litert = pinned("ai-edge-litert")
+    return [f'{litert}; platform_machine != "aarch64"', f'ai-edge-litert=={PI_LITERT}; platform_machine == "aarch64"',
+            *(pinned(p) for p in RUNTIME_PACKAGES if p != "ai-edge-litert")]  # fmt: skip
+
+
 def runtime_notes(platform: str, compiled: bool) -> dict[str, Any]:
     """What the device needs to run the bundle (recorded in ``edgekit.json``).
 
@@ -41,7 +56,7 @@ def runtime_notes(platform: str, compiled: bool) -> dict[str, Any]:
         "ios": {"interpreter": "TensorFlowLiteSwift Interpreter", "threads": 2},
     }[platform]
     if platform in ("rpi", "coral"):
-        notes["python_packages"] = [pinned(p) for p in RUNTIME_PACKAGES]
+        notes["python_packages"] = runtime_requirements()
     if compiled:
         notes["delegate"] = "libedgetpu.so.1"
         notes["system_packages"] = ["libedgetpu1-std (Coral's apt repository)"]

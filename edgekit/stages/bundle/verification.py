@@ -22,10 +22,12 @@ from edgekit.errors import InputError
 from edgekit.stages.bundle.loader import open_bundle
 
 
-def verify(source: str | Path, key: str | Path | None = None) -> dict[str, Any]:
+def verify(source: str | Path, key: str | Path | None = None, target: str = "cpu") -> dict[str, Any]:
     """Verify a bundle folder or zip; return what was checked.
 
     ``key``: a public key (PEM) the bundle must be signed by; without one, ``signature`` says whether it is signed.
+    ``target="pi"``: also install the bundle's ``requirements.txt`` on the Pi's software stack, run its ``run.py``
+    there on a sample and compare with x86 (:func:`~edgekit.stages.bundle.on_pi.verify_on_pi`).
 
     Example:
         >>> verify("missing_bundle")
@@ -38,6 +40,8 @@ def verify(source: str | Path, key: str | Path | None = None) -> dict[str, Any]:
     from edgekit.runtime import load
     from edgekit.runtime.targets import edgetpu_runtime
 
+    if target not in ("cpu", "pi"):
+        raise InputError(f"--target must be cpu or pi, got {target!r}")
     p = Path(source)
     if p.is_file() and p.suffix == ".tflite":
         raise InputError(f"{source}: verify checks a bundle (folder or .zip); a bare model has no manifest to check")
@@ -54,8 +58,8 @@ def verify(source: str | Path, key: str | Path | None = None) -> dict[str, Any]:
             unavailable = f"inference: edgetpu {edgetpu_runtime().describe()}"
             return {"bundle": str(source), "ok": False, "checks": checks, "inference": None,
                     "signature": bundle.signature, "unavailable": unavailable}  # fmt: skip
-        target = "edgetpu" if manifest["model"]["edgetpu_compiled"] else "cpu"
-        with load(bundle.model_path, target=target) as runner:
+        runtime = "edgetpu" if manifest["model"]["edgetpu_compiled"] else "cpu"
+        with load(bundle.model_path, target=runtime) as runner:
             checks.append("model loads")
             feeds = [np.zeros(item["shape"], np.dtype(item["dtype"])) for item in manifest["inputs"]]
             outputs = runner.run(feeds, dequantize_outputs=False)
@@ -68,5 +72,10 @@ def verify(source: str | Path, key: str | Path | None = None) -> dict[str, Any]:
                 raise InputError(f"{source}: output {item['name']!r} is not finite on the manifest's zero input")
             shapes[item["name"]] = list(value.shape)
         checks.append("one inference: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
+        if target == "pi":
+            from edgekit.stages.bundle.on_pi import verify_on_pi
+            from edgekit.stages.bundle.prediction import predict
+
+            checks += verify_on_pi(bundle, source, lambda sample: predict(source, [sample], key=key))
     return {"bundle": str(source), "ok": True, "checks": checks, "inference": shapes, "signature": bundle.signature,
             "unavailable": None}  # fmt: skip

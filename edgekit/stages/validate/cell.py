@@ -55,6 +55,10 @@ def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMU
     from edgekit.runtime import load
     from edgekit.runtime.specs import dequantize
 
+    if cell.target == "pi":
+        from edgekit.stages.validate.pi_cell import measure_on_pi
+
+        return measure_on_pi(cell.artifact, data, outputs_npz)
     start = time.perf_counter()
     try:
         runner = load(cell.artifact, threads=cell.threads, target=cell.target)

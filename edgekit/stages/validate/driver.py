@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -326,9 +327,9 @@ def _check_writable(folder: Path) -> None:
 
 
 def _targets_and_threads(targets: Sequence[str], threads: Sequence[int]) -> None:
-    unknown = [t for t in targets if t not in TARGETS]
+    unknown = [t for t in targets if t not in (*TARGETS, "pi")]
     if unknown or not targets:
-        raise InputError(f"unknown target(s) {unknown or targets} (choose from {', '.join(TARGETS)})")
+        raise InputError(f"unknown target(s) {unknown or targets} (choose from {', '.join((*TARGETS, 'pi'))})")
     if not threads or any(t < 1 for t in threads):
         raise InputError(f"thread counts must be >= 1, got {list(threads)}")
 
@@ -387,7 +388,7 @@ def validate(
         report["budgets_broken"] = broken
         report["recommendations"] = recommend(report["results"], broken, targets)
         report["layer_errors"] = layer_errors_of_broken(subject.artifacts, report["results"], broken)
-        if not any(r["status"] == "measured" for r in report["results"]):
+        if not any(r["status"] in ("measured", "checked") for r in report["results"]):
             reasons = sorted({r["reason"] for r in report["results"]})
             raise InputError(f"nothing could be measured: {'; '.join(reasons)}")
         report["data"]["path"] = str(data_path)
@@ -458,7 +459,13 @@ def _measure(
         "reason": ref_reason if ref_outputs is None else None,
         "metrics": _score(ref_outputs, data, kinds, subject.run_task) if ref_outputs is not None else None,
     }
-    cells = [(a, Cell(str(a["path"]), target, n)) for a in subject.artifacts for target in targets for n in threads]
+    cells = [
+        (a, Cell(str(a["path"]), target, n))
+        for a in subject.artifacts
+        for target in targets
+        for n in (threads[:1] if target == "pi" else threads)
+    ]  # fmt: skip  (pi: what it computes, not its speed)
+    on_cpu: dict[str, dict[str, np.ndarray]] = {}  # artifact → its first cpu cell's outputs (the pi cells' x86 twin)
     results, arrays = [], {"outputs": {}, "times_ms": {}, "labels": data.y, "reference": ref_outputs}
     agree_with, agree_name = ref_outputs, f"keras: {subject.reference}" if ref_outputs is not None else None
     agree_at = subject.run_task.get("threshold")  # the reference's own threshold (a scorer's decisions)
@@ -475,8 +482,10 @@ def _measure(
             "status": result["status"], "reason": result.get("reason"),
             "metrics": None, "agreement": None, "latency_ms": None, "init_ms": None, "peak_rss_mb": None,
         }  # fmt: skip
-        if result["status"] == "measured":
+        if result["status"] in ("measured", "checked"):
             entry.update({k: result[k] for k in ("latency_ms", "init_ms", "peak_rss_mb", "backend", "samples")})
+            if result["status"] == "checked":
+                entry.update(emulated=result["emulated"], latency_reason=result["latency_reason"])
             if "fully_accelerated" in result:
                 entry["fully_accelerated"] = result["fully_accelerated"]
                 entry["fallback_reason"] = result.get("fallback_reason")
@@ -491,6 +500,10 @@ def _measure(
                 agree_with, agree_name, agree_at = outs, f"fp32 artifact: {label}", own_at
             entry["metrics"] = _score(outs, data, kinds, subject.run_task, artifact["threshold"])
             entry["agreement"] = _agreement(outs, agree_with, kinds, (agree_at, own_at)) if agree_with else None
+            if cell.target == "cpu":
+                on_cpu.setdefault(str(artifact["path"]), outs)
+            elif cell.target == "pi" and str(artifact["path"]) in on_cpu:  # the same file, x86 against aarch64
+                entry["agreement_with_cpu"] = _agreement(outs, on_cpu[str(artifact["path"])], kinds, (own_at, own_at))
             if artifact["threshold"] is not None:
                 entry["threshold"] = artifact["threshold"]
         results.append(entry)
@@ -504,6 +517,7 @@ def _measure(
         "run_task": subject.run_task,
         "targets": targets,
         "threads": threads,
+        "host": {"machine": platform.machine(), "system": platform.system()},  # where the latencies were measured
         "reference": reference,
         "agreement_reference": agree_name,
         "results": results,

@@ -66,7 +66,7 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
             agreement, rel_err = f"{figure.replace('_agreement', '')} {agreed:.6g}", a["max_rel_error"]
             break
         lat = r["latency_ms"] or {}
-        status = r["status"] if r["status"] == "measured" else f"{r['status']}: {r['reason']}"
+        status = r["status"] if r["status"] in ("measured", "checked") else f"{r['status']}: {r['reason']}"
         rows.append([
             r["artifact"], r["precision"], r["target_requested"], r["target_used"] or "–", str(r["threads"]),
             status, _fmt(value), agreement, _fmt(rel_err, 2), _fmt(lat.get("p50")), _fmt(lat.get("p90")),
