@@ -650,6 +650,45 @@ def _latency_ratios(report: dict[str, Any]) -> dict[str, Any]:
     return ratios
 
 
+def pi_agreement() -> dict[str, Any]:
+    """Every zoo artifact on the Pi's software stack against the x86 CPU (``validate --targets cpu,pi``): the
+    main metric on each and their agreement per output. Reuses ``runs/demo/<recipe>`` (``make demo``) when there,
+    else runs the recipe."""
+    from edgekit.common.metrics import agreement_figure
+    from edgekit.errors import BudgetExceededError
+    from edgekit.pipeline import run
+    from edgekit.runtime.pi import pi_stack, unavailable_reason
+    from edgekit.stages.validate import validate
+
+    if why := unavailable_reason():
+        return {"unavailable": why}
+    stack, section = pi_stack(), {}
+    section["stack"] = {"describe": stack.describe(), "checksum": stack.checksum, "emulated": stack.emulated}
+    for recipe in ("mobilenet_digits", "lstm_sunspots", "autoencoder_breast_cancer", "autoencoder_sensor"):
+        run_dir = REPO / "runs" / "demo" / recipe
+        if not (run_dir / "convert" / "manifest.json").is_file():
+            run_dir = REPO / "runs" / "bench" / recipe
+            run(REPO / "models" / f"{recipe}.yaml", out=run_dir)
+        try:
+            report = validate([run_dir], targets=["cpu", "pi"], threads=[1], out=Path("/tmp") / f"edgekit-pi-{recipe}")
+        except BudgetExceededError as exc:  # the figures are what this section wants
+            report = exc.report
+        rows = {}
+        for cell in report["results"]:
+            if cell["target_requested"] != "pi" or cell["format"] != "tflite":
+                continue
+            cpu = next(c for c in report["results"] if c["path"] == cell["path"] and c["target_requested"] == "cpu")
+            versus = {
+                name: {"figure": agreement_figure(a)[0], "value": round(agreement_figure(a)[1], 6),
+                       "max_abs_error": a["max_abs_error"]}
+                for name, a in (cell.get("agreement_with_cpu") or {}).items()
+            }  # fmt: skip
+            rows[Path(cell["artifact"]).name] = {"status": cell["status"], "metrics_pi": cell["metrics"],
+                                                 "metrics_cpu": cpu["metrics"], "pi_vs_cpu": versus}  # fmt: skip
+        section[recipe] = rows
+    return section
+
+
 def targets_section() -> dict[str, Any]:
     """Targets on this machine: availability, the Edge TPU pre-flight against Coral's compiled twins, the GPU
     pre-flight, and the planned activation arena against LiteRT's real one."""
@@ -690,6 +729,7 @@ def targets_section() -> dict[str, Any]:
             "edgetpu_compiler": targets.edgetpu_compiler().describe(),
         },
         "edgetpu_preflight_vs_compiler": pairs,
+        "pi_vs_x86": pi_agreement(),
         "activation_arena_vs_litert": memory,
         "gpu_preflight": gpu,
         "gpu_measured": "not measured: no GPU on this machine (device_tests/ hold the GPU measurements to run)",
@@ -716,7 +756,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out)
-    results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() and args.only else {}
+    previous: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    results = previous if args.only else {k: v for k, v in previous.items() if k == "fuzz"}  # fuzz: `make fuzz`
     results["machine"] = {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),

@@ -73,7 +73,9 @@ def test_bundle_manifest_says_everything_an_app_needs(imagenet):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
     assert sorted(manifest["files"]) == ["README.md", "labels.txt", "mobilenet_v2_1.0_224_quant.tflite",
                                          "requirements.txt", "run.py"]  # fmt: skip
-    assert all("==" in line for line in (folder / "requirements.txt").read_text().split())
+    requirements = (folder / "requirements.txt").read_text().splitlines()
+    assert all("==" in line.split(";")[0] for line in requirements)  # every package pinned
+    assert 'ai-edge-litert==1.4.0; platform_machine == "aarch64"' in requirements  # what runs on a Pi (issue 22)
     # the model file describes itself: the manifest rides in its flatbuffer metadata, and it still runs the same
     embedded = inspect_model(folder / manifest["model"]["file"])["edgekit_metadata"]
     assert embedded["inputs"] == manifest["inputs"] and embedded["postprocessing"] == manifest["postprocessing"]

@@ -14,7 +14,7 @@ import pytest
 from edgekit.common.metrics import agreement_figure
 from edgekit.runtime.pi import PiStack, pi_stack, unavailable_reason
 from edgekit.stages.bundle import bundle
-from tests.helpers import run_cli
+from tests.helpers import REPO, run_cli
 
 pytestmark = pytest.mark.slow  # builds the stack once (about 30 s), installs a bundle's requirements under emulation
 EXPECTED = {"bird.bmp": "chickadee", "cat.bmp": "Egyptian cat", "grace_hopper.bmp": "military uniform"}
@@ -110,11 +110,11 @@ def test_zoo_artifacts_agree_across_architectures_and_the_lstm_resets_on_pi(pi, 
     assert run_cli("bundle", str(run_dir), "--platform", "rpi", "--out", str(bundled)).returncode == 0
     manifest = json.loads((bundled / "edgekit.json").read_text())
     assert manifest["state"]["reset_before_each_call"] is True
-    steps, channels = manifest["inputs"][0]["shape"][1:]
-    rng = np.random.default_rng(0)
-    windows = [tmp_path / f"w{i}.npy" for i in range(2)]
-    for path in windows:
-        np.save(path, rng.normal(0, 0.5, (1, steps, channels)).astype(np.float32))
+    steps = manifest["inputs"][0]["shape"][1]
+    header, *rows = (REPO / "examples" / "data" / "sensor_stream.csv").read_text().splitlines()
+    windows = [tmp_path / "normal.csv", tmp_path / "anomalous.csv"]  # the recorded stream: normal, then anomalies
+    for path, end in zip(windows, (steps + 10, 560), strict=True):
+        path.write_text("\n".join([header, *rows[end - steps : end]]) + "\n")
     order = [str(windows[0]), str(windows[1]), str(windows[0])]  # the first window again, after another
     on_pi = run_cli("predict", str(bundled), *order, "--target", "pi", "--json", timeout=900)
     assert on_pi.returncode == 0, on_pi.stderr

@@ -25,6 +25,8 @@ def _resolution(manifest) -> float:
     return 2 / manifest["report"]["test_samples"]
 
 
+@pytest.mark.long  # 3 minutes of pruning MobileNet: its twins in make test prune (and cluster, QAT) smaller nets into
+# int8 (test_collaborative_chain_keeps_zeros_and_clusters_through_qat, test_conv_autoencoder_prunes_...)
 def test_pruning_50_percent_survives_into_int8(pruned):
     metrics, report = pruned["metrics"], pruned["report"]
     assert metrics["sparsity"] >= 0.45, metrics  # counted in the int8 TFLite weight buffers
