@@ -8,7 +8,8 @@ wrong (:func:`~edgekit.formats.tflite.parse_tflite` calls it):
 - the main subgraph has outputs; every operand and subgraph input / output index names a tensor (or is -1, an
   absent optional operand);
 - every tensor an operator reads is provided: a subgraph input, a constant, a variable, or an earlier output;
-- an operator that keeps its input's type (``TYPE_PRESERVING``) gives its input's type;
+- an operator that keeps its input's type (``TYPE_PRESERVING``) gives its input's type, an element-wise one
+  (``ELEMENTWISE``) its input's shape; a quantized activation has no zero scale;
 - operators have the operands their kernels index unchecked (``MIN_OPERANDS``; ``QUANTIZED_MIN_OPERANDS`` for
   integer kernels), the required ones present (not -1:
   ``REQUIRED_OPERANDS``, at least the first), and at least one output, none of them -1;
@@ -104,6 +105,10 @@ MIN_OPERANDS = {
 }  # fmt: skip  (the schema's input counts: kernels read them by position)
 # Builtins that take no input at all; every other operator needs at least one.
 NO_INPUT_OPS = {"VAR_HANDLE", "CALL_ONCE", "RANDOM_UNIFORM", "RANDOM_STANDARD_NORMAL"}
+# Element-wise operators of one input: output 0 has input 0's shape (a QUANTIZE whose input gained a dimension fed
+# an LSTM that aborted the process: the fuzz harness).
+ELEMENTWISE = {"QUANTIZE", "DEQUANTIZE", "CAST", "RELU", "RELU6", "RELU_N1_TO_1", "TANH", "LOGISTIC", "ABS", "NEG",
+               "EXP", "LOG", "SQRT", "RSQRT", "HARD_SWISH", "LEAKY_RELU", "ELU", "GELU", "SQUARE"}  # fmt: skip
 # Operators whose output 0 has the type of their input 0 (an LSTM whose output was re-typed int32 under int8
 # inputs ran, then aborted the process: found by the fuzz harness). Type-changing ops are not listed.
 TYPE_PRESERVING = {
@@ -150,6 +155,8 @@ def _check_tensor(tensor: TensorInfo, buffer: np.ndarray) -> str | None:
         return f"is a constant of {size} bytes ({list(tensor.shape)} {tensor.dtype}) whose buffer holds {len(buffer)}"
     if any(not np.isfinite(s) or s < 0 for s in tensor.scales):
         return f"has a quantization scale that is negative or not finite ({tensor.scales[:4]})"
+    if not tensor.is_constant and tensor.dtype in ("int8", "uint8", "int16") and any(s == 0 for s in tensor.scales):
+        return "is a quantized activation with a zero scale"  # LiteRT divides by it (SIGSEGV, the fuzz harness)
     if tensor.zero_points and len(tensor.zero_points) != len(tensor.scales):
         return f"has {len(tensor.scales)} quantization scales but {len(tensor.zero_points)} zero points"
     low, high = _INT_RANGE.get(tensor.dtype, (None, None))
@@ -207,6 +214,10 @@ def _check_graph(graph: SubgraphInfo, buffers: list[np.ndarray]) -> str | None:
         takes_none = op.name in NO_INPUT_OPS or op.name.startswith("CUSTOM")
         if len(op.inputs) < needed or not op.outputs or (not op.inputs and not takes_none):
             return f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; its kernel needs more"
+        if op.name in ELEMENTWISE and op.inputs[0] >= 0:
+            given, made = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
+            if given != made and -1 not in given + made:
+                return f"{where} takes {list(given)} and gives {list(made)}; it keeps its input's shape"
         if op.name in TYPE_PRESERVING and op.inputs[0] >= 0:
             given, made = graph.tensors[op.inputs[0]].dtype, graph.tensors[op.outputs[0]].dtype
             if given != made:
