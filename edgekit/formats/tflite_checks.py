@@ -9,7 +9,7 @@ wrong (:func:`~edgekit.formats.tflite.parse_tflite` calls it):
   absent optional operand);
 - every tensor an operator reads is provided: a subgraph input, a constant, a variable, or an earlier output;
 - an operator that keeps its input's type (``TYPE_PRESERVING``) gives its input's type, an element-wise one
-  (``ELEMENTWISE``) its input's shape; a quantized activation has no zero scale;
+  (``ELEMENTWISE``) its input's shape; a RESHAPE has a target shape; a quantized activation has no zero scale;
 - operators have the operands their kernels index unchecked (``MIN_OPERANDS``; ``QUANTIZED_MIN_OPERANDS`` for
   integer kernels), the required ones present (not -1:
   ``REQUIRED_OPERANDS``, at least the first), and at least one output, none of them -1;
@@ -214,6 +214,9 @@ def _check_graph(graph: SubgraphInfo, buffers: list[np.ndarray]) -> str | None:
         takes_none = op.name in NO_INPUT_OPS or op.name.startswith("CUSTOM")
         if len(op.inputs) < needed or not op.outputs or (not op.inputs and not takes_none):
             return f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; its kernel needs more"
+        shape_given = len(op.inputs) > 1 and op.inputs[1] >= 0
+        if op.name == "RESHAPE" and not shape_given and not op.options.get("new_shape"):
+            return f"{where} has no target shape (no shape operand, no new_shape option)"
         if op.name in ELEMENTWISE and op.inputs[0] >= 0:
             given, made = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
             if given != made and -1 not in given + made:

@@ -150,7 +150,12 @@ def inside(folder: Path, name: Any) -> Path:
 
 
 def check_sizes(manifest: dict[str, Any]) -> None:
-    """Refuse inputs and resizes a manifest may ask for but no edge model has (over the input_values limit)."""
+    """Refuse inputs and resizes a manifest may ask for but no edge model has (over the input_values limit), and
+    outputs without a shape of positive dimensions."""
+    for item in manifest["outputs"]:
+        shape = item.get("shape")
+        if not shape or not all(isinstance(d, int) and d >= 1 for d in shape):
+            raise BundleError(f"edgekit.json: output {str(item.get('name'))[:80]!r} has shape {str(shape)[:80]}")
     for item in manifest["inputs"]:
         asked = [item["shape"]]
         if size := item.get("preprocessing", {}).get("size"):
