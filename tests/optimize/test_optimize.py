@@ -41,6 +41,8 @@ def test_pruning_50_percent_survives_into_int8(pruned):
     assert pruned["artifacts"][0]["path"] == "model.keras"  # weights went back into the Keras 3 model
 
 
+@pytest.mark.long  # a minute of clustering MobileNet: test_collaborative_chain_keeps_zeros_and_clusters_through_qat
+# clusters a smaller net into int8 in make test
 def test_clustering_16_shrinks_gzip(mobilenet_run, tmp_path):
     run_dir, _ = mobilenet_run
     manifest = optimize(run_dir, cluster=16, epochs=2, out=tmp_path / "clustered")
