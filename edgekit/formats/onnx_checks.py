@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.errors import ModelFormatError
+from edgekit.formats.tflite_checks import ITEMSIZE
 from edgekit.limits import limit, over
 
 if TYPE_CHECKING:
     from edgekit.formats.onnx import OnnxModel
-
-_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, "uint8": 1, "int16": 2,
-             "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1}  # fmt: skip
 
 
 def _signed(d: int) -> int:
@@ -41,7 +39,7 @@ def _why(model: OnnxModel) -> str | None:
     for name, (dtype, dims) in model.initializers.items():
         if any(d < 0 for d in dims):
             return f"initializer {name!r} has a negative dimension {list(dims)}"
-        size = int(np.prod(dims, dtype=np.float64)) * _ITEMSIZE.get(dtype, 1)
+        size = int(np.prod(dims, dtype=np.float64)) * ITEMSIZE.get(dtype, 1)
         if size > limit("tensor_bytes"):
             return over("tensor_bytes", f"initializer {name!r} asks for {size:,} bytes {list(dims)}")
     return None

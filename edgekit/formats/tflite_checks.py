@@ -127,7 +127,8 @@ QUANTIZED_MIN_OPERANDS = {"DEPTHWISE_CONV_2D": 3}
 REQUIRED_OPERANDS = {
     name: (0, 2, 3, 4, 6, 7, 8, 13, 14, 15, 18, 19) for name in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM")
 }
-_ITEMSIZE = {
+ITEMSIZE = {  # bytes per element of the tensor types both readers name
+
     "float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
     "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1, "complex64": 8, "complex128": 16,
 }  # fmt: skip
@@ -136,7 +137,7 @@ _INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), 
 
 def _nbytes(tensor: TensorInfo) -> int | None:
     """Bytes of a dense tensor; None for types without a fixed size here (string, resource, variant, int4)."""
-    itemsize = _ITEMSIZE.get(tensor.dtype)
+    itemsize = ITEMSIZE.get(tensor.dtype)
     return None if itemsize is None else tensor.num_elements * itemsize
 
 

@@ -196,12 +196,11 @@ def _last_line(exc: BaseException) -> str:
     return (text.splitlines() or [str(exc)])[-1][:200]
 
 
-def _apt(work: Path, *args: str) -> None:
-    """apt-get with a private state folder and sources: Debian 12, arm64 (and the host's architecture)."""
+def _apt_options(work: Path, host: str) -> list[str]:
+    """apt-get's options for a private state folder and sources: Debian 12, arm64 (and the host's architecture)."""
     state = work / "apt"
     for sub in ("lists/partial", "cache/archives/partial"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    host = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
     arches = sorted({"arm64", host})
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
     signed = f" signed-by={keyring}" if Path(keyring).is_file() else ""
@@ -210,25 +209,29 @@ def _apt(work: Path, *args: str) -> None:
         for mirror, suite in ((DEBIAN_MIRROR, DEBIAN_RELEASE), (DEBIAN_MIRROR, f"{DEBIAN_RELEASE}-updates"),
                               ("http://deb.debian.org/debian-security", f"{DEBIAN_RELEASE}-security"))
     ))  # fmt: skip
-    options = [f"-oDir::Etc::SourceList={state / 'sources.list'}", "-oDir::Etc::SourceParts=/nonexistent",
-               f"-oDir::State::Lists={state / 'lists'}", f"-oDir::Cache={state / 'cache'}",
-               "-oAPT::Architecture=arm64", *(f"-oAPT::Architectures::={a}" for a in arches),
-               "-oDebug::NoLocking=1", "-oAPT::Sandbox::User=root", "-qq"]  # fmt: skip
-    subprocess.run(["apt-get", *options, *args], cwd=work / "debs", capture_output=True, text=True, check=True,
-                   timeout=600)  # fmt: skip
+    return [f"-oDir::Etc::SourceList={state / 'sources.list'}", "-oDir::Etc::SourceParts=/nonexistent",
+            f"-oDir::State::Lists={state / 'lists'}", f"-oDir::Cache={state / 'cache'}",
+            "-oAPT::Architecture=arm64", *(f"-oAPT::Architectures::={a}" for a in arches),
+            "-oDebug::NoLocking=1", "-oAPT::Sandbox::User=root", "-qq"]  # fmt: skip
 
 
 def _build(work: Path, progress: Progress) -> None:
     (work / "debs").mkdir()
+    host = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+    options = _apt_options(work, host)
+
+    def apt(*args: str) -> None:
+        subprocess.run(["apt-get", *options, *args], cwd=work / "debs", capture_output=True, text=True, check=True,
+                       timeout=600)  # fmt: skip
+
     progress(f"pi: fetching Debian {DEBIAN_RELEASE}'s arm64 package index")
-    _apt(work, "update")
+    apt("update")
     progress(f"pi: downloading python3.11 and {len(PI_DEBS) - 1} libraries (arm64)")
-    _apt(work, "download", *PI_DEBS)  # arm64: the private configuration's own architecture
+    apt("download", *PI_DEBS)  # arm64: the private configuration's own architecture
     emulated = not host_is_aarch64()
     if emulated:
         progress("pi: downloading qemu-user-static")
-        host = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
-        _apt(work, "download", f"qemu-user-static:{host}")
+        apt("download", f"qemu-user-static:{host}")
     debs = sorted((work / "debs").glob("*.deb"))
     for deb in debs:
         target = work / ("qemu" if deb.name.startswith("qemu-user-static_") else "sysroot")

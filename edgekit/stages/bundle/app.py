@@ -149,22 +149,23 @@ def inside(folder: Path, name: Any) -> Path:
     return path
 
 
+def _positive_dims(shape: Any) -> bool:
+    return isinstance(shape, list) and all(isinstance(d, int) and d >= 1 for d in shape)
+
+
 def check_sizes(manifest: dict[str, Any]) -> None:
     """Refuse inputs and resizes a manifest may ask for but no edge model has (over the input_values limit), and
     outputs without a shape of positive dimensions."""
     for item in manifest["outputs"]:
         shape = item.get("shape")
-        if not shape or not all(isinstance(d, int) and d >= 1 for d in shape):
+        if not shape or not _positive_dims(shape):
             raise BundleError(f"edgekit.json: output {str(item.get('name'))[:80]!r} has shape {str(shape)[:80]}")
     for item in manifest["inputs"]:
         asked = [item["shape"]]
         if size := item.get("preprocessing", {}).get("size"):
             asked.append([*size, 4])
         for shape in asked:
-            if (
-                not all(isinstance(d, int) and d >= 1 for d in shape)
-                or int(np.prod(shape, dtype=np.float64)) > LIMITS["input_values"]
-            ):
+            if not _positive_dims(shape) or int(np.prod(shape, dtype=np.float64)) > LIMITS["input_values"]:
                 raise BundleError(over("input_values", f"edgekit.json: input {item.get('name')!r} asks for {shape}"))
 
 

@@ -1,8 +1,9 @@
 """A bundle run where it will run: its own ``run.py`` and ``requirements.txt`` on the Pi's software stack.
 
 :mod:`edgekit.runtime.pi` gives the Pi's Python (Debian 12 arm64, natively or under qemu-user). Here the
-bundle's ``requirements.txt`` is installed by that Python's own pip (so environment markers and wheels are
-the ones a Pi gets) into a clean folder kept per requirements file, and the bundle's ``run.py`` runs there:
+bundle's ``requirements.txt`` is installed for it (markers evaluated by that Python, wheels chosen for CPython
+3.11 aarch64: :func:`~edgekit.runtime.pi.pip_install`) into a clean folder kept per requirements file, and the
+bundle's ``run.py`` runs there:
 ``edgekit predict --target pi`` and ``edgekit verify --target pi`` (which also compares with x86).
 
 Example:

@@ -77,10 +77,13 @@ def signer_key_id(private_key_path: str | Path) -> str:
         ...
         edgekit.errors.InputError: --sign missing.pem: no such key file
     """
+    return _key_id_of(_private_key(private_key_path))
+
+
+def _key_id_of(key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    public = _private_key(private_key_path).public_key()
-    return key_id(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    return key_id(key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def sign_manifest(folder: Path, private_key_path: str | Path) -> dict[str, str]:
@@ -90,12 +93,9 @@ def sign_manifest(folder: Path, private_key_path: str | Path) -> dict[str, str]:
         >>> sign_manifest(Path("bundles/cat_rpi"), "keys/release.pem")["scheme"]  # doctest: +SKIP
         'ed25519'
     """
-    from cryptography.hazmat.primitives import serialization
-
     key = _private_key(private_key_path)
-    raw_public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     signature = key.sign((folder / "edgekit.json").read_bytes())
-    body = {"scheme": "ed25519", "signs": "edgekit.json", "key_id": key_id(raw_public),
+    body = {"scheme": "ed25519", "signs": "edgekit.json", "key_id": _key_id_of(key),
             "signature": base64.b64encode(signature).decode()}  # fmt: skip
     (folder / SIGNATURE_FILE).write_text(json.dumps(body, indent=2) + "\n")
     return body
