@@ -362,21 +362,28 @@ def output_kind(model: Any, index: int) -> tuple[str, str]:
     return "regressor", f"{activation or 'no'} activation"
 
 
-def detect_task(model: Any, *, given: str | None = None, run_task: dict[str, Any] | None = None) -> dict[str, Any]:
+def detect_task(
+    model: Any,
+    *,
+    given: str | None = None,
+    run_task: dict[str, Any] | None = None,
+    kinds: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, Any]:
     """The model's task, how each named output is compared, and why.
 
     ``given`` (``--task``) wins; then the run directory's recorded task
     (``train`` knows a forecaster from a regressor); then the graph: several
     outputs → ``multi-head``; one output shaped like the single input →
     ``autoencoder``; softmax over several classes → ``classifier``; sigmoid →
-    ``binary-classifier``; anything else → ``regressor``.
+    ``binary-classifier``; anything else → ``regressor``. ``kinds`` (from the model's contract: logits read
+    from the compiled loss are a classifier's) replace the per-output kinds read from the graph.
 
     Example:
         >>> detect_task(model)["task"]  # doctest: +SKIP
         'classifier'
     """
     names = output_names(model)
-    kinds = {name: output_kind(model, i) for i, name in enumerate(names)}
+    kinds = dict(kinds) if kinds else {name: output_kind(model, i) for i, name in enumerate(names)}
     if given is not None:
         if given not in TASKS:
             raise InputError(f"--task must be one of {', '.join(TASKS)}, got {given!r}")
@@ -398,23 +405,6 @@ def detect_task(model: Any, *, given: str | None = None, run_task: dict[str, Any
     else:
         task, why = kinds[names[0]][0], kinds[names[0]][1]
     return {"task": task, "why": why, "outputs": {n: {"kind": k, "why": w} for n, (k, w) in kinds.items()}}
-
-
-def first_rescaling(model: Any) -> dict[str, float]:
-    """Scale of a ``Rescaling`` layer applied first to each input (e.g. 1/255), by input name.
-
-    Example:
-        >>> first_rescaling(model)  # doctest: +SKIP
-        {'image': 0.00392156862745098}
-    """
-    found = {}
-    for spec, tensor in zip(input_specs(model), model.inputs, strict=True):
-        layer = tensor._keras_history[0] if getattr(tensor, "_keras_history", None) else None
-        for node in getattr(layer, "_outbound_nodes", []):
-            consumer = node.operation
-            if type(consumer).__name__ == "Rescaling" and np.ndim(consumer.scale) == 0:
-                found[spec.name] = float(consumer.scale)
-    return found
 
 
 def serving_function(

@@ -60,20 +60,22 @@ def _random_feeds(model: Any, specs: list[Any], n: int) -> dict[str, np.ndarray]
     return feeds
 
 
-def _calibration_warnings(model: Any, ranges: dict[str, dict[str, float]]) -> list[str]:
-    """Calibration data that looks already scaled for an input the model rescales itself (e.g. 0..1 into 1/255)."""
-    from edgekit.converters.source import first_rescaling
+def _folder(job: dict[str, Any]) -> str | None:
+    calib = job.get("calib")
+    return calib if calib and Path(calib).is_dir() else None
 
-    warnings = []
-    for name, scale in first_rescaling(model).items():
-        span = ranges[name]
-        if abs(scale) <= 1 / 50 and span["max"] <= 1.0 and span["min"] >= -1.0:
-            warnings.append(
-                f"calibration input {name!r} spans [{span['min']:g}, {span['max']:g}] but the model's first layer "
-                f"rescales it by {scale:.4g}, so it expects raw values (e.g. 0..255 pixels): pass unscaled data, "
-                "or the int8 ranges will not match real inputs"
-            )
-    return warnings
+
+def _calibration(job: dict[str, Any], specs: list[Any], evidence: Any) -> dict[str, np.ndarray]:
+    """The calibration data; an image folder's 0..255 pixels mapped onto the range each image input takes."""
+    from edgekit.common.calibration import load_calibration
+    from edgekit.contract import PIXELS, pixels_to_range
+
+    data = load_calibration(job["calib"], specs)
+    for spec in specs:
+        target = evidence.folder_range(spec, _folder(job))
+        if target is not None and tuple(target) != PIXELS:
+            data[spec.name] = pixels_to_range(data[spec.name], target)
+    return data
 
 
 def _unrolled(model: Any, sample: list[np.ndarray], meta: dict[str, Any]) -> Any:
@@ -114,8 +116,9 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     the calibration sample, and the source's input specs and output names
     (``inputs`` / ``outputs``), which every artifact must carry.
     """
-    from edgekit.common.calibration import count, load_calibration, split_sample, value_ranges, with_excursions
+    from edgekit.common.calibration import count, split_sample, value_ranges, with_excursions
     from edgekit.converters.bridge import padding_value, to_tf_keras, unrolled_classes
+    from edgekit.converters.contract import ContractEvidence, parity_kinds
     from edgekit.converters.source import (
         as_float32,
         detect_task,
@@ -135,19 +138,18 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     model = as_float32(with_outputs(model, job.get("outputs")))
     specs = input_specs(model)
     names = [s.name for s in specs]
-    task = detect_task(model, given=job.get("task"), run_task=job.get("run_task"))
+    evidence = ContractEvidence.read(model, specs, job)
+    meta: dict[str, Any] = {"inputs": [s.to_dict() for s in specs], "outputs": output_names(model)}
     calib = check = None
-    meta: dict[str, Any] = {
-        "inputs": [s.to_dict() for s in specs], "outputs": output_names(model),
-        "task": task["task"], "task_why": task["why"], "output_kinds": task["outputs"],
-    }  # fmt: skip
     if job.get("calib"):
-        data = load_calibration(job["calib"], specs)
+        data = _calibration(job, specs, evidence)
         calib, check = split_sample(data, job["calib_samples"], job["check_samples"])
         meta["calibration_ranges"] = value_ranges(data)
         if excursion := (job.get("run_task") or {}).get("calibration_excursion"):  # anomaly detectors
             calib, meta["calibration_excursions"] = with_excursions(calib, excursion["value"], excursion["fraction"])
-        meta["warnings"] = _calibration_warnings(model, meta["calibration_ranges"])
+    contract, meta["warnings"] = evidence.contract(meta.get("calibration_ranges"), _folder(job))
+    task = detect_task(model, given=job.get("task"), run_task=job.get("run_task"), kinds=parity_kinds(contract, model))
+    meta.update(contract=contract.to_dict(), task=task["task"], task_why=task["why"], output_kinds=task["outputs"])
     if check is None:
         check = _random_feeds(model, specs, job["check_samples"])
     refuse_random_inference(model, [check[name][:8] for name in names])

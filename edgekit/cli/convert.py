@@ -11,6 +11,7 @@ from edgekit.cli.app import app
 from edgekit.cli.options import custom_objects_option, json_option, with_mixed_budget_options
 from edgekit.cli.render import emit_json, err, notice, print_conversion
 from edgekit.common.parity import TASKS
+from edgekit.contract import OUTPUT_KINDS
 
 
 @app.command("convert")
@@ -51,6 +52,17 @@ from edgekit.common.parity import TASKS
 @click.option(
     "--task", type=click.Choice(TASKS), default=None, help="How outputs are compared (default: detected, see manifest)."
 )
+@click.option(
+    "--input-range",
+    default=None,
+    help="Values the model's input takes, [NAME=]LO,HI (e.g. 0,1 for pixels/255; ';' between inputs).",
+)
+@click.option(
+    "--output-kind",
+    default=None,
+    help=f"What an output holds, [NAME=]KIND: {', '.join(OUTPUT_KINDS)} (default: read from the model).",
+)
+@click.option("--labels", type=click.Path(path_type=str), default=None, help="Labels of the classifier output.")
 @click.option("--strict", is_flag=True, help="Exit 3 when a quantized artifact is out of its tolerance too.")
 @with_mixed_budget_options
 @json_option("Print the manifest as JSON.")

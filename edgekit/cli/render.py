@@ -191,6 +191,8 @@ def print_conversion(manifest: dict[str, Any], out_dir: str) -> None:
         table.add_row(a["path"], kb(a["size_bytes"]), ratio, parity, when)
     if arts:
         out.print(table)
+    if manifest.get("contract"):
+        print_contract(manifest["contract"])
     preflight = (manifest.get("edgetpu") or {}).get("preflight")
     if preflight:
         total = preflight["ops_mapped"] + preflight["ops_cpu"]
@@ -198,6 +200,16 @@ def print_conversion(manifest: dict[str, Any], out_dir: str) -> None:
                  f"{preflight['reasons'][0]['reason']})" if preflight["cpu_ops"] else "")  # fmt: skip
         out.print(f"Edge TPU pre-flight of {manifest['edgetpu']['model']}: {preflight['ops_mapped']} of {total} ops "
                   f"map{first}")  # fmt: skip
+
+
+def print_contract(contract: dict[str, Any]) -> None:
+    """The model's contract as a short table: each input and output, its kind and what it means."""
+    from edgekit.contract import Contract
+
+    table = Table("", "tensor", "kind", "meaning", title="contract", title_justify="left")
+    for row in Contract.from_dict(contract).rows():
+        table.add_row(*row)
+    out.print(table)
 
 
 def print_training(manifest: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 
 from edgekit import __version__
 from edgekit.common.io import sha256_file
+from edgekit.contract import Contract, read_labels
 from edgekit.errors import BudgetExceededError, InputError
 from edgekit.formats.metadata import embed_metadata
 from edgekit.formats.tflite import parse_tflite, quantization_kind
@@ -36,9 +38,9 @@ from edgekit.rundir import run_task as run_task_of
 from edgekit.runtime.files import read_model_bytes
 from edgekit.stages.bundle import templates
 from edgekit.stages.bundle.app import SIGNATURE_FILE
-from edgekit.stages.bundle.loader import labels_checked, read_labels_file
+from edgekit.stages.bundle.loader import labels_checked
 from edgekit.stages.bundle.signing import sign_manifest, signer_key_id
-from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, validate_spec
+from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, unknown_image_ranges, validate_spec
 
 PLATFORMS = ("rpi", "coral", "android", "ios")
 TARGET_OF = {"rpi": "cpu", "coral": "edgetpu", "android": "cpu", "ios": "cpu"}
@@ -54,6 +56,8 @@ class Choice:
     reason: str
     task: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
+    contract: Contract | None = None
+    verdict: dict[str, Any] | None = None  # convert's verdict on the file: {"verdict", "parity"}
 
 
 def _convert_dir(folder: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -91,8 +95,12 @@ def _validation(found: tuple[Path, dict[str, Any]] | None, artifact: Path) -> di
     }
 
 
-def choose_artifact(source: str | Path, platform: str) -> Choice:
+def choose_artifact(source: str | Path, platform: str, allow_over_budget: bool = False) -> Choice:
     """The TFLite file a ``platform`` bundle carries from ``source`` (a run / convert directory or a file).
+
+    A file convert marked out of tolerance, or one that broke a validate budget, is never chosen: when no other
+    file is left, :class:`~edgekit.errors.BudgetExceededError` (exit 4) names the closest one, which
+    ``allow_over_budget`` ships instead.
 
     Example:
         >>> choose_artifact("runs/lstm_sunspots", "android").precision  # doctest: +SKIP
@@ -106,73 +114,145 @@ def choose_artifact(source: str | Path, platform: str) -> Choice:
             raise InputError(f"{source}: bundles carry TFLite models (LiteRT on the Pi, Coral, Android and iOS); "
                              "give a .tflite file or a run directory")  # fmt: skip
         model = parse_tflite(read_model_bytes(src), str(src))
-        return Choice(src, "edgetpu" if model.edgetpu_compiled else quantization_kind(model), "the file given")
+        precision = "edgetpu" if model.edgetpu_compiled else quantization_kind(model)
+        recorded = _record_beside(src)
+        entry = _entry_of(recorded, src) if recorded else None
+        choice = Choice(src, precision, "the file given", _run_task(recorded), contract=_contract(recorded),
+                        verdict=_verdict(entry))  # fmt: skip
+        if entry is not None and entry.get("verdict") == "out_of_tolerance" and not allow_over_budget:
+            raise BudgetExceededError(
+                f"{source}: convert marked it out of tolerance ({_parity_line(entry)}); "
+                "pass --allow-over-budget to ship it anyway"
+            )
+        return choice
     found = _convert_dir(src)
     if found is None:
         raise InputError(f"{source}: no convert manifest here or in {source}/convert (run edgekit convert first)")
     folder, manifest = found
     tflite = {a["precision"]: a for a in manifest.get("artifacts", [])
               if a["format"] == "tflite" and a.get("verdict") in ("pass", "unchecked", "out_of_tolerance")}  # fmt: skip
-    choice = _choose(src, platform, folder, manifest, tflite)
+    choice = _choose(src, platform, folder, manifest, tflite, allow_over_budget)
     entry = tflite.get(choice.precision, {})
+    choice.contract, choice.verdict = _contract(manifest), _verdict(entry)
     if entry.get("threshold") is not None:  # a scorer's own threshold, calibrated by convert on its own scores
         rule = entry["threshold_calibration"]["rule"]
         choice.task = {**choice.task, "threshold": entry["threshold"], "threshold_method": rule}
     return choice
 
 
+def _record_beside(path: Path) -> dict[str, Any] | None:
+    """The convert record of the folder a ``.tflite`` sits in, when it lists that file."""
+    found = _convert_dir(path.parent)
+    return found[1] if found is not None and _entry_of(found[1], path) is not None else None
+
+
+def _entry_of(manifest: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    return next((a for a in manifest.get("artifacts", []) if Path(a["path"]).name == path.name), None)
+
+
+def _run_task(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    return dict((manifest or {}).get("task") or {})
+
+
+def _contract(manifest: dict[str, Any] | None) -> Contract | None:
+    data = (manifest or {}).get("contract")
+    return Contract.from_dict(data) if data else None
+
+
+def _verdict(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not entry or "verdict" not in entry:
+        return None
+    return {"verdict": entry["verdict"], "parity": _parity_line(entry)}
+
+
+def _parity_line(entry: dict[str, Any]) -> str:
+    p = entry.get("parity") or {}
+    if "unavailable" in p:
+        return f"unchecked: {p['unavailable']}"
+    line = f"max abs {p.get('max_abs_error', float('nan')):.2g}"
+    return line + (f", top-1 agreement {p['top1_agreement']:.2f}" if "top1_agreement" in p else "")
+
+
+def _closeness(entry: dict[str, Any]) -> tuple[float, float]:
+    """Sort key of out-of-tolerance files: highest top-1 agreement, then smallest error first."""
+    p = entry.get("parity") or {}
+    return (-p.get("top1_agreement", 0.0), p.get("max_abs_error", float("inf")))
+
+
 def _choose(
-    src: Path, platform: str, folder: Path, manifest: dict[str, Any], tflite: dict[str, dict[str, Any]]
+    src: Path,
+    platform: str,
+    folder: Path,
+    manifest: dict[str, Any],
+    tflite: dict[str, dict[str, Any]],
+    allow_over_budget: bool,
 ) -> Choice:
     """The platform's file among a convert folder's TFLite artifacts (``tflite``, by precision), and why."""
     report = _report(src)
     run_task = run_task_of(src) or manifest.get("task") or {}
+    outside = {str((folder / a["path"]).resolve()) for a in tflite.values() if a.get("verdict") == "out_of_tolerance"}
     if platform == "coral":
+        int8 = tflite.get("int8")
+        if int8 is None:
+            raise InputError(f"{src}: no full-integer tflite:int8 artifact for the Coral "
+                             "(edgekit convert MODEL --to edgetpu --calib DATA)")  # fmt: skip
+        if int8.get("verdict") == "out_of_tolerance" and not allow_over_budget:
+            raise BudgetExceededError(f"{src}: the Coral bundle needs the int8 file, and convert marked "
+                                      f"{int8['path']} out of tolerance ({_parity_line(int8)}); pass "
+                                      "--allow-over-budget to ship it anyway")  # fmt: skip
         if "edgetpu" in tflite:
             path = folder / tflite["edgetpu"]["path"]
             return Choice(path, "edgetpu", "compiled for the Edge TPU by edgetpu_compiler", run_task)
-        if "int8" not in tflite:
-            raise InputError(f"{src}: no full-integer tflite:int8 artifact for the Coral "
-                             "(edgekit convert MODEL --to edgetpu --calib DATA)")  # fmt: skip
         why = (manifest.get("edgetpu") or {}).get("compiler") or {}
         reason = why.get("reason") or why.get("error") or "no edgetpu artifact in the convert manifest"
-        path = folder / tflite["int8"]["path"]
+        path = folder / int8["path"]
         return Choice(path, "int8", f"not compiled for the Edge TPU ({reason}): runs on the CPU until compiled",
                       run_task, _validation(report, path))  # fmt: skip
-    recommended = _smallest_for_the_pi(report) if platform == "rpi" else _recommended(report, TARGET_OF[platform])
+    pick = _smallest_for_the_pi if platform == "rpi" else functools.partial(_recommended, target=TARGET_OF[platform])
+    recommended = pick(report, outside)
     if recommended is not None and recommended[0].is_file():
         path, why = recommended
         precision = next((p for p, a in tflite.items() if (folder / a["path"]).resolve() == path.resolve()), "unknown")
         return Choice(path, precision, why, run_task, _validation(report, path))
     passed = [(p, folder / tflite[p]["path"]) for p in PRECISION_ORDER if tflite.get(p, {}).get("verdict") == "pass"]
-    if not passed:
-        raise InputError(f"{src}: no TFLite artifact passed its conversion check")
     # A file validate did not measure on this target, or measured inside every budget, before one that broke one.
     candidates = [(p, path, _validation(report, path)) for p, path in passed]
-    precision, path, validation = min(candidates, key=lambda c: bool((c[2] or {}).get("budgets_broken")))
-    why = "the smallest whose conversion check passed" + (
-        ", though it broke a validate budget" if (validation or {}).get("budgets_broken") else ""
-    )
-    return Choice(path, precision, f"not validated: the {precision} file, {why}", run_task, validation)
+    candidates = [c for c in candidates if not (c[2] or {}).get("budgets_broken")] or candidates
+    if candidates:
+        precision, path, validation = candidates[0]
+        why = "the smallest whose conversion check passed" + (
+            ", though it broke a validate budget" if (validation or {}).get("budgets_broken") else ""
+        )
+        return Choice(path, precision, f"not validated: the {precision} file, {why}", run_task, validation)
+    if not tflite:
+        raise InputError(f"{src}: no TFLite artifact to bundle (convert --to tflite:...)")
+    precision, closest = min(tflite.items(), key=lambda item: _closeness(item[1]))
+    if not allow_over_budget:
+        raise BudgetExceededError(f"{src}: no TFLite file is within tolerance; the closest is {closest['path']} "
+                                  f"({_parity_line(closest)}); pass --allow-over-budget to ship it anyway")  # fmt: skip
+    path = folder / closest["path"]
+    return Choice(path, precision, f"out of tolerance, shipped under --allow-over-budget ({_parity_line(closest)})",
+                  run_task, _validation(report, path))  # fmt: skip
 
 
-def _recommended(found: tuple[Path, dict[str, Any]] | None, target: str) -> tuple[Path, str] | None:
-    """The fastest TFLite file validate measured on ``target`` inside every budget, and why."""
+def _recommended(found: tuple[Path, dict[str, Any]] | None, outside: set[str], target: str) -> tuple[Path, str] | None:
+    """The fastest TFLite file validate measured on ``target`` inside every budget and convert's tolerance, and why."""
     if found is None:
         return None
     report = found[1]
     broken = {b["artifact"] for b in report.get("budgets_broken", [])}
     rows = [r for r in report["results"] if r["status"] == "measured" and r["format"] == "tflite"
-            and r["target_requested"] == target and r["artifact"] not in broken]  # fmt: skip
+            and r["target_requested"] == target and r["artifact"] not in broken
+            and str(Path(r["path"]).resolve()) not in outside]  # fmt: skip
     if not rows:
         return None
     best = min(rows, key=lambda r: r["latency_ms"]["p50"])
-    why = (f"validate: the fastest TFLite file inside every budget on the {target} "
+    why = (f"validate: the fastest TFLite file inside every budget and convert's tolerance on the {target} "
            f"(p50 {best['latency_ms']['p50']} ms at {best['threads']} thread(s))")  # fmt: skip
     return Path(best["path"]), why
 
 
-def _smallest_for_the_pi(found: tuple[Path, dict[str, Any]] | None) -> tuple[Path, str] | None:
+def _smallest_for_the_pi(found: tuple[Path, dict[str, Any]] | None, outside: set[str]) -> tuple[Path, str] | None:
     """A Pi bundle's file: measured natively on an aarch64 host, the fastest inside every budget; else the smallest
     TFLite file inside every budget on the cpu or pi cells, since x86 latency is not Pi latency (on x86 a fused
     int8 LSTM runs slower than fp32; on ARM64, XNNPACK's int8 kernels are the fast ones)."""
@@ -180,33 +260,54 @@ def _smallest_for_the_pi(found: tuple[Path, dict[str, Any]] | None) -> tuple[Pat
         return None
     report = found[1]
     if (report.get("host") or {}).get("machine") in ("aarch64", "arm64"):
-        return _recommended(found, "cpu")
+        return _recommended(found, outside, "cpu")
     broken = {b["artifact"] for b in report.get("budgets_broken", [])}
     rows = [r for r in report["results"] if r["status"] in ("measured", "checked") and r["format"] == "tflite"
-            and r["target_requested"] in ("cpu", "pi") and r["artifact"] not in broken]  # fmt: skip
+            and r["target_requested"] in ("cpu", "pi") and r["artifact"] not in broken
+            and str(Path(r["path"]).resolve()) not in outside]  # fmt: skip
     if not rows:
         return None
     best = min(rows, key=lambda r: (r["size_bytes"], r["target_requested"] != "pi"))
     checked = " (and checked on the Pi's software stack)" if any(
         r["path"] == best["path"] and r["target_requested"] == "pi" for r in rows) else ""  # fmt: skip
     where = (report.get("host") or {}).get("machine") or "this host"
-    why = (f"validate: the smallest TFLite file inside every budget{checked}, {best['size_bytes'] / 1e6:.3f} MB; "
+    why = (f"validate: the smallest TFLite file inside every budget and convert's tolerance{checked}, "
+           f"{best['size_bytes'] / 1e6:.3f} MB; "
            f"latency measured on {where} is not a Pi's, so it does not choose")  # fmt: skip
     return Path(best["path"]), why
 
 
-def _labels(labels: str | Path | None, task: dict[str, Any]) -> list[str] | None:
+def _labels(labels: str | Path | None, choice: Choice) -> tuple[list[str] | None, str | None]:
+    """The bundle's labels (``--labels``, else the contract's, else the run's) and, for a classifier without
+    any, the line saying why it has none."""
     if labels is not None:
-        return read_labels_file(labels)
-    return [str(label) for label in task["labels"]] if task.get("labels") else None
+        return read_labels(labels), None
+    contract_labels = next((o.labels for o in (choice.contract.outputs if choice.contract else []) if o.labels), None)
+    if contract_labels:
+        return list(contract_labels), None
+    if choice.task.get("labels"):
+        return [str(label) for label in choice.task["labels"]], None
+    if _class_output(choice) is not None:
+        return None, ("no labels: the classifier's classes print as indices (pass --labels FILE, here or to "
+                      "convert)")  # fmt: skip
+    return None, None
+
+
+def _class_output(choice: Choice) -> str | None:
+    """The name of the contract's one class output (probabilities or logits over several classes), if any."""
+    classes = [o for o in (choice.contract.outputs if choice.contract else [])
+               if o.classes and (o.shape or [None])[-1] != 1]  # fmt: skip
+    return classes[0].name if len(classes) == 1 else None
 
 
 def _postprocessing(
     choice: Choice, model: Any, outputs: list[dict], labels: list[str] | None, top_k: int
 ) -> tuple[str, dict[str, Any]]:
-    task = choice.task.get("type") or ("classifier" if labels else "raw")
+    class_output = _class_output(choice)
+    task = choice.task.get("type") or ("classifier" if labels or class_output else "raw")
     if task == "classifier":
-        return task, classifier_postprocessing(model, outputs, top_k, bool(labels))
+        logits = (choice.contract.output(class_output).kind == "logits") if class_output else None
+        return task, classifier_postprocessing(model, outputs, top_k, bool(labels), class_output, logits)
     post: dict[str, Any] = {"output": outputs[0]["name"]}
     if task == "anomaly_scorer":
         post["threshold"] = float(choice.task["threshold"])
@@ -264,15 +365,19 @@ def bundle(
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
     signer = signer_key_id(sign) if sign is not None else None  # a bad key is refused before any work
-    choice = choose_artifact(source, platform)
+    choice = choose_artifact(source, platform, allow_over_budget)
     broken = _budgets_broken(choice, f"{source}: the {platform} bundle's only candidate", allow_over_budget)
     blob = read_model_bytes(choice.path)
     model = parse_tflite(blob, str(choice.path))
     standardize = choice.task.get("input_standardization") or {}  # applied before the model (autoencoders)
     overrides = {k: v for k, v in (("mean", mean or standardize.get("mean")), ("std", std or standardize.get("std")))
                  if v is not None}  # fmt: skip
-    inputs, outputs = io_entries(model, overrides)
-    label_list = _labels(labels, choice.task)
+    inputs, outputs = io_entries(model, overrides, choice.contract)
+    if not overrides and (unknown := unknown_image_ranges(inputs, choice.contract)):
+        raise InputError(f"{source}: nothing says what range image input {unknown[0]!r} takes (no scaling layer in "
+                         "the model, no calibration data): convert with --input-range 0,1 (or -1,1, 0,255), or "
+                         "give --mean/--std")  # fmt: skip
+    label_list, labels_why = _labels(labels, choice)
     task, post = _postprocessing(choice, model, outputs, label_list, top_k)
     assets = "assets/" if platform == "android" else ""
     manifest: dict[str, Any] = {
@@ -286,6 +391,7 @@ def bundle(
             "edgetpu_compiled": model.edgetpu_compiled,
             "source": str(choice.path),
             "chosen_because": choice.reason,
+            **({"verdict": choice.verdict} if choice.verdict else {}),
         },
         "task": task,
         "inputs": inputs,
@@ -298,10 +404,16 @@ def bundle(
         },
         "validation": choice.validation,
         "runtime": templates.runtime_notes(platform, model.edgetpu_compiled),
+        **({"contract": choice.contract.to_dict()} if choice.contract else {}),
     }
     labels_checked(label_list, manifest)
     warnings = [f"{choice.path.name} broke a validate budget, shipped under --allow-over-budget: {b['message']}"
                 for b in broken[:3]]  # fmt: skip
+    if (choice.verdict or {}).get("verdict") == "out_of_tolerance":
+        warnings.append(f"{choice.path.name} is out of convert's tolerance ({choice.verdict['parity']}), shipped "
+                        "under --allow-over-budget")  # fmt: skip
+    if labels_why:
+        warnings.append(labels_why)
     if broken:
         manifest["over_budget"] = {"allowed_by": "--allow-over-budget", "budgets_broken": broken}
     if platform == "coral":

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from edgekit.contract import Contract, image_normalization
 from edgekit.errors import InputError
 from edgekit.formats.tflite import TFLiteModel
 from edgekit.rundir import check_version as check_schema_version
@@ -144,8 +145,13 @@ def default_preprocessing(shape: tuple[int | None, ...], dtype: str, overrides: 
     return {"kind": "features", **scaling, "feed": feed}
 
 
-def io_entries(model: TFLiteModel, overrides: dict[str, Any] | None = None) -> tuple[list[dict], list[dict]]:
+def io_entries(
+    model: TFLiteModel, overrides: dict[str, Any] | None = None, contract: Contract | None = None
+) -> tuple[list[dict], list[dict]]:
     """The manifest's ``inputs`` and ``outputs`` of a TFLite model, by signature name, in order.
+
+    An image input's normalization is ``overrides`` (``--mean`` / ``--std``), else what maps 0..255 pixels onto
+    the range its ``contract`` says the model takes (a model trained on pixels / 255 gets ``std`` 255).
 
     Example:
         >>> ins, outs = io_entries(read_tflite("mobilenet_v2_1.0_224_quant.tflite"))  # doctest: +SKIP
@@ -163,9 +169,34 @@ def io_entries(model: TFLiteModel, overrides: dict[str, Any] | None = None) -> t
     for i, spec in enumerate(ins):
         item = entry(spec, i)
         item["layout"] = _layout(spec.shape)
-        item["preprocessing"] = default_preprocessing(spec.shape, spec.dtype, overrides or {})
+        item["preprocessing"] = default_preprocessing(spec.shape, spec.dtype, overrides or _normalization(
+            contract, spec.name if len(ins) > 1 else None, spec.shape))  # fmt: skip
         inputs.append(item)
     return inputs, [entry(spec, i) for i, spec in enumerate(outs)]
+
+
+def _normalization(contract: Contract | None, name: str | None, shape: tuple[int | None, ...]) -> dict[str, Any]:
+    """``mean`` / ``std`` for an image input from the contract's range (``name`` None: its only input)."""
+    found = (contract.input(name) if name else (contract.inputs[0] if len(contract.inputs) == 1 else None)) if (
+        contract) else None  # fmt: skip
+    if found is None or found.kind != "image" or found.range is None:
+        return {}
+    return image_normalization(found.range, int(shape[-1] or 3))
+
+
+def unknown_image_ranges(inputs: list[dict], contract: Contract | None) -> list[str]:
+    """Image inputs of a float or int8 model whose range neither the contract nor ``--mean`` / ``--std`` give.
+
+    Example:
+        >>> unknown_image_ranges([{"name": "x", "preprocessing": {"kind": "image", "feed": "float", "mean": [0.0],
+        ...     "std": [1.0]}}], None)
+        ['x']
+    """
+    known = {i.name for i in (contract.inputs if contract else []) if i.range is not None}
+    if contract is not None and len(contract.inputs) == 1 and len(inputs) == 1 and known:
+        known = {inputs[0]["name"]}
+    return [i["name"] for i in inputs if i["preprocessing"]["kind"] == "image"
+            and i["preprocessing"]["feed"] != "uint8_pixels" and i["name"] not in known]  # fmt: skip
 
 
 def ends_in_softmax(model: TFLiteModel, output_index: int) -> bool:
@@ -190,18 +221,29 @@ def ends_in_softmax(model: TFLiteModel, output_index: int) -> bool:
     return False
 
 
-def classifier_postprocessing(model: TFLiteModel, outputs: list[dict], top_k: int, has_labels: bool) -> dict:
-    """Post-processing of a classifier's first output: softmax in the model or to apply, top-k, labels file.
+def classifier_postprocessing(
+    model: TFLiteModel,
+    outputs: list[dict],
+    top_k: int,
+    has_labels: bool,
+    output: str | None = None,
+    logits: bool | None = None,
+) -> dict:
+    """Post-processing of a classifier's output (``output``, default the first): softmax in the model or to
+    apply, top-k, labels file. ``logits`` (the contract's word) says whether to apply softmax; without it, a
+    SOFTMAX op producing the output says it is in the model.
 
     Example:
         >>> classifier_postprocessing(model, outputs, 5, True)["softmax"]  # doctest: +SKIP
         'in_model'
     """
-    first = outputs[0]
+    index = next((i for i, o in enumerate(outputs) if o["name"] == output), 0)
+    chosen = outputs[index]
+    in_model = (not logits) if logits is not None else ends_in_softmax(model, index)
     post: dict[str, Any] = {
-        "output": first["name"],
-        "softmax": "in_model" if ends_in_softmax(model, 0) else "apply",
-        "top_k": min(top_k, int(first["shape"][-1])),
+        "output": chosen["name"],
+        "softmax": "in_model" if in_model else "apply",
+        "top_k": min(top_k, int(chosen["shape"][-1])),
     }
     if has_labels:
         post["labels"] = "labels.txt"

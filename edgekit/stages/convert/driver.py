@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit.contract import Contract, read_labels, with_labels
 from edgekit.errors import EdgekitError
 from edgekit.rundir import Record, RunDir
 from edgekit.stages.convert.check import Checked, check_produced, out_of_tolerance
@@ -92,6 +93,21 @@ def convert(
         raise
 
 
+def recorded_contract(meta: dict[str, Any], settings: ConvertSettings) -> dict[str, Any] | None:
+    """The contract the worker read from the model, with ``--labels`` on its class output (checked for size).
+
+    Example:
+        >>> recorded_contract({}, ConvertSettings()) is None
+        True
+    """
+    if "contract" not in meta:
+        return None
+    contract = Contract.from_dict(meta["contract"])
+    if settings.labels is not None:
+        contract = with_labels(contract, read_labels(settings.labels), settings.labels)
+    return contract.to_dict()
+
+
 def _record(
     inputs: ConvertInputs,
     settings: ConvertSettings,
@@ -103,7 +119,7 @@ def _record(
     """The convert record's body: source, settings, tools, task, conversion, artifacts in ``--to`` order."""
     order = {t: i for i, t in enumerate(plan.tokens)}
     artifacts = sorted(checked.artifacts, key=lambda a: order[a["precision_token"]])
-    warnings = list(meta.get("warnings", []))
+    warnings = [*meta.get("warnings", []), *(meta.get("contract") or {}).get("notes", [])]
     for art in artifacts:
         if art.get("verdict") == "out_of_tolerance":
             worst = worst_layers_line(art)
@@ -121,6 +137,7 @@ def _record(
         },
         "tools": plan.tools,
         "task": inputs.run_task,
+        "contract": recorded_contract(meta, settings),
         "conversion": meta,
         "artifacts": artifacts,
         "failed": [checked.failures[t] for t in plan.tokens if t in checked.failures],

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekit.common.parity import TASKS
+from edgekit.contract import OUTPUT_KINDS, parse_named, parse_range
 from edgekit.errors import InputError
 
 EDGETPU = "edgetpu"
@@ -32,7 +33,7 @@ RUN_DEFAULT_TO = "tflite:fp32,tflite:int8,onnx:fp32"
 # Settings that do not shape an artifact's bytes, so they stay out of its cache key and the worker's job
 # (the budget and ``data`` shape only the mixed tokens: they enter their key through the search job).
 BUDGET_FIELDS = ("max_accuracy_drop", "max_error", "min_agreement")
-NOT_IN_KEY = ("to", "custom_objects", "strict", "timeout", "data", *BUDGET_FIELDS)
+NOT_IN_KEY = ("to", "custom_objects", "strict", "timeout", "data", "labels", *BUDGET_FIELDS)
 DEFAULT_MIXED_BUDGET = {"min_agreement": 0.99}  # top-1 / decision agreement, else cosine
 
 
@@ -47,6 +48,8 @@ class ConvertSettings:
     ``outputs`` (comma-separated layer names) converts the model ending at those layers' outputs, e.g. a VAE's
     deterministic ``z_mean``. ``data`` (an ``.npz`` with ``x`` and ``y``) and the budget fields (the meanings
     of ``edgekit validate``'s flags) are what ``tflite:mixed`` and ``onnx:mixed`` search against.
+    ``input_range`` (``[NAME=]LO,HI``, ``;``-separated), ``output_kind`` (``[NAME=]KIND``) and ``labels`` (a
+    labels file) are facts about the model that its contract (:mod:`edgekit.contract`) cannot read from it.
 
     Example:
         >>> ConvertSettings(int8_io="int4").check()
@@ -73,6 +76,9 @@ class ConvertSettings:
     max_accuracy_drop: float | None = None
     max_error: float | None = None
     min_agreement: float | None = None
+    input_range: str | None = None
+    output_kind: str | None = None
+    labels: str | None = None
 
     @classmethod
     def from_options(cls, **options: Any) -> ConvertSettings:
@@ -85,7 +91,8 @@ class ConvertSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(options) - known):
             raise TypeError(f"unknown convert setting(s): {', '.join(unknown)}")
-        given = {k: (str(v) if k in ("custom_objects", "data") and v is not None else v) for k, v in options.items()}
+        paths = ("custom_objects", "data", "labels")
+        given = {k: (str(v) if k in paths and v is not None else v) for k, v in options.items()}
         return cls(**given)
 
     def check(self) -> ConvertSettings:
@@ -98,6 +105,14 @@ class ConvertSettings:
             raise InputError("--batch, --calib-samples and --check-samples must be >= 1")
         if self.task is not None and self.task not in TASKS:
             raise InputError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.labels is not None and not os.path.isfile(self.labels):
+            raise InputError(f"--labels {self.labels}: no such labels file")
+        for name, value in parse_named(self.input_range, "--input-range").items():
+            parse_range(value, "--input-range" + (f" {name}" if name else ""))
+        for name, value in parse_named(self.output_kind, "--output-kind").items():
+            if value not in OUTPUT_KINDS:
+                raise InputError(f"--output-kind{' ' + name if name else ''}: {value!r} is not one of "
+                                 f"{', '.join(OUTPUT_KINDS)}")  # fmt: skip
         if self.data is not None and not (self.data.endswith(".npz") and os.path.isfile(self.data)):
             raise InputError(f"--data {self.data}: not an .npz file (x and y arrays, as edgekit validate takes)")
         return self
