@@ -264,3 +264,52 @@ def with_labels(contract: Contract, labels: list[str], source: str) -> Contract:
         dataclasses.replace(o, labels=labels, labels_source=source) if o is out else o for o in contract.outputs
     ]
     return dataclasses.replace(contract, outputs=labelled)
+
+
+def input_kind(shape: list[int | None], dtype: str) -> str:
+    """An input's kind from its shape and dtype alone (what a file says without a record).
+
+    Example:
+        >>> input_kind([1, 224, 224, 3], "uint8"), input_kind([1, 128], "int32"), input_kind([1, 24, 1], "float32")
+        ('image', 'tokens', 'series')
+    """
+    image = len(shape) == 4 and shape[-1] in (1, 3)
+    if dtype == "string":
+        return "text"
+    if dtype.startswith(("int", "uint")) and not image:
+        return "tokens"
+    return "image" if image else {3: "series"}.get(len(shape), "features")
+
+
+def file_contract(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], softmax_outputs: set[str]) -> Contract:
+    """What a model file alone says of its contract (no convert record beside it): input kinds, a uint8 image's
+    0..255 pixels, outputs a SOFTMAX produces; the rest is unknown and said so in ``notes``.
+
+    Example:
+        >>> c = file_contract([{"name": "x", "shape": [1, 8, 8, 3], "dtype": "uint8"}],
+        ...                   [{"name": "p", "shape": [1, 10], "dtype": "uint8"}], {"p"})
+        >>> c.inputs[0].range, c.outputs[0].kind
+        ((0.0, 255.0), 'probabilities')
+    """
+    ins, notes = [], []
+    for item in inputs:
+        kind = input_kind(item["shape"], item["dtype"])
+        raw = kind == "image" and item["dtype"] == "uint8"
+        ins.append(InputContract(
+            item["name"], kind, item["dtype"], list(item["shape"]), PIXELS if raw else None,
+            "uint8 image input: pixels as they are" if raw else "unknown",
+            color=("RGB" if item["shape"][-1] == 3 else "L") if kind == "image" else None,
+            layout="NHWC" if kind == "image" else None,
+        ))  # fmt: skip
+        if kind == "image" and not raw:
+            notes.append(f"input {item['name']!r}: the file does not say what range it takes")
+    outs = []
+    for item in outputs:
+        if item["name"] in softmax_outputs:
+            outs.append(OutputContract(item["name"], "probabilities", "a SOFTMAX op produces it", list(item["shape"])))
+        else:
+            outs.append(
+                OutputContract(item["name"], "unknown", "no convert record beside the file", list(item["shape"]))
+            )
+            notes.append(f"output {item['name']!r}: the file does not say what it holds")
+    return Contract(ins, outs, notes)

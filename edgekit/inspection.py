@@ -13,16 +13,34 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.contract import file_contract
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
 from edgekit.formats.onnx import OnnxModel, num_elements, parse_onnx
-from edgekit.formats.tflite import OpInfo, SubgraphInfo, TFLiteModel, parse_tflite, quantization_kind
+from edgekit.formats.tflite import (
+    OpInfo,
+    SubgraphInfo,
+    TFLiteModel,
+    ends_in_softmax,
+    parse_tflite,
+    quantization_kind,
+)
 from edgekit.preflight.edgetpu import edgetpu_preflight
 from edgekit.preflight.gpu import gpu_preflight
 from edgekit.preflight.memory import fits, model_memory, onnx_memory
+from edgekit.rundir import RunDir, convert_entry
 from edgekit.runtime.files import model_format, read_model_bytes
 from edgekit.runtime.targets import TARGETS
 from edgekit.runtime.tflite import _spec as tflite_spec
+
+
+def _contract(path: Path, report: dict[str, Any], model: TFLiteModel | None) -> dict[str, Any]:
+    """The recorded contract (the convert record beside the file), else what the file itself says."""
+    recorded = convert_entry(path)
+    if recorded and recorded[0].get("contract"):
+        return {**recorded[0]["contract"], "source": str(RunDir(path.parent).manifest)}
+    softmax = {o["name"] for i, o in enumerate(report["outputs"]) if model is not None and ends_in_softmax(model, i)}
+    return {**file_contract(report["inputs"], report["outputs"], softmax).to_dict(), "source": "the file alone"}
 
 
 def inspect_model(path: str | Path, *, target: str | None = None, ram_budget: int | None = None) -> dict[str, Any]:
@@ -65,6 +83,7 @@ def inspect_model(path: str | Path, *, target: str | None = None, ram_budget: in
                 "note": "ONNX Runtime's CUDA provider assigns nodes when the session is created: "
                 "run bench --target gpu where onnxruntime-gpu is installed",
             }
+    report["contract"] = _contract(Path(path), report, model if model_format(path) == "tflite" else None)
     if ram_budget is not None:
         report["ram_budget"] = fits(report["memory"], ram_budget)
     return report

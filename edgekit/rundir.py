@@ -306,6 +306,21 @@ def run_task(source: str | Path) -> dict[str, Any]:
     return {}
 
 
+def convert_entry(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The convert record of the folder a model file sits in and that file's entry, when the record lists it.
+
+    Example:
+        >>> convert_entry("model.tflite") is None
+        True
+    """
+    p = Path(path)
+    record = RunDir(p.parent).read_record() if p.parent.is_dir() else None
+    if not record or record.get("stage") != "convert":
+        return None
+    entry = next((a for a in record.get("artifacts", []) if Path(a["path"]).name == p.name), None)
+    return (dict(record), entry) if entry is not None else None
+
+
 def check_version(
     version: str, where: str, *, newer: str = "upgrade edgekit", older: str = "run the stage again"
 ) -> None:

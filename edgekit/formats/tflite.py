@@ -409,3 +409,25 @@ def name_io_in_order(blob: bytes, inputs: list[str], outputs: list[str]) -> byte
     builder = flatbuffers.Builder(len(blob) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())
+
+
+def ends_in_softmax(model: TFLiteModel, output_index: int) -> bool:
+    """Whether an output is produced by SOFTMAX (possibly through a QUANTIZE/DEQUANTIZE/RESHAPE).
+
+    Example:
+        >>> ends_in_softmax(read_tflite("mobilenet_v2_1.0_224_quant.tflite"), 0)  # doctest: +SKIP
+        True
+    """
+    graph = model.subgraphs[0]
+    producers = {t: op for op in graph.ops for t in op.outputs}
+    tensor = graph.outputs[output_index]
+    for _ in range(4):
+        op = producers.get(tensor)
+        if op is None:
+            return False
+        if op.name == "SOFTMAX":
+            return True
+        if op.name not in ("QUANTIZE", "DEQUANTIZE", "RESHAPE") or not op.inputs:
+            return False
+        tensor = op.inputs[0]
+    return False

@@ -33,7 +33,7 @@ from edgekit.contract import Contract, read_labels
 from edgekit.errors import BudgetExceededError, InputError
 from edgekit.formats.metadata import embed_metadata
 from edgekit.formats.tflite import parse_tflite, quantization_kind
-from edgekit.rundir import SCHEMA_VERSION, RunDir
+from edgekit.rundir import SCHEMA_VERSION, RunDir, convert_entry
 from edgekit.rundir import run_task as run_task_of
 from edgekit.runtime.files import read_model_bytes
 from edgekit.stages.bundle import templates
@@ -115,8 +115,7 @@ def choose_artifact(source: str | Path, platform: str, allow_over_budget: bool =
                              "give a .tflite file or a run directory")  # fmt: skip
         model = parse_tflite(read_model_bytes(src), str(src))
         precision = "edgetpu" if model.edgetpu_compiled else quantization_kind(model)
-        recorded = _record_beside(src)
-        entry = _entry_of(recorded, src) if recorded else None
+        recorded, entry = convert_entry(src) or (None, None)
         choice = Choice(src, precision, "the file given", _run_task(recorded), contract=_contract(recorded),
                         verdict=_verdict(entry))  # fmt: skip
         if entry is not None and entry.get("verdict") == "out_of_tolerance" and not allow_over_budget:
@@ -138,16 +137,6 @@ def choose_artifact(source: str | Path, platform: str, allow_over_budget: bool =
         rule = entry["threshold_calibration"]["rule"]
         choice.task = {**choice.task, "threshold": entry["threshold"], "threshold_method": rule}
     return choice
-
-
-def _record_beside(path: Path) -> dict[str, Any] | None:
-    """The convert record of the folder a ``.tflite`` sits in, when it lists that file."""
-    found = _convert_dir(path.parent)
-    return found[1] if found is not None and _entry_of(found[1], path) is not None else None
-
-
-def _entry_of(manifest: dict[str, Any], path: Path) -> dict[str, Any] | None:
-    return next((a for a in manifest.get("artifacts", []) if Path(a["path"]).name == path.name), None)
 
 
 def _run_task(manifest: dict[str, Any] | None) -> dict[str, Any]:

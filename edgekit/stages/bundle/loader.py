@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.contract import Contract, read_labels
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
 from edgekit.formats.tflite import read_tflite
 from edgekit.limits import VALUES
-from edgekit.rundir import SCHEMA_VERSION
+from edgekit.rundir import SCHEMA_VERSION, convert_entry
 from edgekit.stages.bundle import app
 from edgekit.stages.bundle.archive import read_entry, safe_extract
 from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, validate_spec
@@ -52,26 +53,6 @@ class OpenBundle:
         self.close()
 
 
-def read_labels_file(path: str | Path) -> list[str]:
-    """Labels, one per line (trailing blank lines dropped).
-
-    Example:
-        >>> read_labels_file("missing.txt")
-        Traceback (most recent call last):
-        ...
-        edgekit.errors.InputError: missing.txt: no such labels file
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such labels file")
-    lines = p.read_text(encoding="utf-8").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise InputError(f"{path}: no labels in it")
-    return lines
-
-
 def _from_folder(folder: Path, tmp: Any = None, key: str | Path | None = None) -> OpenBundle:
     try:
         signature = app.check_signature(folder, None if key is None else Path(key))  # before trusting the manifest
@@ -95,11 +76,12 @@ def labels_checked(labels: list[str] | None, manifest: dict[str, Any]) -> list[s
     return labels
 
 
-def derived_manifest(path: Path, labels: list[str] | None) -> dict[str, Any]:
-    """A manifest for a bare ``.tflite``: its embedded one, else derived from its tensors.
+def derived_manifest(path: Path, labels: list[str] | None) -> tuple[dict[str, Any], list[str] | None]:
+    """A manifest for a bare ``.tflite``: its embedded one, else derived from its tensors and the contract of the
+    convert record beside it (image normalization, logits, labels).
 
     Example:
-        >>> derived_manifest(Path("mobilenet_v2_1.0_224_quant.tflite"), None)["task"]  # doctest: +SKIP
+        >>> derived_manifest(Path("mobilenet_v2_1.0_224_quant.tflite"), None)[0]["task"]  # doctest: +SKIP
         'raw'
     """
     model = read_tflite(path)
@@ -111,17 +93,23 @@ def derived_manifest(path: Path, labels: list[str] | None) -> dict[str, Any]:
         except app.BundleError as exc:
             raise InputError(f"{path} (embedded edgekit metadata): {exc}") from None
         embedded["model"] = {**embedded["model"], "file": path.name}
-        return embedded
-    inputs, outputs = io_entries(model)
-    task = "classifier" if labels is not None else "raw"
-    post = classifier_postprocessing(model, outputs, 5, True) if labels is not None else {"output": outputs[0]["name"]}
+        return embedded, labels
+    recorded = convert_entry(path)
+    contract = Contract.from_dict(recorded[0]["contract"]) if recorded and recorded[0].get("contract") else None
+    inputs, outputs = io_entries(model, None, contract)
+    classes = [o for o in (contract.outputs if contract else []) if o.classes and (o.shape or [None])[-1] != 1]
+    labels = labels if labels is not None else (classes[0].labels if len(classes) == 1 else None)
+    task = "classifier" if labels is not None or len(classes) == 1 else "raw"
+    post = (classifier_postprocessing(model, outputs, 5, labels is not None, classes[0].name if classes else None,
+                                      classes[0].kind == "logits" if classes else None)
+            if task == "classifier" else {"output": outputs[0]["name"]})  # fmt: skip
     return {
         "schema_version": SCHEMA_VERSION, "platform": "rpi",
         "model": {"file": path.name, "format": "tflite", "precision": "", "edgetpu_compiled": model.edgetpu_compiled},
         "task": task, "inputs": inputs, "outputs": outputs, "postprocessing": post,
         "state": {"recurrent": bool(model.variable_tensors), "reset_before_each_call": bool(model.variable_tensors)},
         "files": {},
-    }  # fmt: skip
+    }, labels  # fmt: skip
 
 
 def _listed(archive: Path) -> set[str] | None:
@@ -163,11 +151,11 @@ def open_bundle(source: str | Path, labels: str | Path | None = None, key: str |
     elif p.suffix == ".tflite":
         if key is not None:
             raise InputError(f"{source}: --key checks a signed bundle; a bare model carries no signature")
-        label_list = read_labels_file(labels) if labels is not None else None
-        manifest = derived_manifest(p, label_list)
+        label_list = read_labels(labels) if labels is not None else None
+        manifest, label_list = derived_manifest(p, label_list)
         return OpenBundle(manifest, p, labels_checked(label_list, manifest))
     else:
         raise InputError(f"{source}: not a bundle (folder or .zip) nor a .tflite model")
     if labels is not None:
-        bundle.labels = labels_checked(read_labels_file(labels), bundle.manifest)
+        bundle.labels = labels_checked(read_labels(labels), bundle.manifest)
     return bundle

@@ -22,7 +22,7 @@ from typing import Any
 
 from edgekit.contract import Contract, image_normalization
 from edgekit.errors import InputError
-from edgekit.formats.tflite import TFLiteModel
+from edgekit.formats.tflite import TFLiteModel, ends_in_softmax
 from edgekit.rundir import check_version as check_schema_version
 from edgekit.runtime.tflite import io_specs
 
@@ -197,28 +197,6 @@ def unknown_image_ranges(inputs: list[dict], contract: Contract | None) -> list[
         known = {inputs[0]["name"]}
     return [i["name"] for i in inputs if i["preprocessing"]["kind"] == "image"
             and i["preprocessing"]["feed"] != "uint8_pixels" and i["name"] not in known]  # fmt: skip
-
-
-def ends_in_softmax(model: TFLiteModel, output_index: int) -> bool:
-    """Whether an output is produced by SOFTMAX (possibly through a QUANTIZE/DEQUANTIZE/RESHAPE).
-
-    Example:
-        >>> ends_in_softmax(read_tflite("mobilenet_v2_1.0_224_quant.tflite"), 0)  # doctest: +SKIP
-        True
-    """
-    graph = model.subgraphs[0]
-    producers = {t: op for op in graph.ops for t in op.outputs}
-    tensor = graph.outputs[output_index]
-    for _ in range(4):
-        op = producers.get(tensor)
-        if op is None:
-            return False
-        if op.name == "SOFTMAX":
-            return True
-        if op.name not in ("QUANTIZE", "DEQUANTIZE", "RESHAPE") or not op.inputs:
-            return False
-        tensor = op.inputs[0]
-    return False
 
 
 def classifier_postprocessing(

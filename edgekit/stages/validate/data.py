@@ -6,8 +6,9 @@ Forms (the ones ``convert --calib`` takes, with labels):
 - ``.npz``: ``x`` and ``y`` (one input, one output), or ``x:<input name>`` /
   ``y:<output name>`` for several; without any ``y`` only agreement and latency are measured;
 - ``.npy``: inputs only (no labels);
-- an image folder with one sub-folder per class: images resized to the model's input, labels = the
-  sorted sub-folder names' positions;
+- an image folder with one sub-folder per class: images resized to the model's input (and mapped onto
+  the range its contract says it takes), labels = the sub-folder names' positions among the model's labels
+  (by sorted position where it has none);
 - ``.csv`` with a header row: the last columns (as many as the model takes per step) cut into windows of
   the model's length; the label is the next value of the last column (a forecaster's target).
 
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.contract import PIXELS, Contract, pixels_to_range
 from edgekit.errors import InputError
 from edgekit.rundir import RunDir
 from edgekit.runtime.base import format_shape
@@ -153,16 +155,32 @@ def _npz(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> tup
     return x, y, InputsFile(str(path), list(x_keys.items()))
 
 
-def _image_folder(folder: Path, spec: TensorSpec) -> tuple[dict, dict, dict]:
+def _class_index(folder: Path, classes: list[str], contract: Contract | None) -> tuple[dict[str, int], str]:
+    """Each sub-folder's class index: by name among the model's labels when the contract has them (a missing
+    class is fine; a folder that is no label is refused), else by sorted position."""
+    labels = next((o.labels for o in (contract.outputs if contract else []) if o.labels), None)
+    if not labels:
+        return {name: i for i, name in enumerate(classes)}, "sorted position (the model has no labels)"
+    position = {label: i for i, label in enumerate(labels)}
+    if unknown := [name for name in classes if name not in position]:
+        shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+        raise InputError(f"{folder}: sub-folder {unknown[0]!r} is not one of the model's {len(labels)} labels "
+                         f"({shown}): name class folders after the labels")  # fmt: skip
+    return {name: position[name] for name in classes}, "label name"
+
+
+def _image_folder(folder: Path, spec: TensorSpec, contract: Contract | None) -> tuple[dict, dict, dict]:
     from edgekit.common.readers import IMAGE_SUFFIXES, read_image
 
     if len(spec.shape) != 4 or spec.shape[1] is None or spec.shape[3] not in (1, 3):
         raise InputError(f"{folder}: an image folder needs a model taking (batch, height, width, 1 or 3) images, "
                          f"this one takes {format_shape(spec.shape)}")  # fmt: skip
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    index, matched_by = _class_index(folder, classes, contract)
     size, mode = (spec.shape[2], spec.shape[1]), "L" if spec.shape[3] == 1 else "RGB"
     images, labels, skipped = [], [], 0
-    for label, name in enumerate(classes):
+    for name in classes:
+        label = index[name]
         for f in sorted((folder / name).rglob("*")):
             if f.suffix.lower() in IMAGE_SUFFIXES:
                 image = read_image(f, size, mode)
@@ -173,8 +191,15 @@ def _image_folder(folder: Path, spec: TensorSpec) -> tuple[dict, dict, dict]:
                 labels.append(label)
     if not images:
         raise InputError(f"{folder}: no readable images in class sub-folders ({', '.join(classes) or 'none'})")
-    info = {"labels": classes, "skipped_unreadable": skipped}
-    return {spec.name: np.stack(images).astype(np.float32)}, {"": np.array(labels)}, info
+    x = np.stack(images).astype(np.float32)
+    entry = (contract.input(spec.name) or (contract.inputs[0] if len(contract.inputs) == 1 else None)) if (
+        contract) else None  # fmt: skip
+    scaled = entry is not None and entry.kind == "image" and entry.range is not None and entry.range != PIXELS
+    if scaled:  # model space: every artifact's runner quantizes it as its input wants
+        x = pixels_to_range(x, entry.range)
+    pixels = f"mapped onto {entry.range[0]:g}..{entry.range[1]:g} (the contract)" if scaled else "0..255"
+    info = {"labels": classes, "classes_matched_by": matched_by, "skipped_unreadable": skipped, "pixels": pixels}
+    return {spec.name: x}, {"": np.array(labels)}, info
 
 
 def _csv(path: Path, spec: TensorSpec) -> tuple[dict, dict, dict]:
@@ -222,8 +247,13 @@ def _check_inputs(x: dict[str, np.ndarray], inputs: list[TensorSpec], source: st
             raise InputError(f"{source}: input {spec.name!r} is {spec.dtype} (ids), the data has fractions")
 
 
-def load_labelled(source: str | Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> LabelledData:
+def load_labelled(
+    source: str | Path, inputs: list[TensorSpec], outputs: list[TensorSpec], contract: Contract | None = None
+) -> LabelledData:
     """Read ``source`` (see the module docstring) and check it against the model's inputs and outputs.
+
+    An image folder's sub-folders are the model's labels by name where the ``contract`` has labels, and its
+    pixels go onto the range the contract says the model takes.
 
     Example:
         >>> load_labelled("empty_folder/", inputs, outputs)  # doctest: +SKIP
@@ -239,7 +269,7 @@ def load_labelled(source: str | Path, inputs: list[TensorSpec], outputs: list[Te
     if path.is_dir() and RunDir(path).test_split.is_file():
         path = RunDir(path).test_split
     if path.is_dir():
-        x, y, info = _image_folder(path, inputs[0])
+        x, y, info = _image_folder(path, inputs[0], contract)
     elif path.suffix == ".npz":
         x, y, origin = _npz(path, inputs, outputs)
     elif path.suffix == ".npy":

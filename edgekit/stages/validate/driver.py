@@ -37,6 +37,7 @@ import numpy as np
 from edgekit.common.budgets import Budgets, check
 from edgekit.common.io import tool_versions
 from edgekit.common.metrics import KINDS, agreement, main_metric, task_metrics
+from edgekit.contract import Contract
 from edgekit.errors import BudgetExceededError, InferenceError, InputError
 from edgekit.rundir import Record, RunDir
 from edgekit.runtime import TensorSpec, load
@@ -62,6 +63,7 @@ class Subject:
     reference: Path | None = None  # the Keras model
     run_task: dict[str, Any] = field(default_factory=dict)  # labels, scaler, threshold (edgekit train)
     conversion: dict[str, Any] = field(default_factory=dict)  # task and output kinds (edgekit convert)
+    contract: dict[str, Any] = field(default_factory=dict)  # the model's contract (edgekit convert)
     data: Path | None = None  # the run's held-out test split
     settings: dict[str, Any] = field(default_factory=dict)  # the recipe's validate section
     root: Path | None = None  # where the report goes by default
@@ -86,6 +88,7 @@ def _from_convert_dir(subject: Subject, folder: Path, manifest: Record) -> None:
             raise InputError(f"{folder / a['path']}: listed in {RunDir(folder).manifest} but missing")
         subject.artifacts.append(_artifact_entry(folder / a["path"], a))
     subject.conversion = subject.conversion or manifest["conversion"]
+    subject.contract = subject.contract or manifest.get("contract") or {}
     subject.run_task = subject.run_task or manifest["task"]
     source = Path(manifest["source"]["path"])
     if source.suffix in (".keras", ".h5") and source.is_file():
@@ -130,7 +133,7 @@ def gather(sources: Sequence[str | Path]) -> Subject:
             if listed.get("stage") == "convert":  # the reference, task and data of the conversion it came from
                 context = Subject()
                 _from_convert_dir(context, p.parent, listed)
-                for attr in ("reference", "run_task", "conversion", "data", "settings"):
+                for attr in ("reference", "run_task", "conversion", "contract", "data", "settings"):
                     setattr(subject, attr, getattr(subject, attr) or getattr(context, attr))
             continue
         manifest = RunDir(p).read_record() or {}
@@ -373,7 +376,8 @@ def validate(
     data_path = data or subject.data
     if data_path is None:
         raise InputError("no data: pass --data (an .npz with x and y, an image folder, a CSV) or a run directory")
-    labelled = load_labelled(data_path, inputs, outputs)
+    contract = Contract.from_dict(subject.contract) if subject.contract else None
+    labelled = load_labelled(data_path, inputs, outputs, contract)
     kinds = output_kinds(outputs, inputs, subject, labelled, task)
     _check_labels(labelled, outputs, kinds)
     out_dir = Path(out) if out is not None else RunDir(subject.root or Path(".")).validate.root
