@@ -28,6 +28,7 @@ from edgekit.contract import (
     Contract,
     InputContract,
     OutputContract,
+    input_kind,
     parse_named,
     parse_range,
 )
@@ -106,23 +107,11 @@ def scaling_evidence(model: Any) -> dict[str, dict[str, Any]]:
         history = getattr(tensor, "_keras_history", None)
         hit = _scaling_layer(history[0], []) if history else None
         if hit is not None:
-            value_range, how = _range_of(hit[0], image=_is_image(spec.shape))
+            value_range, how = _range_of(hit[0], image=input_kind(list(spec.shape), str(spec.dtype)) == "image")
             if hit[1]:
                 how += f", behind {', '.join(hit[1])}"
             found[spec.name] = {"range": value_range, "how": how}
     return found
-
-
-def _is_image(shape: tuple[int | None, ...]) -> bool:
-    return len(shape) == 4 and shape[-1] in (1, 3)
-
-
-def _input_kind(shape: tuple[int | None, ...], dtype: str) -> str:
-    if dtype.startswith(("int", "uint")) and not _is_image(shape):
-        return "tokens"
-    if dtype == "string":
-        return "text"
-    return {4: "image" if _is_image(shape) else "features", 3: "series"}.get(len(shape), "features")
 
 
 def snap(lo: float, hi: float) -> tuple[float, float]:
@@ -210,7 +199,7 @@ def input_contracts(
     inputs, warnings, notes = [], [], []
     for spec in specs:
         shape, dtype = tuple(spec.shape), str(spec.dtype)
-        kind = _input_kind(shape, dtype)
+        kind = input_kind(list(shape), dtype)
         layer, flag, seen = layers.get(spec.name), flags.get(spec.name), (observed or {}).get(spec.name)
         span = (seen["min"], seen["max"]) if seen and folder is None else None
         value_range, source = None, "unknown"

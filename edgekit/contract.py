@@ -305,11 +305,9 @@ def file_contract(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], s
             notes.append(f"input {item['name']!r}: the file does not say what range it takes")
     outs = []
     for item in outputs:
-        if item["name"] in softmax_outputs:
-            outs.append(OutputContract(item["name"], "probabilities", "a SOFTMAX op produces it", list(item["shape"])))
-        else:
-            outs.append(
-                OutputContract(item["name"], "unknown", "no convert record beside the file", list(item["shape"]))
-            )
+        known = item["name"] in softmax_outputs
+        kind, why = ("probabilities", "a SOFTMAX op produces it") if known else ("unknown", "no convert record")
+        outs.append(OutputContract(item["name"], kind, why, list(item["shape"])))
+        if not known:
             notes.append(f"output {item['name']!r}: the file does not say what it holds")
     return Contract(ins, outs, notes)
