@@ -228,3 +228,49 @@ def grouped_conv_digits(path: Path) -> tuple[Path, np.ndarray]:
     model.fit(x, y, epochs=3, batch_size=32, verbose=0)
     model.save(path)
     return path, x
+
+
+def digit_cnn(
+    path: Path, *, tutorial: bool = False, size: int = 32, classes: int = 4
+) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A small CNN on scikit-learn's digits (classes 0..3), trained in seconds; returns its path, pixels and labels.
+
+    ``tutorial=False``: trained on pixels / 255 with no scaling layer, softmax out (the published person
+    detector's layout). ``tutorial=True``: the Keras image tutorial's layout: augmentation layers, then
+    ``Rescaling(1/255)``, then ``Dense(n)`` trained with ``from_logits=True``.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = digits_images(size)
+    keep = y < classes
+    x, y = x[keep], y[keep]
+    head = [keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.05), keras.layers.Rescaling(1 / 255)]
+    body = [
+        keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(classes, activation=None if tutorial else "softmax"),
+    ]  # fmt: skip
+    model = keras.Sequential([keras.Input((size, size, 3), name="image"), *(head if tutorial else []), *body])
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=tutorial)
+    model.compile(keras.optimizers.Adam(3e-3), loss, metrics=["accuracy"])
+    model.fit(x if tutorial else x / 255.0, y, epochs=25, batch_size=32, verbose=0)
+    model.save(path)
+    return path, x, y
+
+
+def lossy_int8_classifier(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Two features of very different scales decide the class together: full int8 (one input scale, per-channel
+    weights) rounds the small one away, so its int8 file disagrees with Keras on many samples. Weights are set,
+    not trained."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.uniform(-1000, 1000, 600), rng.uniform(-1, 1, 600)], axis=1).astype(np.float32)
+    inputs = keras.Input((2,), name="features")
+    outputs = keras.layers.Dense(2, activation="softmax", name="probs")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("probs").set_weights([np.array([[1e-3, -1e-3], [1.0, -1.0]], np.float32), np.zeros(2, np.float32)])
+    y = (x[:, 0] * 1e-3 + x[:, 1] < 0).astype(np.int64)
+    model.save(path)
+    return path, x, y

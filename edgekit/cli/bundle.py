@@ -36,6 +36,8 @@ def bundle_cmd(
     where = out_dir or f"bundles/{Path(manifest['model']['source']).stem}_{platform}"
     if as_json:
         emit_json(manifest)
+        for warning in manifest["warnings"]:  # on stderr, as without --json
+            notice("warning", warning)
     else:
         print_bundle(manifest, where, platform, zip_archive)
 
