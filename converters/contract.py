@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.contract import OUTPUT_KINDS as KINDS
 from edgekit.contract import (
     PIXELS,
     Contract,
     InputContract,
     OutputContract,
+    check_kind,
     input_kind,
     parse_named,
     parse_range,
@@ -277,23 +277,7 @@ def _loss(config: Any) -> dict[str, Any]:
 
 def _given_kind(name: str, given: dict[str | None, str], shape: tuple, dtype: str, outputs: int) -> str | None:
     kind = given.get(name, given.get(None))
-    if kind is None:
-        return None
-    if kind not in KINDS:
-        raise InputError(f"--output-kind: {kind!r} is not one of {', '.join(KINDS)}")
-    if kind == "detection" and outputs < 2:
-        raise InputError(f"--output-kind detection: {name!r} is the model's only output; detection needs boxes and "
-                         "scores (two or more outputs)")  # fmt: skip
-    if kind in ("probabilities", "logits") and (dtype.startswith(("int", "uint")) or len(shape) < 2):
-        raise InputError(f"--output-kind {kind}: output {name!r} is {dtype} {list(shape)}, not a vector of class "
-                         "scores")  # fmt: skip
-    if kind == "segmentation" and len(shape) != 4:
-        raise InputError(f"--output-kind segmentation: output {name!r} has shape {list(shape)}, not a map "
-                         "(batch, height, width, classes)")  # fmt: skip
-    if kind == "keypoints" and (shape[-1] or 0) % 3 and (shape[-1] or 0) % 2:
-        raise InputError(f"--output-kind keypoints: output {name!r} has shape {list(shape)}; keypoints need "
-                         "(y, x[, score]) per point")  # fmt: skip
-    return kind
+    return None if kind is None else check_kind(kind, name, list(shape), dtype, outputs)
 
 
 def output_contracts(
@@ -391,13 +375,13 @@ def parity_kinds(contract: Contract, model: Any) -> dict[str, tuple[str, str]]:
 
     Example:
         >>> parity_kinds(Contract([], [OutputContract("y", "logits", "from_logits")]), model)  # doctest: +SKIP
-        {'y': ('classifier', 'logits: from_logits')}
+        {'y': ('classifier', 'from_logits')}
     """
     kinds = {}
     for i, out in enumerate(contract.outputs):
         units = model.outputs[i].shape[-1]
         if out.classes and units and units > 1:
-            kinds[out.name] = ("classifier", f"{out.kind}: {out.why}")
+            kinds[out.name] = ("classifier", out.why)
         elif out.kind == "probabilities":
             kinds[out.name] = ("binary-classifier", out.why)
         else:

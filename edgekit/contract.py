@@ -65,6 +65,7 @@ class OutputContract:
     shape: list[int | None] | None = None
     labels: list[str] | None = None
     labels_source: str | None = None
+    role: str | None = None  # a part of a task's output: boxes / classes / scores / count, class_ids
 
     @property
     def classes(self) -> bool:
@@ -281,13 +282,17 @@ def input_kind(shape: list[int | None], dtype: str) -> str:
     return "image" if image else {3: "series"}.get(len(shape), "features")
 
 
-def file_contract(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], softmax_outputs: set[str]) -> Contract:
+def file_contract(
+    inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], graph: dict[int, tuple[str, str, str | None]]
+) -> Contract:
     """What a model file alone says of its contract (no convert record beside it): input kinds, a uint8 image's
-    0..255 pixels, outputs a SOFTMAX produces; the rest is unknown and said so in ``notes``.
+    0..255 pixels, and the output kinds its graph shows (``graph``: index → kind, why, role); the rest is unknown
+    and said so in ``notes``.
 
     Example:
+        >>> softmax = {0: ("probabilities", "SOFTMAX", None)}
         >>> c = file_contract([{"name": "x", "shape": [1, 8, 8, 3], "dtype": "uint8"}],
-        ...                   [{"name": "p", "shape": [1, 10], "dtype": "uint8"}], {"p"})
+        ...                   [{"name": "p", "shape": [1, 10], "dtype": "uint8"}], softmax)
         >>> c.inputs[0].range, c.outputs[0].kind
         ((0.0, 255.0), 'probabilities')
     """
@@ -304,10 +309,74 @@ def file_contract(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], s
         if kind == "image" and not raw:
             notes.append(f"input {item['name']!r}: the file does not say what range it takes")
     outs = []
-    for item in outputs:
-        known = item["name"] in softmax_outputs
-        kind, why = ("probabilities", "a SOFTMAX op produces it") if known else ("unknown", "no convert record")
-        outs.append(OutputContract(item["name"], kind, why, list(item["shape"])))
-        if not known:
-            notes.append(f"output {item['name']!r}: the file does not say what it holds")
+    for index, item in enumerate(outputs):
+        kind, why, role = graph.get(index, ("unknown", "no convert record, and the graph does not say", None))
+        outs.append(OutputContract(item["name"], kind, why, list(item["shape"]), role=role))
+        if kind == "unknown":
+            notes.append(f"output {item['name']!r}: the file does not say what it holds (give --output-kind)")
     return Contract(ins, outs, notes)
+
+
+def tflite_contract(model: Any) -> Contract:
+    """:func:`file_contract` of a parsed TFLite model (its signature I/O and its graph's evidence).
+
+    Example:
+        >>> tflite_contract(read_tflite("deeplabv3_mnv2_dm05_pascal_quant.tflite")).outputs[0].kind  # doctest: +SKIP
+        'segmentation'
+    """
+    from edgekit.formats.tflite import graph_output_kinds
+    from edgekit.runtime.tflite import io_specs
+
+    ins, outs = io_specs(model)
+    return file_contract([s.to_dict() for s in ins], [s.to_dict() for s in outs], graph_output_kinds(model))
+
+
+def check_kind(kind: str, name: str, shape: list[int | None], dtype: str, outputs: int) -> str:
+    """Refuse an output kind its tensor cannot hold (one line naming the flag); return it.
+
+    Example:
+        >>> check_kind("keypoints", "y", [1, 1, 17, 3], "float32", 1)
+        'keypoints'
+        >>> check_kind("detection", "y", [1, 10], "float32", 1)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        edgekit.errors.InputError: --output-kind detection: 'y' is the model's only output
+    """
+    if kind not in OUTPUT_KINDS:
+        raise InputError(f"--output-kind: {kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+    integer = dtype.startswith(("int", "uint"))
+    if kind == "detection" and outputs < 2:
+        raise InputError(f"--output-kind detection: {name!r} is the model's only output; detection needs boxes and "
+                         "scores (two or more outputs)")  # fmt: skip
+    if kind in CLASS_KINDS and (len(shape) < 2 or (integer and dtype not in ("int8", "uint8"))):
+        raise InputError(f"--output-kind {kind}: output {name!r} is {dtype} {list(shape)}, not a vector of class "
+                         "scores")  # fmt: skip
+    if kind == "segmentation" and len(shape) not in (3, 4):
+        raise InputError(f"--output-kind segmentation: output {name!r} has shape {list(shape)}, not a map "
+                         "(batch, height, width[, classes])")  # fmt: skip
+    if kind == "keypoints" and (shape[-1] or 0) not in (2, 3):
+        raise InputError(f"--output-kind keypoints: output {name!r} has shape {list(shape)}; keypoints need "
+                         "(y, x[, score]) per point in the last dimension")  # fmt: skip
+    return kind
+
+
+def with_kinds(contract: Contract, text: str | None) -> Contract:
+    """The contract with ``--output-kind [NAME=]KIND`` applied (checked against each output's tensor).
+
+    Example:
+        >>> c = Contract([], [OutputContract("y", "unknown", shape=[1, 1, 17, 3])])
+        >>> with_kinds(c, "keypoints").outputs[0].kind
+        'keypoints'
+    """
+    given = parse_named(text, "--output-kind")
+    names = [o.name for o in contract.outputs]
+    if unknown := [n for n in given if n is not None and n not in names]:
+        raise InputError(f"--output-kind: the model has no output {unknown[0]!r} (outputs: {', '.join(names)})")
+    outs = []
+    for o in contract.outputs:
+        kind = given.get(o.name, given.get(None))
+        if kind is None:
+            outs.append(o)
+            continue
+        check_kind(kind, o.name, list(o.shape or []), "float32", len(contract.outputs))
+        outs.append(dataclasses.replace(o, kind=kind, why="given with --output-kind"))
+    return dataclasses.replace(contract, outputs=outs)

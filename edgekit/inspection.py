@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.contract import file_contract
+from edgekit.contract import file_contract, tflite_contract
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
 from edgekit.formats.onnx import OnnxModel, num_elements, parse_onnx
@@ -21,7 +21,6 @@ from edgekit.formats.tflite import (
     OpInfo,
     SubgraphInfo,
     TFLiteModel,
-    ends_in_softmax,
     parse_tflite,
     quantization_kind,
 )
@@ -39,8 +38,8 @@ def _contract(path: Path, report: dict[str, Any], model: TFLiteModel | None) -> 
     recorded = convert_entry(path)
     if recorded and recorded[0].get("contract"):
         return {**recorded[0]["contract"], "source": str(RunDir(path.parent).manifest)}
-    softmax = {o["name"] for i, o in enumerate(report["outputs"]) if model is not None and ends_in_softmax(model, i)}
-    return {**file_contract(report["inputs"], report["outputs"], softmax).to_dict(), "source": "the file alone"}
+    found = tflite_contract(model) if model is not None else file_contract(report["inputs"], report["outputs"], {})
+    return {**found.to_dict(), "source": "the file alone"}
 
 
 def inspect_model(path: str | Path, *, target: str | None = None, ram_budget: int | None = None) -> dict[str, Any]:

@@ -274,3 +274,54 @@ def lossy_int8_classifier(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     y = (x[:, 0] * 1e-3 + x[:, 1] < 0).astype(np.int64)
     model.save(path)
     return path, x, y
+
+
+def ssd_quadrants(folder: Path) -> Path:
+    """A detector ending in TFLite's detection post-processing op, as TF's object-detection export makes them (an
+    ``experimental_implements`` function the converter fuses into the custom op): one anchor per image quadrant,
+    class scores the quadrant's mean red and green pixel / 255 (classes 0 and 1 after the background)."""
+    import tensorflow as tf
+
+    anchors = np.array([[0.25, 0.25, 0.5, 0.5], [0.25, 0.75, 0.5, 0.5], [0.75, 0.25, 0.5, 0.5],
+                        [0.75, 0.75, 0.5, 0.5]], np.float32)  # fmt: skip
+    attrs = {"max_detections": 4, "max_classes_per_detection": 1, "detections_per_class": 4, "num_classes": 2,
+             "nms_score_threshold": 0.3, "nms_iou_threshold": 0.5, "y_scale": 10.0, "x_scale": 10.0,
+             "h_scale": 5.0, "w_scale": 5.0}  # fmt: skip
+    kind = {int: "i", float: "f"}
+    implements = 'name: "TFLite_Detection_PostProcess" attr { key: "use_regular_nms" value { b: false } } ' + " ".join(
+        f'attr {{ key: "{k}" value {{ {kind[type(v)]}: {v} }} }}' for k, v in attrs.items()
+    )
+
+    @tf.function(experimental_implements=implements)
+    def postprocess(box_encodings, class_predictions, anchor):  # replaced by the custom op when converted
+        return tuple(tf.constant(0.0, name=n) for n in ("boxes", "classes", "scores", "num_detections"))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 64, 64, 3], tf.float32, name="image")])
+    def serve(image):
+        quads = tf.stack([image[:, :32, :32], image[:, :32, 32:], image[:, 32:, :32], image[:, 32:, 32:]], axis=1)
+        means = tf.reduce_mean(quads, axis=[2, 3]) / 255.0
+        scores = tf.concat([tf.zeros([1, 4, 1]), means[..., :2]], axis=-1)
+        return postprocess(tf.zeros([1, 4, 4]), scores, tf.constant(anchors))
+
+    module = tf.Module()
+    module.serve = serve
+    tf.saved_model.save(module, str(folder / "saved"), signatures={"serving_default": serve.get_concrete_function()})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved"))
+    converter.allow_custom_ops = True
+    path = folder / "ssd_quadrants.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def pose_head(path: Path) -> tuple[Path, np.ndarray]:
+    """A MoveNet-shaped head: an image in, ``(1, 1, 17, 3)`` keypoints out (y, x, score in 0..1); untrained."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3), name="image")
+    h = keras.layers.Rescaling(1 / 255)(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(h))
+    outputs = keras.layers.Reshape((1, 17, 3), name="keypoints")(keras.layers.Dense(51, activation="sigmoid")(h))
+    keras.Model(inputs, outputs).save(path)
+    x, _ = digits_images(32)
+    return path, x[:64]

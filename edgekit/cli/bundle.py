@@ -22,8 +22,11 @@ from edgekit.cli.render import emit_json, notice, out, print_bundle, print_predi
 @click.option("--std", callback=floats, default=None)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option(
-    "--allow-over-budget", is_flag=True, help="Ship a file that broke a validate budget (edgekit.json says so)."
+    "--allow-over-budget",
+    is_flag=True,
+    help="Ship a file that broke a validate budget or convert's tolerance (edgekit.json says so).",
 )
+@click.option("--output-kind", default=None, help="What a bare model's output holds, [NAME=]KIND (e.g. keypoints).")
 @click.option("--sign", type=click.Path(path_type=str), default=None, help="Ed25519 private key (PEM) to sign with.")
 @json_option("Print edgekit.json.")
 def bundle_cmd(
@@ -51,6 +54,11 @@ def bundle_cmd(
 @click.option("--key", type=click.Path(path_type=str), default=None, help="Public key the bundle must be signed by.")
 @click.option("--target", type=click.Choice(["cpu", "pi"]), default="cpu", show_default=True,
               help="pi: the bundle's run.py on the Pi's software stack (aarch64; emulated on x86).")  # fmt: skip
+@click.option("--output-kind", default=None, help="What a bare model's output holds, [NAME=]KIND (e.g. keypoints).")
+@click.option("--out-dir", type=click.Path(path_type=str), default=None, help="Where segmentation masks go (PNG).")
+@click.option("--draw", type=click.Path(path_type=str), default=None,
+              help="Write each photo with its boxes, keypoints or mask drawn on it into this folder.")  # fmt: skip
+@click.option("--raw", is_flag=True, help="The outputs' values as they are, not decoded.")
 @json_option("A JSON list, one object per input.")
 def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: Any) -> None:
     """Run a bundle (folder or zip) or a .tflite on images, .npy windows or CSV rows."""
@@ -61,6 +69,9 @@ def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: 
         emit_json(results)
     else:
         print_predictions(results)
+    for r in results:  # --target pi: the Pi's answer against this machine's
+        if r.get("agrees_with_x86") is False:
+            notice("warning", f"{r['input']}: the Pi's answer differs from this machine's ({r['x86_difference']})")
 
 
 @app.command("verify")

@@ -431,3 +431,41 @@ def ends_in_softmax(model: TFLiteModel, output_index: int) -> bool:
             return False
         tensor = op.inputs[0]
     return False
+
+
+DETECTION_POSTPROCESS = "CUSTOM:TFLite_Detection_PostProcess"
+DETECTION_ROLES = ("boxes", "classes", "scores", "count")  # the post-processing op's four outputs, in order
+
+
+def graph_output_kinds(model: TFLiteModel) -> dict[int, tuple[str, str, str | None]]:
+    """What the graph itself says an output holds, by output index: ``(kind, why, role)``.
+
+    A SOFTMAX makes probabilities; the TFLite detection post-processing op's four outputs are a detection's
+    boxes, classes, scores and count; an ARG_MAX giving an integer map of the input's height and width is a
+    segmentation's class ids. Other outputs are absent (the file does not say).
+
+    Example:
+        >>> graph_output_kinds(read_tflite("deeplabv3_mnv2_dm05_pascal_quant.tflite"))  # doctest: +SKIP
+        {0: ('segmentation', 'ARG_MAX over the classes of a 513×513 map', 'class_ids')}
+    """
+    graph = model.subgraphs[0]
+    producers = {t: op for op in graph.ops for t in op.outputs}
+    image = graph.tensor(graph.inputs[0]).shape if graph.inputs else ()
+    found: dict[int, tuple[str, str, str | None]] = {}
+    for index, tensor in enumerate(graph.outputs):
+        op = producers.get(tensor)
+        shape = tuple(graph.tensor(tensor).shape)
+        if op is not None and op.name == DETECTION_POSTPROCESS and tensor in op.outputs:
+            role = DETECTION_ROLES[op.outputs.index(tensor)] if op.outputs.index(tensor) < 4 else None
+            found[index] = ("detection", "the TFLite detection post-processing op produces it", role)
+        elif (
+            op is not None
+            and op.name == "ARG_MAX"
+            and len(shape) == 3
+            and len(image) == 4
+            and (tuple(shape[1:]) == tuple(image[1:3]))
+        ):
+            found[index] = ("segmentation", f"ARG_MAX over the classes of a {shape[1]}×{shape[2]} map", "class_ids")
+        elif ends_in_softmax(model, index):
+            found[index] = ("probabilities", "a SOFTMAX op produces it", None)
+    return found

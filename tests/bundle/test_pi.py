@@ -59,6 +59,11 @@ def test_the_coral_classifier_bundle_classifies_alike_on_pi_and_x86(pi, classifi
         assert a["target_used"] == "pi" and a["emulated"] is True and a["input"] == b["input"]
         assert a["top"][0]["label"] == b["top"][0]["label"] == EXPECTED[Path(a["input"]).name]
         assert abs(a["top"][0]["score"] - b["top"][0]["score"]) <= 2 * step
+        assert a["agrees_with_x86"] is True, a["x86_difference"]  # issue 28: predict compares as verify does
+    # issue 28: a bundle folder given as a relative path (it was given twice to run.py)
+    relative = run_cli("predict", classifier.name, photos[0], "--target", "pi", "--json", cwd=classifier.parent,
+                       timeout=900)  # fmt: skip
+    assert relative.returncode == 0 and json.loads(relative.stdout)[0]["agrees_with_x86"], relative.stderr
     verified = run_cli("verify", str(classifier), "--target", "pi", "--json", timeout=900)
     assert verified.returncode == 0, verified.stderr
     assert any("run.py on a sample agrees with x86" in c for c in json.loads(verified.stdout)["checks"])

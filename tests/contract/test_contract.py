@@ -218,3 +218,30 @@ def test_bundle_never_ships_a_file_out_of_tolerance(tmp_path):
     shipped = json.loads(res.stdout)
     assert shipped["model"]["verdict"]["verdict"] == "out_of_tolerance"
     assert any("out of convert's tolerance" in w for w in shipped["warnings"])
+
+
+def _code_braces(source: str) -> tuple[int, int]:
+    """Opening and closing braces outside comments and strings (a Kotlin file's structure, short of compiling)."""
+    import re
+
+    code = re.sub(r'"(?:\\.|[^"\\])*"', '""', source)
+    code = re.sub(r"/\*.*?\*/", "", code, flags=re.S)
+    code = re.sub(r"//[^\n]*", "", code)
+    return code.count("{"), code.count("}")
+
+
+def test_the_kotlin_of_a_feature_model_keeps_its_braces_out_of_comments(tmp_path):
+    """The non-image Kotlin put `fun run(...)`'s opening brace after a `//` comment. kotlinc is not installed here
+    (issue 28 item 5 asks for compiling; that is still open): the structure is checked instead."""
+    from edgekit.stages.bundle import bundle
+    from edgekit.stages.convert import convert
+
+    path, x, _ = lossy_int8_classifier(tmp_path / "lossy.keras")
+    np.save(tmp_path / "calib.npy", x)
+    convert(path, tmp_path / "run", to="tflite:fp32", calib=str(tmp_path / "calib.npy"))
+    bundle(tmp_path / "run", "android", out=tmp_path / "b")
+    kotlin = (tmp_path / "b" / "EdgekitModel.kt").read_text()
+    run_line = next(line for line in kotlin.splitlines() if "fun run(" in line)
+    assert run_line.rstrip().endswith("{") and "//" not in run_line, run_line
+    opening, closing = _code_braces(kotlin)
+    assert opening == closing, (opening, closing)

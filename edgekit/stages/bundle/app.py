@@ -175,6 +175,9 @@ def check_references(manifest: dict[str, Any]) -> None:
     names, read = [o.get("name") for o in manifest["outputs"]], manifest["postprocessing"].get("output")
     if read not in names:
         raise BundleError(f"edgekit.json: postprocessing reads output {str(read)[:80]!r}, not one of {names}")
+    for role in ("boxes", "classes", "scores", "count"):  # a detector reads these outputs too
+        if role in manifest["postprocessing"] and manifest["postprocessing"][role] not in names:
+            raise BundleError(f"edgekit.json: postprocessing's {role} names no output of the model")
     if manifest["task"] == "anomaly_scorer" and not isinstance(
         manifest["postprocessing"].get("threshold"), int | float
     ):
@@ -379,14 +382,118 @@ def dequantize(values: np.ndarray, item: dict[str, Any]) -> np.ndarray:
     return values.astype(np.float32)
 
 
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle",
+)  # fmt: skip
+
+
+def _label(labels: list[str] | None, index: int) -> str:
+    return labels[index] if labels and 0 <= index < len(labels) else str(index)
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Intersection over union of one [ymin, xmin, ymax, xmax] box with each of ``others``."""
+    top, left = np.maximum(box[0], others[:, 0]), np.maximum(box[1], others[:, 1])
+    bottom, right = np.minimum(box[2], others[:, 2]), np.minimum(box[3], others[:, 3])
+    inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
+    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
+    return inter / np.maximum(area(box) + area(others) - inter, 1e-12)
+
+
+def detections(outputs: dict[str, np.ndarray], post: dict[str, Any], labels: list[str] | None, n: int) -> list:
+    """Sample ``n``'s detections: label, score and box ``[ymin, xmin, ymax, xmax]`` normalized to the image.
+
+    From the TFLite detection post-processing op's outputs (``classes`` and ``count`` given: boxes already
+    suppressed), or from plain box and per-class score tensors (greedy non-maximum suppression here, IoU 0.5).
+    """
+    boxes = outputs[post["boxes"]][n].reshape(-1, 4)
+    threshold, most = float(post.get("score_threshold", 0.5)), int(post.get("max_detections", 100))
+    if post.get("classes"):
+        scores = outputs[post["scores"]][n].reshape(-1)
+        classes = outputs[post["classes"]][n].reshape(-1).astype(np.int64)
+        count = int(outputs[post["count"]].reshape(-1)[n]) if post.get("count") else len(scores)
+        keep = [i for i in range(min(count, len(scores))) if scores[i] >= threshold]
+    else:
+        per_class = outputs[post["scores"]][n].reshape(len(boxes), -1)
+        classes, scores = per_class.argmax(-1), per_class.max(-1)
+        keep = []
+        for i in np.argsort(-scores, kind="stable"):
+            if scores[i] < threshold or len(keep) == most:
+                break
+            if not keep or (_iou(boxes[i], boxes[keep])[classes[keep] == classes[i]] <= 0.5).all():
+                keep.append(int(i))
+    found = [{"label": _label(labels, int(classes[i])), "index": int(classes[i]), "score": round(float(scores[i]), 6),
+              "box": [round(float(v), 6) for v in np.clip(boxes[i], 0.0, 1.0)]} for i in keep[:most]]  # fmt: skip
+    return found
+
+
+def keypoints(values: np.ndarray) -> list[dict[str, Any]]:
+    """One pose's keypoints from ``(points, 3)`` rows of (y, x, score) normalized to the image (MoveNet's layout);
+    the 17 COCO names where there are 17 points."""
+    rows = values.reshape(-1, values.shape[-1])
+    names = COCO_KEYPOINTS if len(rows) == len(COCO_KEYPOINTS) else [str(i) for i in range(len(rows))]
+    found = []
+    for name, r in zip(names, rows, strict=True):
+        point = {"name": name, "x": round(float(r[1]), 6), "y": round(float(r[0]), 6)}
+        found.append({**point, "score": round(float(r[2]), 6)} if len(r) > 2 else point)
+    return found
+
+
+def image_size(path: Path | None) -> tuple[int, int] | None:
+    """(width, height) of an image file from its header, or None for data that is not an image."""
+    if path is None or path.suffix.lower() in (".npy", ".csv"):
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:
+        return None
+
+
+def segmentation(ids: np.ndarray, labels: list[str] | None, source: Path | None, out_dir: Path | None) -> dict:
+    """Each present class's pixel share of a class-id map, and (with ``out_dir``) the map as a PNG of class ids
+    at the source image's size (nearest neighbour), ``<source stem>_mask.png``."""
+    values, counts = np.unique(ids, return_counts=True)
+    present = [{"label": _label(labels, int(v)), "index": int(v), "share": round(float(c) / ids.size, 6)}
+               for v, c in sorted(zip(values, counts, strict=True), key=lambda vc: -vc[1])]  # fmt: skip
+    result: dict[str, Any] = {"classes": present, "size": [int(ids.shape[1]), int(ids.shape[0])], "mask": None}
+    if out_dir is not None:
+        from PIL import Image
+
+        mode, dtype = ("L", np.uint8) if ids.max(initial=0) < 256 else ("I;16", np.uint16)
+        mask = Image.fromarray(ids.astype(dtype), mode=mode)
+        size = image_size(source)
+        if size is not None:
+            mask = mask.resize(size, Image.NEAREST)
+            result["size"] = list(size)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{source.stem if source else 'input'}_mask.png"
+        mask.save(path)
+        result["mask"] = str(path)
+    return result
+
+
 def postprocess(outputs: dict[str, np.ndarray], manifest: dict[str, Any], labels: list[str] | None,
-                top_k: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    """Float outputs by name (one batch) → one result per sample, as the task reads them."""
+                top_k: int | None = None, source: Path | None = None,
+                out_dir: Path | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Float outputs by name (one batch) → one result per sample, as the task reads them. ``source`` (the input
+    file) and ``out_dir`` place a segmentation's mask PNG."""
     post = manifest["postprocessing"]
+    task = manifest["task"]
     values = outputs[post["output"]]
+    if task == "detector":
+        return [{"detections": detections(outputs, post, labels, n)} for n in range(values.shape[0])]
+    if task == "pose":
+        return [{"keypoints": keypoints(values[n])} for n in range(values.shape[0])]
+    if task == "segmenter":
+        ids = values.argmax(-1) if post.get("form") == "scores" else values.astype(np.int64)
+        return [{"segmentation": segmentation(ids[n], labels, source, out_dir)} for n in range(ids.shape[0])]
     results = []
     for row in values.reshape(values.shape[0], -1):
-        task = manifest["task"]
         if task == "classifier":
             scores = row
             if post.get("softmax") == "apply":
@@ -417,6 +524,17 @@ def describe(result: dict[str, Any]) -> str:
                f"{result['threshold']:.4g})"  # fmt: skip
     if "positive" in result:
         return f"p={result['probability']:.3f} ({'positive' if result['positive'] else 'negative'})"
+    if "detections" in result:
+        found = result["detections"]
+        return ", ".join(f"{d['label']} {d['score']:.2f} at {d['box']}" for d in found) or "nothing detected"
+    if "keypoints" in result:
+        return ", ".join(f"{k['name']} ({k['x']:.2f}, {k['y']:.2f})" for k in result["keypoints"])
+    if "segmentation" in result:
+        seg = result["segmentation"]
+        shares = ", ".join(f"{c['label']} {c['share']:.1%}" for c in seg["classes"][:5])
+        return shares + (f"; mask {seg['mask']}" if seg["mask"] else "")
+    if "outputs" in result:  # predict --raw
+        return "; ".join(f"{name} {np.asarray(v).shape}" for name, v in result["outputs"].items())
     return " ".join(f"{v:.4g}" for v in result["values"])
 
 
@@ -469,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
     parser.add_argument("--key", type=Path, default=None, help="public key (PEM) the bundle must be signed by")
+    parser.add_argument("--out-dir", type=Path, default=None, help="where a segmentation's mask PNGs go")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=N",
                         help=f"raise a limit on what it reads ({', '.join(LIMITS)})")  # fmt: skip
     args = parser.parse_args(argv)
@@ -487,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         item = manifest["inputs"][0]
         report = []
         for path in args.inputs:
-            results = postprocess(run_batch(interp, manifest, [read_input(path, item)]), manifest, labels, args.top_k)
+            outputs = run_batch(interp, manifest, [read_input(path, item)])
+            results = postprocess(outputs, manifest, labels, args.top_k, path, args.out_dir)
             report += [{"input": str(path), **r} for r in results]
     except BundleError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)

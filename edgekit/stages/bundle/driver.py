@@ -29,7 +29,7 @@ from typing import Any
 
 from edgekit import __version__
 from edgekit.common.io import sha256_file
-from edgekit.contract import Contract, read_labels
+from edgekit.contract import Contract, read_labels, tflite_contract, with_kinds
 from edgekit.errors import BudgetExceededError, InputError
 from edgekit.formats.metadata import embed_metadata
 from edgekit.formats.tflite import parse_tflite, quantization_kind
@@ -40,7 +40,14 @@ from edgekit.stages.bundle import templates
 from edgekit.stages.bundle.app import SIGNATURE_FILE
 from edgekit.stages.bundle.loader import labels_checked
 from edgekit.stages.bundle.signing import sign_manifest, signer_key_id
-from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, unknown_image_ranges, validate_spec
+from edgekit.stages.bundle.spec import (
+    class_output,
+    io_entries,
+    postprocessing,
+    unknown_image_ranges,
+    validate_spec,
+    with_run_shapes,
+)
 
 PLATFORMS = ("rpi", "coral", "android", "ios")
 TARGET_OF = {"rpi": "cpu", "coral": "edgetpu", "android": "cpu", "ios": "cpu"}
@@ -116,7 +123,8 @@ def choose_artifact(source: str | Path, platform: str, allow_over_budget: bool =
         model = parse_tflite(read_model_bytes(src), str(src))
         precision = "edgetpu" if model.edgetpu_compiled else quantization_kind(model)
         recorded, entry = convert_entry(src) or (None, None)
-        choice = Choice(src, precision, "the file given", _run_task(recorded), contract=_contract(recorded),
+        contract = _contract(recorded) or tflite_contract(model)  # the record's, else what the graph says
+        choice = Choice(src, precision, "the file given", _run_task(recorded), contract=contract,
                         verdict=_verdict(entry))  # fmt: skip
         if entry is not None and entry.get("verdict") == "out_of_tolerance" and not allow_over_budget:
             raise BudgetExceededError(
@@ -276,38 +284,10 @@ def _labels(labels: str | Path | None, choice: Choice) -> tuple[list[str] | None
         return list(contract_labels), None
     if choice.task.get("labels"):
         return [str(label) for label in choice.task["labels"]], None
-    if _class_output(choice) is not None:
+    if class_output(choice.contract) is not None:
         return None, ("no labels: the classifier's classes print as indices (pass --labels FILE, here or to "
                       "convert)")  # fmt: skip
     return None, None
-
-
-def _class_output(choice: Choice) -> str | None:
-    """The name of the contract's one class output (probabilities or logits over several classes), if any."""
-    classes = [o for o in (choice.contract.outputs if choice.contract else [])
-               if o.classes and (o.shape or [None])[-1] != 1]  # fmt: skip
-    return classes[0].name if len(classes) == 1 else None
-
-
-def _postprocessing(
-    choice: Choice, model: Any, outputs: list[dict], labels: list[str] | None, top_k: int
-) -> tuple[str, dict[str, Any]]:
-    class_output = _class_output(choice)
-    task = choice.task.get("type") or ("classifier" if labels or class_output else "raw")
-    if task == "classifier":
-        logits = (choice.contract.output(class_output).kind == "logits") if class_output else None
-        return task, classifier_postprocessing(model, outputs, top_k, bool(labels), class_output, logits)
-    post: dict[str, Any] = {"output": outputs[0]["name"]}
-    if task == "anomaly_scorer":
-        post["threshold"] = float(choice.task["threshold"])
-        post["threshold_method"] = choice.task.get("threshold_method", "")
-        post["anomaly_if"] = choice.task.get("anomaly_if", "score > threshold")
-    elif task == "forecaster":
-        post["inverse_scaling"] = ("in the model (its Normalization layer was fitted on the training split)"
-                                   if "scaler" in choice.task else "none")  # fmt: skip
-    elif labels is not None:
-        raise InputError(f"labels given, but the model is a {task}, not a classifier")
-    return task, post
 
 
 def _preflight_summary(model: Any) -> dict[str, Any]:
@@ -331,6 +311,7 @@ def bundle(
     top_k: int = 5,
     allow_over_budget: bool = False,
     sign: str | Path | None = None,
+    output_kind: str | None = None,
 ) -> dict[str, Any]:
     """Build a ``platform`` bundle from ``source``; return its manifest (``edgekit.json``).
 
@@ -342,7 +323,9 @@ def bundle(
     :class:`~edgekit.errors.BudgetExceededError` (exit 4) names them, unless ``allow_over_budget`` — then
     ``edgekit.json`` says so under ``over_budget``. A Coral bundle carries the Edge TPU pre-flight of its
     model (``edgetpu_preflight``: ops mapped, ops left on the CPU and why). ``sign``: an Ed25519 private key
-    (PEM; ``edgekit keygen``) that signs ``edgekit.json`` into ``edgekit.sig`` (:mod:`.signing`).
+    (PEM; ``edgekit keygen``) that signs ``edgekit.json`` into ``edgekit.sig`` (:mod:`.signing`). The model's
+    contract (its convert record's, else what its graph says; ``output_kind`` overrides an output's kind) gives
+    the image normalization, the labels and how outputs are decoded (classes, detections, keypoints, masks).
 
     Example:
         >>> m = bundle("mobilenet_v2_1.0_224_quant.tflite", "rpi", labels="imagenet_labels.txt")  # doctest: +SKIP
@@ -358,16 +341,19 @@ def bundle(
     broken = _budgets_broken(choice, f"{source}: the {platform} bundle's only candidate", allow_over_budget)
     blob = read_model_bytes(choice.path)
     model = parse_tflite(blob, str(choice.path))
+    if output_kind is not None:
+        choice.contract = with_kinds(choice.contract or tflite_contract(model), output_kind)
     standardize = choice.task.get("input_standardization") or {}  # applied before the model (autoencoders)
     overrides = {k: v for k, v in (("mean", mean or standardize.get("mean")), ("std", std or standardize.get("std")))
                  if v is not None}  # fmt: skip
     inputs, outputs = io_entries(model, overrides, choice.contract)
+    outputs = with_run_shapes(choice.path, outputs)
     if not overrides and (unknown := unknown_image_ranges(inputs, choice.contract)):
         raise InputError(f"{source}: nothing says what range image input {unknown[0]!r} takes (no scaling layer in "
                          "the model, no calibration data): convert with --input-range 0,1 (or -1,1, 0,255), or "
                          "give --mean/--std")  # fmt: skip
     label_list, labels_why = _labels(labels, choice)
-    task, post = _postprocessing(choice, model, outputs, label_list, top_k)
+    task, post = postprocessing(model, outputs, choice.contract, choice.task, label_list, top_k)
     assets = "assets/" if platform == "android" else ""
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.contract import Contract, read_labels
+from edgekit.contract import Contract, read_labels, tflite_contract, with_kinds
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
 from edgekit.formats.tflite import read_tflite
@@ -26,7 +26,7 @@ from edgekit.limits import VALUES
 from edgekit.rundir import SCHEMA_VERSION, convert_entry
 from edgekit.stages.bundle import app
 from edgekit.stages.bundle.archive import read_entry, safe_extract
-from edgekit.stages.bundle.spec import classifier_postprocessing, io_entries, validate_spec
+from edgekit.stages.bundle.spec import io_entries, postprocessing, validate_spec, with_run_shapes
 
 app.LIMITS = VALUES  # one set of limits: run.py's own defaults serve it standalone
 
@@ -76,9 +76,13 @@ def labels_checked(labels: list[str] | None, manifest: dict[str, Any]) -> list[s
     return labels
 
 
-def derived_manifest(path: Path, labels: list[str] | None) -> tuple[dict[str, Any], list[str] | None]:
-    """A manifest for a bare ``.tflite``: its embedded one, else derived from its tensors and the contract of the
-    convert record beside it (image normalization, logits, labels).
+def derived_manifest(
+    path: Path, labels: list[str] | None, output_kind: str | None = None
+) -> tuple[dict[str, Any], list[str] | None]:
+    """A manifest for a bare ``.tflite``: its embedded one, else derived from its tensors and its contract — the
+    convert record's beside it, else what its graph says (:func:`~edgekit.contract.tflite_contract`), with
+    ``output_kind`` (``--output-kind``) applied: image normalization, logits, labels, detection / pose /
+    segmentation decoding.
 
     Example:
         >>> derived_manifest(Path("mobilenet_v2_1.0_224_quant.tflite"), None)[0]["task"]  # doctest: +SKIP
@@ -96,13 +100,12 @@ def derived_manifest(path: Path, labels: list[str] | None) -> tuple[dict[str, An
         return embedded, labels
     recorded = convert_entry(path)
     contract = Contract.from_dict(recorded[0]["contract"]) if recorded and recorded[0].get("contract") else None
+    contract = with_kinds(contract or tflite_contract(model), output_kind)
     inputs, outputs = io_entries(model, None, contract)
-    classes = [o for o in (contract.outputs if contract else []) if o.classes and (o.shape or [None])[-1] != 1]
-    labels = labels if labels is not None else (classes[0].labels if len(classes) == 1 else None)
-    task = "classifier" if labels is not None or len(classes) == 1 else "raw"
-    post = (classifier_postprocessing(model, outputs, 5, labels is not None, classes[0].name if classes else None,
-                                      classes[0].kind == "logits" if classes else None)
-            if task == "classifier" else {"output": outputs[0]["name"]})  # fmt: skip
+    outputs = with_run_shapes(path, outputs)
+    if labels is None:
+        labels = next((o.labels for o in contract.outputs if o.labels), None)
+    task, post = postprocessing(model, outputs, contract, dict((recorded or ({}, {}))[0].get("task") or {}), labels, 5)
     return {
         "schema_version": SCHEMA_VERSION, "platform": "rpi",
         "model": {"file": path.name, "format": "tflite", "precision": "", "edgetpu_compiled": model.edgetpu_compiled},
@@ -125,10 +128,17 @@ def _listed(archive: Path) -> set[str] | None:
     return {"edgekit.json", app.SIGNATURE_FILE, *files} if isinstance(files, dict) else None
 
 
-def open_bundle(source: str | Path, labels: str | Path | None = None, key: str | Path | None = None) -> OpenBundle:
+def open_bundle(
+    source: str | Path,
+    labels: str | Path | None = None,
+    key: str | Path | None = None,
+    output_kind: str | None = None,
+) -> OpenBundle:
     """Open a bundle folder, a bundle zip (extracted safely into a temporary folder) or a ``.tflite``.
 
     ``key``: a public key (PEM) the bundle must be signed by (:func:`~edgekit.stages.bundle.app.check_signature`).
+    ``output_kind`` (``--output-kind [NAME=]KIND``) says what a bare model's outputs hold; a bundle says it
+    itself.
 
     Example:
         >>> open_bundle("photo.jpg")
@@ -139,6 +149,9 @@ def open_bundle(source: str | Path, labels: str | Path | None = None, key: str |
     p = Path(source)
     if not p.exists():
         raise InputError(f"{source}: no such file or directory")
+    if output_kind is not None and p.suffix != ".tflite":
+        raise InputError(f"--output-kind: {source} is a bundle, whose edgekit.json says what its outputs hold "
+                         "(give it to bundle, or to predict with a bare .tflite)")  # fmt: skip
     if p.is_dir():
         bundle = _from_folder(p, key=key)
     elif p.suffix == ".zip":
@@ -152,7 +165,7 @@ def open_bundle(source: str | Path, labels: str | Path | None = None, key: str |
         if key is not None:
             raise InputError(f"{source}: --key checks a signed bundle; a bare model carries no signature")
         label_list = read_labels(labels) if labels is not None else None
-        manifest, label_list = derived_manifest(p, label_list)
+        manifest, label_list = derived_manifest(p, label_list, output_kind)
         return OpenBundle(manifest, p, labels_checked(label_list, manifest))
     else:
         raise InputError(f"{source}: not a bundle (folder or .zip) nor a .tflite model")

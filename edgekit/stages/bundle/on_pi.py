@@ -69,8 +69,9 @@ def run_on_pi(bundle: OpenBundle, source: str | Path, inputs: list[Path], extra:
     stack = stack or pi_stack()
     site = bundle_site(stack, bundle, source)
     assert bundle.folder is not None
-    args = [str(bundle.folder / "run.py"), *(str(Path(p).resolve()) for p in inputs), "--json", *(extra or [])]
-    ran = stack.run(args, site=site, cwd=bundle.folder)
+    folder = bundle.folder.resolve()  # run.py runs in the bundle: a relative folder would be given twice
+    args = [str(folder / "run.py"), *(str(Path(p).resolve()) for p in inputs), "--json", *(extra or [])]
+    ran = stack.run(args, site=site, cwd=folder)
     if ran.returncode != 0:
         last = (ran.stderr.strip().splitlines() or ["no output"])[-1]
         raise InputError(f"{source}: run.py fails on the Pi (exit {ran.returncode}): {last[:300]}")

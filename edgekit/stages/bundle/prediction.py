@@ -28,11 +28,21 @@ def predict(
     threads: int | None = None,
     key: str | Path | None = None,
     target: str = "cpu",
+    output_kind: str | None = None,
+    out_dir: str | Path | None = None,
+    draw: str | Path | None = None,
+    raw: bool = False,
 ) -> list[dict[str, Any]]:
     """One result per input sample: ``{"input", "top": [{label, score, index}]}`` for classifiers,
     ``{"input", "score", "threshold", "anomaly"}`` for anomaly scorers, ``{"input", "values"}`` otherwise.
     ``key``: a public key (PEM) the bundle must be signed by. ``target="pi"``: the bundle's own ``run.py`` on the
-    Pi's software stack (:mod:`edgekit.stages.bundle.on_pi`); each result says ``target_used`` and ``emulated``.
+    Pi's software stack (:mod:`edgekit.stages.bundle.on_pi`); each result says ``target_used`` and ``emulated``,
+    and whether it agrees with the same prediction on this machine (``agrees_with_x86``, ``x86_difference``), as
+    ``verify --target pi`` compares them. Detectors give ``detections`` (label, score, box ``[ymin, xmin, ymax,
+    xmax]`` normalized to the image), pose models ``keypoints`` (named, x / y normalized, score), segmenters
+    ``segmentation`` (each present label's pixel share; with ``out_dir`` a PNG of class ids at the image's
+    size). ``draw``: a folder for each photo with its boxes, keypoints or mask drawn on it. ``raw``: every
+    output's values as they are (``outputs``), not decoded. ``output_kind``: what a bare model's outputs hold.
 
     Example:
         >>> predict("model.tflite", ["missing.png"])  # doctest: +SKIP
@@ -49,8 +59,12 @@ def predict(
     if target not in ("cpu", "pi"):
         raise InputError(f"--target must be cpu or pi, got {target!r}")
     if target == "pi":
+        if output_kind or out_dir or draw or raw:
+            raise InputError("--target pi runs the bundle's own run.py: --output-kind, --out-dir, --draw and --raw "
+                             "are for --target cpu")  # fmt: skip
         return _predict_on_pi(source, inputs, top_k=top_k, labels=labels, threads=threads, key=key)
-    with open_bundle(source, labels, key) as bundle:
+    out_dir = out_dir if out_dir is not None or draw is None else draw  # a drawn mask needs the mask file
+    with open_bundle(source, labels, key, output_kind) as bundle:
         manifest = bundle.manifest
         if len(manifest["inputs"]) != 1:
             names = [i["name"] for i in manifest["inputs"]]
@@ -62,15 +76,22 @@ def predict(
                 try:
                     batch = app.read_input(Path(path), manifest["inputs"][0])
                     outputs = dict(zip([s.name for s in runner.outputs], runner.run(batch), strict=True))
-                    scored = app.postprocess(outputs, manifest, bundle.labels, top_k)
+                    scored = ([{"outputs": {k: v[n].tolist() for k, v in outputs.items()}} for n in range(len(batch))]
+                              if raw else app.postprocess(outputs, manifest, bundle.labels, top_k, Path(path),
+                                                          None if out_dir is None else Path(out_dir)))  # fmt: skip
                 except app.BundleError as exc:
                     raise InputError(str(exc)) from None
+                if draw is not None and not raw:
+                    from edgekit.stages.bundle.drawing import draw_result
+
+                    for result in scored:
+                        result["drawn"] = str(draw_result(Path(path), result, Path(draw)))
                 results += [{"input": str(path), **r} for r in scored]
     return results
 
 
 def _predict_on_pi(source: str | Path, inputs: list[str | Path], **options: Any) -> list[dict[str, Any]]:
-    from edgekit.stages.bundle.on_pi import run_on_pi
+    from edgekit.stages.bundle.on_pi import compare, run_on_pi
 
     with open_bundle(source, options["labels"], options["key"]) as bundle:
         if bundle.folder is None:
@@ -81,7 +102,10 @@ def _predict_on_pi(source: str | Path, inputs: list[str | Path], **options: Any)
         extra = [*(["--top-k", str(options["top_k"])] if options["top_k"] else []),
                  *(["--threads", str(options["threads"])] if options["threads"] else [])]  # fmt: skip
         results = run_on_pi(bundle, source, [Path(p) for p in inputs], extra)
+        manifest = bundle.manifest
     given = {str(Path(p).resolve()): str(p) for p in inputs}  # run.py got absolute paths (it runs in the bundle)
-    for result in results:
+    on_x86 = predict(source, inputs, **{**options, "target": "cpu"})
+    for result, x86 in zip(results, on_x86, strict=True):
         result["input"] = given.get(result["input"], result["input"])
+        result["agrees_with_x86"], result["x86_difference"] = compare(result, x86, manifest)
     return results

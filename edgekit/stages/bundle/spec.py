@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgekit.contract import Contract, image_normalization
+from edgekit.contract import PIXELS, Contract, image_normalization
 from edgekit.errors import InputError
 from edgekit.formats.tflite import TFLiteModel, ends_in_softmax
 from edgekit.rundir import check_version as check_schema_version
@@ -170,16 +170,39 @@ def io_entries(
         item = entry(spec, i)
         item["layout"] = _layout(spec.shape)
         item["preprocessing"] = default_preprocessing(spec.shape, spec.dtype, overrides or _normalization(
-            contract, spec.name if len(ins) > 1 else None, spec.shape))  # fmt: skip
+            contract, spec.name if len(ins) > 1 else None, spec.shape, spec.dtype))  # fmt: skip
         inputs.append(item)
     return inputs, [entry(spec, i) for i, spec in enumerate(outs)]
 
 
-def _normalization(contract: Contract | None, name: str | None, shape: tuple[int | None, ...]) -> dict[str, Any]:
-    """``mean`` / ``std`` for an image input from the contract's range (``name`` None: its only input)."""
+def with_run_shapes(path: Path, outputs: list[dict]) -> list[dict]:
+    """``outputs`` with the shapes an op sets only when it runs (the detection post-processing op's outputs are
+    shapeless in the file) taken from one run of the model on zeros.
+
+    Example:
+        >>> [o["shape"] for o in with_run_shapes(Path("ssd.tflite"), outputs)]  # doctest: +SKIP
+        [[1, 4], [1], [1, 4, 4], [1, 4]]
+    """
+    if all(o["shape"] for o in outputs):
+        return outputs
+    import numpy as np
+
+    from edgekit.runtime import load
+
+    with load(path) as runner:
+        values = runner.run([np.zeros([d or 1 for d in s.shape], s.dtype) for s in runner.inputs])
+    shapes = {s.name: list(v.shape) for s, v in zip(runner.outputs, values, strict=True)}
+    return [{**o, "shape": o["shape"] or shapes[o["name"]]} for o in outputs]
+
+
+def _normalization(
+    contract: Contract | None, name: str | None, shape: tuple[int | None, ...], dtype: str
+) -> dict[str, Any]:
+    """``mean`` / ``std`` for an image input from the contract's range (``name`` None: its only input); none for a
+    uint8 input taking 0..255 pixels, which takes the bytes as they are (Coral's convention)."""
     found = (contract.input(name) if name else (contract.inputs[0] if len(contract.inputs) == 1 else None)) if (
         contract) else None  # fmt: skip
-    if found is None or found.kind != "image" or found.range is None:
+    if found is None or found.kind != "image" or found.range is None or (dtype == "uint8" and found.range == PIXELS):
         return {}
     return image_normalization(found.range, int(shape[-1] or 3))
 
@@ -226,3 +249,90 @@ def classifier_postprocessing(
     if has_labels:
         post["labels"] = "labels.txt"
     return post
+
+
+def decoded_task(contract: Contract | None, has_labels: bool) -> tuple[str, dict[str, Any]] | None:
+    """The ``detector`` / ``pose`` / ``segmenter`` task and post-processing its contract's output kinds call for.
+
+    Detection: the TFLite post-processing op's boxes / classes / scores / count, or plain box (last dim 4) and
+    per-class score tensors (suppressed by the app). Pose: a keypoints tensor of (y, x, score) rows.
+    Segmentation: a map of class ids, or of class scores (arg-maxed by the app).
+
+    Example:
+        >>> from edgekit.contract import OutputContract
+        >>> c = Contract([], [OutputContract("ArgMax", "segmentation", shape=[1, 513, 513], role="class_ids")])
+        >>> decoded_task(c, False)
+        ('segmenter', {'output': 'ArgMax', 'form': 'class_ids'})
+    """
+    if contract is None:
+        return None
+    labels = {"labels": "labels.txt"} if has_labels else {}
+    found = [o for o in contract.outputs if o.kind == "detection"]
+    if found:
+        roles = {o.role: o.name for o in found if o.role}
+        if not {"boxes", "scores"} <= set(roles):
+            boxes = [o.name for o in found if (o.shape or [0])[-1] == 4]
+            scores = [o.name for o in found if o.name not in boxes]
+            if len(boxes) != 1 or len(scores) != 1:
+                names = ", ".join(f"{o.name} {o.shape}" for o in found)
+                raise InputError(f"detection outputs {names}: need one box tensor (last dimension 4) and one score "
+                                 "tensor")  # fmt: skip
+            roles = {"boxes": boxes[0], "scores": scores[0]}
+        return "detector", {"output": roles["boxes"], **roles, "score_threshold": 0.5, **labels}
+    found = [o for o in contract.outputs if o.kind == "keypoints"]
+    if found:
+        return "pose", {"output": found[0].name}
+    found = [o for o in contract.outputs if o.kind == "segmentation"]
+    if found:
+        form = "class_ids" if len(found[0].shape or []) == 3 else "scores"
+        return "segmenter", {"output": found[0].name, "form": form, **labels}
+    return None
+
+
+def class_output(contract: Contract | None) -> str | None:
+    """The name of the contract's one class output (probabilities or logits over several classes), if any.
+
+    Example:
+        >>> from edgekit.contract import OutputContract
+        >>> class_output(Contract([], [OutputContract("p", "logits", shape=[None, 3])]))
+        'p'
+    """
+    classes = [o for o in (contract.outputs if contract else []) if o.classes and (o.shape or [None])[-1] != 1]
+    return classes[0].name if len(classes) == 1 else None
+
+
+def postprocessing(
+    model: TFLiteModel,
+    outputs: list[dict],
+    contract: Contract | None,
+    run_task: dict[str, Any],
+    labels: list[str] | None,
+    top_k: int,
+) -> tuple[str, dict[str, Any]]:
+    """The manifest's ``task`` and ``postprocessing``: the run's recorded task first (a scorer's threshold, a
+    forecaster's scaling), else what the contract's output kinds call for (:func:`decoded_task`, a classifier
+    over its class output with softmax applied to logits), else ``raw`` values.
+
+    Example:
+        >>> postprocessing(model, outputs, contract, {}, None, 5)[0]  # doctest: +SKIP
+        'classifier'
+    """
+    decoded = None if run_task.get("type") else decoded_task(contract, bool(labels))
+    if decoded is not None:
+        return decoded
+    name = class_output(contract)
+    task = run_task.get("type") or ("classifier" if labels or name else "raw")
+    if task == "classifier":
+        logits = contract.output(name).kind == "logits" if contract and name else None
+        return task, classifier_postprocessing(model, outputs, top_k, bool(labels), name, logits)
+    post: dict[str, Any] = {"output": outputs[0]["name"]}
+    if task == "anomaly_scorer":
+        post["threshold"] = float(run_task["threshold"])
+        post["threshold_method"] = run_task.get("threshold_method", "")
+        post["anomaly_if"] = run_task.get("anomaly_if", "score > threshold")
+    elif task == "forecaster":
+        post["inverse_scaling"] = ("in the model (its Normalization layer was fitted on the training split)"
+                                   if "scaler" in run_task else "none")  # fmt: skip
+    elif labels is not None:
+        raise InputError(f"labels given, but the model is a {task}, not a classifier, detector or segmenter")
+    return task, post

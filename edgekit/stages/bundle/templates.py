@@ -174,7 +174,9 @@ def kotlin(manifest: dict[str, Any]) -> str:
         norm = (f"    private val mean = floatArrayOf({', '.join(f'{m}f' for m in pre['mean'])})\n"
                 f"    private val std = floatArrayOf({', '.join(f'{s}f' for s in pre['std'])})\n")  # fmt: skip
     else:
-        signature = f"fun run(values: FloatArray): FloatArray  // {f['count']} values, shape {item['shape'][1:]}"
+        # the comment goes above: after the signature it would swallow the function's opening brace
+        signature = (f"/** {f['count']} values, shape {item['shape'][1:]}. */\n"
+                     "    fun run(values: FloatArray): FloatArray")  # fmt: skip
         fill = f"""        require(values.size == {f["count"]}) {{ "expected {f["count"]} values" }}
         for ((i, v) in values.withIndex()) {_kotlin_put(f, "v", "i % mean.size")}"""
         norm = (f"    private val mean = floatArrayOf({', '.join(f'{m}f' for m in pre['mean'])})\n"
