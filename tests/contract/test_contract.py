@@ -133,7 +133,7 @@ def test_validate_maps_class_folders_to_labels_by_name(scaled, tmp_path):
     names = ["zero", "one", "two", "three"]
     (tmp_path / "labels.txt").write_text("\n".join(names) + "\n")
     run = tmp_path / "run"
-    convert(scaled["path"], run, to="tflite:fp32", calib=str(scaled["tmp"] / "calib.npy"),
+    record = convert(scaled["path"], run, to="tflite:fp32", calib=str(scaled["tmp"] / "calib.npy"),
             labels=str(tmp_path / "labels.txt"))  # fmt: skip
     keep = scaled["y"] != 0  # the "zero" class folder is missing
     x, y = scaled["x"][keep], scaled["y"][keep]
@@ -144,7 +144,9 @@ def test_validate_maps_class_folders_to_labels_by_name(scaled, tmp_path):
     assert report["data"]["classes_matched_by"] == "label name"
     keras_acc = float(np.mean(_keras_top1(scaled["path"], x / 255.0) == y))
     assert keras_acc > 0.8  # a model worth scoring: the sorted-position mapping would score it near 0
-    assert report["results"][0]["metrics"]["dense"]["accuracy"] == pytest.approx(keras_acc, abs=0.05)
+    output = record["contract"]["outputs"][0]
+    assert output["labels"] == names and output["labels_source"].endswith("labels.txt")
+    assert report["results"][0]["metrics"][output["name"]]["accuracy"] == pytest.approx(keras_acc, abs=0.05)
 
     (tmp_path / "folder" / "seven").mkdir()
     _pngs(tmp_path / "folder" / "seven", x[:1], y[:1])
