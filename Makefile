@@ -7,7 +7,7 @@ SHARED ?= ../shared
 export EDGEKIT_SHARED := $(abspath $(SHARED))
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install browser test test-long test-fast demo bench fuzz lint format clean
+.PHONY: install browser kotlin test test-long test-fast demo bench fuzz lint format clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Lint first: it is what keeps the runtime lane free of build-lane imports (see pyproject's ruff section).
-test: install browser lint
+test: install browser kotlin lint
 	$(PY) -m pytest -q -m "not long"
 
 # The tests over a minute whose subject a faster test in `make test` also covers (the bench measures the rest).
@@ -36,6 +36,15 @@ browser:
 	  { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; }; } || \
 	echo "chromium is not installable here: the HTML report test will be skipped"
+
+# Generated Android code is compiled in the tests with Debian's kotlinc (against a stub of the Android / LiteRT API).
+kotlin:
+	@command -v kotlinc >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq --no-install-recommends kotlin default-jdk-headless >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && \
+	      apt-get install -y -qq --no-install-recommends kotlin default-jdk-headless >/dev/null 2>&1; }; }; } || \
+	echo "kotlin is not installable here: the Kotlin compile tests will be skipped"
 
 demo: install
 	$(PY) examples/demo.py

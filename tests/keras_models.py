@@ -325,3 +325,26 @@ def pose_head(path: Path) -> tuple[Path, np.ndarray]:
     keras.Model(inputs, outputs).save(path)
     x, _ = digits_images(32)
     return path, x[:64]
+
+
+def features_and_tokens(path: Path) -> Path:
+    """A functional model with two named inputs, float ``features`` (4) and int32 ``tokens`` (8), and a softmax."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    features = keras.Input((4,), name="features")
+    tokens = keras.Input((8,), dtype="int32", name="tokens")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 4)(tokens))
+    merged = keras.layers.Concatenate()([keras.layers.Dense(4, activation="relu")(features), pooled])
+    keras.Model([features, tokens], keras.layers.Dense(3, activation="softmax", name="probs")(merged)).save(path)
+    return path
+
+
+def small_lstm(path: Path) -> Path:
+    """One LSTM over 12 steps of one channel, one value out (fused in TFLite: its state is a variable tensor)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 1), name="window"), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    model.save(path)
+    return path

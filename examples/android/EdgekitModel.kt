@@ -12,29 +12,39 @@ class EdgekitModel(context: Context) {
     private val interpreter = Interpreter(
         FileUtil.loadMappedFile(context, "mobilenet_v2_1.0_224_quant.tflite"), Interpreter.Options().setNumThreads(4)
     )
-    private val inputIndex = interpreter.getInputIndex("input")    // uint8 [1, 224, 224, 3]
-    private val outputIndex = interpreter.getOutputIndex("MobilenetV2/Predictions/Softmax")  // uint8 [1, 1001]
     private val labels: List<String> = FileUtil.loadLabels(context, "labels.txt")
-    private val mean = floatArrayOf(0.0f, 0.0f, 0.0f)
-    private val std = floatArrayOf(1.0f, 1.0f, 1.0f)
 
-    fun run(bitmap: Bitmap): FloatArray {
-        val input = ByteBuffer.allocateDirect(150528).order(ByteOrder.nativeOrder())
-        val scaled = Bitmap.createScaledBitmap(bitmap, 224, 224, true)  // bilinear, as edgekit.json says
+    /** Input "input": uint8 [1, 224, 224, 3], a 224x224 RGB image. */
+    private fun fillInput(input: Bitmap): ByteBuffer {
+        val buf = ByteBuffer.allocateDirect(150528).order(ByteOrder.nativeOrder())
+        val scaled = Bitmap.createScaledBitmap(input, 224, 224, true)  // bilinear, as edgekit.json says
         val pixels = IntArray(50176)
         scaled.getPixels(pixels, 0, 224, 0, 0, 224, 224)
-        for (p in pixels) { val r = (p shr 16 and 0xFF).toFloat(); val g = (p shr 8 and 0xFF).toFloat(); val b = (p and 0xFF).toFloat(); input.put(r.toInt().toByte()); input.put(g.toInt().toByte()); input.put(b.toInt().toByte()) }
-        input.rewind()
-        val output = ByteBuffer.allocateDirect(1001).order(ByteOrder.nativeOrder())
-        interpreter.runForMultipleInputsOutputs(arrayOf<Any>(input), mapOf(outputIndex to output))
-        output.rewind()
-        val scores = FloatArray(1001) { ((output.get().toInt() and 0xFF).toFloat() - 0f) * 0.00390625f }
-        return scores
+        for (p in pixels) {
+            val r = (p shr 16 and 0xFF).toFloat(); val g = (p shr 8 and 0xFF).toFloat(); val b = (p and 0xFF).toFloat()
+            for (v in listOf(r, g, b)) buf.put(v.toInt().toByte())
+        }
+        buf.rewind()
+        return buf
     }
 
-    /** The top-k (label, score) pairs. */
-    fun classify(bitmap: Bitmap, k: Int = 5): List<Pair<String, Float>> {
-        val scores = run(bitmap)
-        return scores.indices.sortedByDescending { scores[it] }.take(k).map { labels[it] to scores[it] }
+    /** Runs the model on every input; each output, dequantized to float, by tensor name. */
+    fun run(input: Bitmap): Map<String, FloatArray> {
+        val inputs = arrayOfNulls<Any>(1)
+        inputs[interpreter.getInputIndex("input")] = fillInput(input)
+        val outputs = HashMap<Int, Any>()
+        val out0 = ByteBuffer.allocateDirect(1001).order(ByteOrder.nativeOrder())
+        outputs[interpreter.getOutputIndex("MobilenetV2/Predictions/Softmax")] = out0
+        interpreter.runForMultipleInputsOutputs(inputs.requireNoNulls(), outputs)
+        return mapOf(
+            "MobilenetV2/Predictions/Softmax" to out0.let { buf -> buf.rewind(); FloatArray(1001) { ((buf.get().toInt() and 0xFF).toFloat() - 0f) * 0.00390625f } }
+        )
+    }
+
+    /** The top-k classes as (label, probability). */
+    fun classify(input: Bitmap, k: Int = 5): List<Pair<String, Float>> {
+        val raw = run(input).getValue("MobilenetV2/Predictions/Softmax")
+        val scores = raw.toList()
+        return scores.indices.sortedByDescending { scores[it] }.take(k).map { labels.getOrElse(it) { it.toString() } to scores[it] }
     }
 }

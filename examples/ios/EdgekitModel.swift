@@ -4,10 +4,12 @@ import TensorFlowLite
 
 final class EdgekitModel {
     private var interpreter: Interpreter
-    private let mean: [Float] = [0.0, 0.0, 0.0]
-    private let std: [Float] = [1.0, 1.0, 1.0]
+    private let labels: [String]
 
-    init() throws { interpreter = try EdgekitModel.makeInterpreter() }
+    init() throws {
+        interpreter = try EdgekitModel.makeInterpreter()
+        labels = Bundle.main.path(forResource: "labels", ofType: "txt").flatMap { try? String(contentsOfFile: $0) }?.split(separator: "\n").map(String.init) ?? []
+    }
 
     private static func makeInterpreter() throws -> Interpreter {
         let path = Bundle.main.path(forResource: "mobilenet_v2_1.0_224_quant", ofType: "tflite")!
@@ -23,16 +25,24 @@ final class EdgekitModel {
         fatalError("no tensor named \(name) in mobilenet_v2_1.0_224_quant.tflite")
     }
 
-    /// values: 224x224 RGB pixels (0-255, row-major, resized bilinearly first).
-    func run(_ values: [Float]) throws -> [Float] {
-        precondition(values.count == 150528)
-        let data = Data(values.map { UInt8(clamping: Int($0.rounded())) })
-        let inputIndex = try index(of: "input", count: interpreter.inputTensorCount) { try interpreter.input(at: $0) }
-        try interpreter.copy(data, toInputAt: inputIndex)
+    /// Runs the model on every input; each output, dequantized to float, by tensor name.
+    func run(input: [Float]) throws -> [String: [Float]] {
+        // "input": uint8 [1, 224, 224, 3], 224x224 RGB pixels (0-255, row-major, resized bilinearly first)
+        precondition(input.count == 150528)
+        try interpreter.copy(Data(input.map { UInt8(clamping: Int($0.rounded())) }), toInputAt: try index(of: "input", count: interpreter.inputTensorCount) { try interpreter.input(at: $0) })
         try interpreter.invoke()
-        let outputIndex = try index(of: "MobilenetV2/Predictions/Softmax", count: interpreter.outputTensorCount) { try interpreter.output(at: $0) }
-        let output = try interpreter.output(at: outputIndex)  // uint8 [1, 1001]
-        let raw = output.data.withUnsafeBytes { Array($0.bindMemory(to: UInt8.self)) }
-        return raw.map { v in (Float(v) - 0) * 0.00390625 }
+        var outputs: [String: [Float]] = [:]
+        do {
+            let output = try interpreter.output(at: try index(of: "MobilenetV2/Predictions/Softmax", count: interpreter.outputTensorCount) { try interpreter.output(at: $0) })
+            outputs["MobilenetV2/Predictions/Softmax"] = output.data.withUnsafeBytes { Array($0.bindMemory(to: UInt8.self)) }.map { v in (Float(v) - 0) * 0.00390625 }
+        }
+        return outputs
+    }
+
+    /// The top-k classes as (label, probability).
+    func classify(input: [Float], k: Int = 5) throws -> [(String, Float)] {
+        let raw = try run(input: input)["MobilenetV2/Predictions/Softmax"]!
+        let scores = raw
+        return scores.indices.sorted { scores[$0] > scores[$1] }.prefix(k).map { i in ((i < labels.count ? labels[i] : String(i)), scores[i]) }
     }
 }
