@@ -188,11 +188,11 @@ def refuse_random_inference(model: Any, feeds: list[np.ndarray]) -> None:
 
 
 def load_saved_model(path: str | Path) -> Any:
-    """A single-input SavedModel as a Keras 3 model: one layer calling its ``serve`` or ``serving_default`` endpoint.
+    """A single-input SavedModel as a Keras 3 model: one layer calling its ``serving_default`` signature.
 
-    ``serve`` is what ``keras.Model.export`` writes; ``serving_default`` is the
-    signature ``tf.saved_model.save`` and tf_keras write (called with keyword
-    arguments, returning a dict whose entries become the outputs in name order).
+    ``keras.Model.export``, ``tf.saved_model.save`` and tf_keras all write it (called with keyword arguments,
+    returning a dict whose entries become the outputs in name order). Each output keeps its signature name, and
+    the op its graph ends in (``Softmax``, ``Sigmoid``) tells the contract what it holds.
 
     Example:
         >>> load_saved_model("exported/").inputs[0].shape  # doctest: +SKIP
@@ -213,17 +213,59 @@ def load_saved_model(path: str | Path) -> Any:
         raise InputError(f"{path}: only single-input SavedModels are supported (inputs: {', '.join(specs)})")
     (input_name, spec), *_ = specs.items()
     output_names = sorted(signature.structured_outputs)
-    endpoint = "serve" if hasattr(loaded, "serve") else "serving_default"
+    activations = dict(zip(output_names, signature_output_ops(signature).values(), strict=False))
 
     class SavedModelEndpoint(keras.layers.TFSMLayer):
         def call(self, inputs: Any, training: bool = False) -> Any:
-            if endpoint == "serve":
-                return self.call_endpoint_fn(inputs)
             outputs = self.call_endpoint_fn(**{input_name: inputs})
             return outputs[output_names[0]] if len(output_names) == 1 else [outputs[k] for k in output_names]
 
+    class SavedModelOutput(keras.layers.Layer):
+        """One output of the signature under its own name; ``activation_name``: what its graph ends in."""
+
+        def __init__(self, activation_name: str = "", **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.activation_name = activation_name
+
+        def call(self, inputs: Any) -> Any:
+            return inputs
+
     inputs = keras.Input(batch_shape=tuple(spec.shape), name=input_name)
-    return keras.Model(inputs, SavedModelEndpoint(str(path), call_endpoint=endpoint)(inputs), name=Path(path).name)
+    called = SavedModelEndpoint(str(path), call_endpoint="serving_default")(inputs)
+    values = called if isinstance(called, list) else [called]
+    outputs = [SavedModelOutput(_ACTIVATION_OPS.get(activations.get(k) or "", ""), name=k)(v)
+               for k, v in zip(output_names, values, strict=True)]  # fmt: skip
+    return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=Path(path).name)
+
+
+_ACTIVATION_OPS = {"Softmax": "softmax", "Sigmoid": "sigmoid"}  # a graph op ending an output → its activation
+
+
+def signature_output_ops(signature: Any) -> dict[str, str | None]:
+    """The op type each output of a SavedModel signature ends in (through Identity ops and function calls), in the
+    order of its sorted output names: ``Softmax``, ``Sigmoid``, ``BiasAdd``...
+
+    Example:
+        >>> signature_output_ops(tf.saved_model.load("exported").signatures["serving_default"])  # doctest: +SKIP
+        {'identity': 'Softmax'}
+    """
+    library = {f.signature.name: f for f in signature.graph.as_graph_def().library.function}
+
+    def resolve(function: Any, ref: str, depth: int = 0) -> str | None:
+        name, _, rest = ref.partition(":")
+        node = next((n for n in function.node_def if n.name == name), None)
+        if node is None or depth > 30:
+            return None
+        if node.op in ("Identity", "IdentityN", "StopGradient"):
+            return resolve(function, node.input[0], depth + 1)
+        if node.op in ("StatefulPartitionedCall", "PartitionedCall"):
+            inner = library.get(node.attr["f"].func.name)
+            index = int(rest.rsplit(":", 1)[-1]) if rest else 0
+            return resolve(inner, inner.ret[inner.signature.output_arg[index].name], depth + 1) if inner else None
+        return node.op
+
+    top = signature.function_def
+    return {arg.name: resolve(top, top.ret[arg.name]) for arg in top.signature.output_arg}
 
 
 def _explain_load_error(path: str | Path, exc: Exception) -> str:
@@ -334,6 +376,8 @@ def _output_activation(model: Any, index: int) -> str:
     layer = history[0] if history else None
     if type(layer).__name__ == "Softmax":
         return "softmax"
+    if hasattr(layer, "activation_name"):  # a SavedModel's output: the op its graph ends in
+        return layer.activation_name
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", "") if activation is not None else ""
 
