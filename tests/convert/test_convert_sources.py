@@ -60,6 +60,9 @@ def test_tf_saved_model_signature(tmp_path):
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": serve})
     manifest = convert(tmp_path / "sm", tmp_path / "run", to="tflite:fp32,onnx:fp32")
     assert manifest["failed"] == []
+    # issue 28: the signature's output name, and what its graph ends in (a Softmax), survive
+    assert [(o["name"], o["kind"]) for o in manifest["contract"]["outputs"]] == [("scores", "probabilities")]
+    assert manifest["conversion"]["task"] == "classifier"
     for art in manifest["artifacts"]:
         assert art["parity"]["within_tolerance"], art
 
