@@ -190,16 +190,16 @@ def _choose(
     outside = {str((folder / a["path"]).resolve()) for a in tflite.values() if a.get("verdict") == "out_of_tolerance"}
     if platform == "coral":
         int8 = tflite.get("int8")
-        if int8 is None:
-            raise InputError(f"{src}: no full-integer tflite:int8 artifact for the Coral "
-                             "(edgekit convert MODEL --to edgetpu --calib DATA)")  # fmt: skip
-        if int8.get("verdict") == "out_of_tolerance" and not allow_over_budget:
-            raise BudgetExceededError(f"{src}: the Coral bundle needs the int8 file, and convert marked "
-                                      f"{int8['path']} out of tolerance ({_parity_line(int8)}); pass "
+        if int8 is not None and int8.get("verdict") == "out_of_tolerance" and not allow_over_budget:
+            raise BudgetExceededError(f"{src}: the Coral bundle needs the int8 file (or its compiled twin), and "
+                                      f"convert marked {int8['path']} out of tolerance ({_parity_line(int8)}); pass "
                                       "--allow-over-budget to ship it anyway")  # fmt: skip
         if "edgetpu" in tflite:
             path = folder / tflite["edgetpu"]["path"]
             return Choice(path, "edgetpu", "compiled for the Edge TPU by edgetpu_compiler", run_task)
+        if int8 is None:
+            raise InputError(f"{src}: no full-integer tflite:int8 artifact for the Coral "
+                             "(edgekit convert MODEL --to edgetpu --calib DATA)")  # fmt: skip
         why = (manifest.get("edgetpu") or {}).get("compiler") or {}
         reason = why.get("reason") or why.get("error") or "no edgetpu artifact in the convert manifest"
         path = folder / int8["path"]
