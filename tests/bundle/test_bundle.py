@@ -132,7 +132,7 @@ def test_app_snippets_match_the_bundles_they_ship_with(imagenet):
         'FileUtil.loadLabels(context, "labels.txt")' in kotlin
         and (imagenet["android"] / "assets" / "labels.txt").is_file()
     )
-    assert "createScaledBitmap(bitmap, 224, 224, true)" in kotlin and "resetVariableTensors" not in kotlin
+    assert "createScaledBitmap(input, 224, 224, true)" in kotlin and "resetVariableTensors" not in kotlin
 
 
 @pytest.mark.slow

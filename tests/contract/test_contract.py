@@ -247,3 +247,20 @@ def test_the_kotlin_of_a_feature_model_keeps_its_braces_out_of_comments(tmp_path
     assert run_line.rstrip().endswith("{") and "//" not in run_line, run_line
     opening, closing = _code_braces(kotlin)
     assert opening == closing, (opening, closing)
+
+
+def test_an_h5_file_keeps_its_compiled_loss(tmp_path):
+    """A legacy .h5 carries its compile config in ``training_config``: from_logits=True makes the output logits."""
+    import keras
+
+    inputs = keras.Input((6,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(3, name="scores")(inputs))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.save(tmp_path / "legacy.h5")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).normal(size=(32, 6)).astype(np.float32))
+    res = run_cli("convert", str(tmp_path / "legacy.h5"), "--out", str(tmp_path / "run"), "--to", "tflite:fp32",
+                  "--calib", str(tmp_path / "calib.npy"), "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    record = json.loads(res.stdout)
+    assert record["contract"]["outputs"][0]["kind"] == "logits", record["contract"]
+    assert record["conversion"]["task"] == "classifier"
