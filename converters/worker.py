@@ -60,6 +60,44 @@ def _random_feeds(model: Any, specs: list[Any], n: int) -> dict[str, np.ndarray]
     return feeds
 
 
+@dataclass
+class Streamed:
+    """A sequence model as its one-step model, with stepped samples and a long stream's reference outputs."""
+
+    step: Any
+    spec: Any
+    data: dict[str, np.ndarray]  # each step of the windows with the state it had: calibration and check samples
+    reference: dict[str, np.ndarray]  # x and y of one long held-out stream, stepped by the Keras step model
+    figures: dict[str, Any]
+
+
+STREAM_STEPS = 500  # held-out steps in the stream every streaming artifact is checked over (it is stepped twice)
+
+
+def _streamed(model: Any, job: dict[str, Any]) -> Streamed:
+    """``--streaming`` (or a ``stateful=True`` model): the one-step model, checked against the original on its
+    windows; the calibration windows stepped through it; the last windows joined into one long stream."""
+    from edgekit.common.calibration import load_calibration
+    from edgekit.converters.source import input_specs
+    from edgekit.converters.streaming import check_against_windows, stepped_feeds, stream_reference, to_streaming
+
+    step, spec = to_streaming(model)
+    (window_spec,) = input_specs(model)
+    if job.get("calib"):
+        windows = load_calibration(job["calib"], [window_spec])[window_spec.name]
+    else:
+        shape = [d or 1 for d in window_spec.shape[1:]]
+        windows = np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)
+    steps = windows.shape[1]
+    diff = check_against_windows(model, step, spec, windows[:64])
+    held = windows[-max(1, -(-STREAM_STEPS // steps)) :]
+    stream = np.concatenate([held.reshape(-1, windows.shape[-1])] * 2)  # the same steps again, state carried
+    figures = {**spec.to_dict(), "step_vs_window_max_abs_diff": diff, "steps_per_window": steps,
+               "stream_steps": len(stream), "stream_source": "the last calibration windows, joined, stepped twice"
+               if job.get("calib") else "random windows (no --calib)"}  # fmt: skip
+    return Streamed(step, spec, stepped_feeds(step, spec, windows), stream_reference(step, spec, stream), figures)
+
+
 def _folder(job: dict[str, Any]) -> str | None:
     calib = job.get("calib")
     return calib if calib and Path(calib).is_dir() else None
@@ -129,6 +167,7 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         refuse_random_inference,
         with_outputs,
     )  # fmt: skip
+    from edgekit.converters.streaming import initial_state_layers, is_stateful, with_state_kinds
 
     if any(art["token"].startswith("onnx:") for art in job["artifacts"]):
         from edgekit.converters.onnx import check_opset
@@ -136,31 +175,38 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         check_opset(job["opset"])
     model = load_keras(job["source"], custom_objects=job.get("custom_objects"), unsafe=job["unsafe"])
     model = as_float32(with_outputs(model, job.get("outputs")))
+    streamed = _streamed(model, job) if job.get("streaming") or is_stateful(model) else None
+    model = streamed.step if streamed else model
     specs = input_specs(model)
     names = [s.name for s in specs]
     evidence = ContractEvidence.read(model, specs, job)
     meta: dict[str, Any] = {"inputs": [s.to_dict() for s in specs], "outputs": output_names(model)}
+    if streamed:
+        meta["streaming"] = streamed.figures
     calib = check = None
     if job.get("calib"):
-        data = _calibration(job, specs, evidence)
+        data = streamed.data if streamed else _calibration(job, specs, evidence)
         calib, check = split_sample(data, job["calib_samples"], job["check_samples"])
         meta["calibration_ranges"] = value_ranges(data)
         if excursion := (job.get("run_task") or {}).get("calibration_excursion"):  # anomaly detectors
             calib, meta["calibration_excursions"] = with_excursions(calib, excursion["value"], excursion["fraction"])
     contract, meta["warnings"] = evidence.contract(meta.get("calibration_ranges"), _folder(job))
+    if streamed:
+        contract = with_state_kinds(contract, streamed.spec)
     task = detect_task(model, given=job.get("task"), run_task=job.get("run_task"), kinds=parity_kinds(contract, model))
     meta.update(contract=contract.to_dict(), task=task["task"], task_why=task["why"], output_kinds=task["outputs"])
     if check is None:
-        check = _random_feeds(model, specs, job["check_samples"])
+        check = streamed.data if streamed else _random_feeds(model, specs, job["check_samples"])
     refuse_random_inference(model, [check[name][:8] for name in names])
     reference = _predict(model, check, names)
     meta.update(
-        route="keras3",
+        route="keras3 one-step model (streaming: state as inputs and outputs)" if streamed else "keras3",
         calibration_samples=0 if calib is None else count(calib),
         check_samples=count(check),
         check_source="held-out calibration data" if job.get("calib") else "random inputs (no --calib)",
     )
     converted = model
+    job["initial_state_layers"] = initial_state_layers(model)  # read by the int8 TFLite producer
     if is_recurrent(model):
         converted, diff = to_tf_keras(model, [check[name][:8] for name in names])
         masked = padding_value(model) is not None  # the fused kernel has no mask: a masked LSTM stays a loop
@@ -172,6 +218,7 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
             converted = {"float": converted, "quantized": _unrolled(model, [check[name][:8] for name in names], meta)}
     arrays = {f"x:{k}": v for k, v in check.items()}
     arrays.update({f"y:{k}": y for k, y in zip(meta["outputs"], reference, strict=True)})
+    arrays.update({f"stream:{k}": v for k, v in (streamed.reference if streamed else {}).items()})
     np.savez(files.reference, **arrays)
     write_json(files.meta, meta)
     return converted, calib, {"inputs": specs, "outputs": meta["outputs"]}
@@ -274,9 +321,15 @@ def _mixed(src: Converted, fmt: str) -> bytes:
 def _tflite(src: Converted, precision: str) -> bytes:
     from edgekit.converters.tflite import to_tflite
 
+    job = src.job
+    if precision in ("int8", "16x8", "mixed") and job.get("initial_state_layers"):
+        raise ConversionError(
+            f"tflite:{precision}: layer {job['initial_state_layers'][0]!r} takes its state as inputs, and TFLite's "
+            "calibrator crashes (SIGSEGV) on that fused LSTM; convert the sequence model with --streaming instead "
+            "(one-step cells, the state as inputs and outputs, int8 checked over a stream)"
+        )
     if precision == "mixed":
         return _mixed(src, "tflite")
-    job = src.job
     return to_tflite(
         src.for_precision(precision), precision, calibration=src.calibration, batch=job["batch"],
         int8_io=job["int8_io"], per_channel=job["int8_granularity"] == "per-channel",

@@ -348,3 +348,44 @@ def small_lstm(path: Path) -> Path:
     model = keras.Sequential([keras.Input((12, 1), name="window"), keras.layers.LSTM(4), keras.layers.Dense(1)])
     model.save(path)
     return path
+
+
+def sine_windows() -> tuple[np.ndarray, np.ndarray]:
+    """Windows of 24 steps of a noisy sine (every 3rd start) and the next value after each."""
+    t = np.arange(3000, dtype=np.float32)
+    series = np.sin(t / 8) + 0.1 * np.random.default_rng(0).standard_normal(len(t)).astype(np.float32)
+    windows = np.stack([series[i : i + 25] for i in range(0, len(series) - 25, 3)])
+    return windows[:, :24, None], windows[:, 24:]
+
+
+def stateful_forecaster(path: Path) -> tuple[Path, np.ndarray]:
+    """A ``stateful=True`` LSTM forecaster (batch fixed at 1), briefly trained on :func:`sine_windows`."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = sine_windows()
+    model = keras.Sequential([keras.Input(batch_shape=(1, 24, 1), name="window"),
+                              keras.layers.LSTM(16, stateful=True), keras.layers.Dense(1)])  # fmt: skip
+    model.compile("adam", "mse")
+    model.fit(x[:300], y[:300], batch_size=1, epochs=1, verbose=0, shuffle=False)
+    model.save(path)
+    return path, x
+
+
+def explicit_state_twin(source: Path, path: Path) -> Path:
+    """The stateful forecaster's twin with explicit state, as users write one: ``x, h, c -> y, h_out, c_out`` with
+    the LSTM layer called over one step with ``initial_state``; the same weights."""
+    import keras
+
+    trained = keras.models.load_model(source)
+    x, h, c = keras.Input((1, 1), name="x"), keras.Input((16,), name="h"), keras.Input((16,), name="c")
+    lstm = keras.layers.LSTM(16, return_state=True)
+    out, h_out, c_out = lstm(x, initial_state=[h, c])
+    dense = keras.layers.Dense(1)
+    y = dense(out)
+    named = [keras.layers.Identity(name=n)(t) for n, t in (("y", y), ("h_out", h_out), ("c_out", c_out))]
+    model = keras.Model([x, h, c], named)
+    lstm.set_weights(trained.layers[0].get_weights())
+    dense.set_weights(trained.layers[1].get_weights())
+    model.save(path)
+    return path

@@ -63,6 +63,11 @@ from edgekit.contract import OUTPUT_KINDS
     help=f"What an output holds, [NAME=]KIND: {', '.join(OUTPUT_KINDS)} (default: read from the model).",
 )
 @click.option("--labels", type=click.Path(path_type=str), default=None, help="Labels of the classifier output.")
+@click.option(
+    "--streaming",
+    is_flag=True,
+    help="One timestep per call, the recurrent state as explicit inputs and outputs (LSTM / GRU / SimpleRNN models).",
+)
 @click.option("--strict", is_flag=True, help="Exit 3 when a quantized artifact is out of its tolerance too.")
 @with_mixed_budget_options
 @json_option("Print the manifest as JSON.")

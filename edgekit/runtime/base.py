@@ -22,6 +22,9 @@ from edgekit.errors import InputError
 from edgekit.runtime.specs import TensorSpec, dequantize, to_model_dtype
 
 Inputs = np.ndarray | Sequence[Any] | Mapping[str, Any]
+# A streaming model's state output is named after its state input plus one of these (edgekit writes "_next").
+STATE_SUFFIXES = ("_next", "_out", "_new")
+STATE_SUFFIX = STATE_SUFFIXES[0]
 
 
 def format_shape(shape: Sequence[int | None]) -> str:
@@ -161,6 +164,92 @@ class Runner(abc.ABC):
         """
         arrays = self.bind(inputs)
         return lambda: self.invoke_bound(arrays)
+
+    # -- streaming -------------------------------------------------------------------------
+
+    @property
+    def state_pairs(self) -> list[tuple[int, int]]:
+        """(input index, output index) of each state a streaming model carries: an input ``S`` and an output
+        ``S_next`` (what ``edgekit convert --streaming`` writes), ``S_out`` or ``S_new``. Empty for other models.
+
+        Example:
+            >>> runner.state_pairs  # doctest: +SKIP
+            [(1, 1), (2, 2)]
+        """
+        outputs = {s.name: i for i, s in enumerate(self.outputs)}
+        pairs = [(i, next((outputs[s.name + x] for x in STATE_SUFFIXES if s.name + x in outputs), None))
+                 for i, s in enumerate(self.inputs)]  # fmt: skip
+        return [(i, o) for i, o in pairs if o is not None]
+
+    def _state_pairs_or_refuse(self) -> list[tuple[int, int]]:
+        pairs = self.state_pairs
+        if not pairs:
+            raise InputError(f"{self.path}: not a streaming model (no state input S with an output S{STATE_SUFFIX}); "
+                             "convert the sequence model with edgekit convert --streaming")  # fmt: skip
+        return pairs
+
+    def reset(self) -> None:
+        """Set every state of a streaming model to zero (the start of a stream).
+
+        Example:
+            >>> runner.reset()  # doctest: +SKIP
+        """
+        self._state = {self.inputs[i].name: np.zeros([d or 1 for d in self.inputs[i].shape], np.float32)
+                       for i, _ in self._state_pairs_or_refuse()}  # fmt: skip
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of a streaming model's state by input name (float, model space); assign one back to restore it.
+
+        Example:
+            >>> saved = runner.state; runner.step(x); runner.state = saved  # doctest: +SKIP
+        """
+        if not hasattr(self, "_state"):
+            self.reset()
+        return {k: v.copy() for k, v in self._state.items()}
+
+    @state.setter
+    def state(self, values: Mapping[str, np.ndarray]) -> None:
+        current = self.state
+        if set(values) != set(current):
+            raise InputError(f"state must name {sorted(current)}, got {sorted(values)}")
+        for name, value in values.items():
+            if np.shape(value) != current[name].shape:
+                raise InputError(f"state {name!r} has shape {np.shape(value)}, the model's is {current[name].shape}")
+        self._state = {k: np.asarray(v, np.float32).copy() for k, v in values.items()}
+
+    def step(self, x: Inputs) -> list[np.ndarray]:
+        """One timestep of a streaming model: ``x`` in (one sample of its step input(s), as :meth:`run` takes
+        them), that step's outputs out (dequantized, the state outputs left out), the state kept for the next.
+
+        Example:
+            >>> runner = edgekit.load("runs/lstm/model_streaming_fp32.tflite")  # doctest: +SKIP
+            >>> [runner.step(row)[0] for row in stream]  # doctest: +SKIP
+        """
+        pairs = self._state_pairs_or_refuse()
+        state = self.state
+        state_inputs, state_outputs = {i for i, _ in pairs}, {o for _, o in pairs}
+        step_specs = [s for i, s in enumerate(self.inputs) if i not in state_inputs]
+        values = list(x.values()) if isinstance(x, Mapping) else [x] if len(step_specs) == 1 else list(x)
+        if isinstance(x, Mapping) and set(x) != {s.name for s in step_specs}:
+            raise InputError(f"step takes {[s.name for s in step_specs]}, got {sorted(x)}")
+        if len(values) != len(step_specs):
+            raise InputError(
+                f"step takes {len(step_specs)} input(s) ({[s.name for s in step_specs]}), got {len(values)}"
+            )
+        given = iter(self._one_step(np.asarray(v), s) for v, s in zip(values, step_specs, strict=True))
+        feeds = [state[s.name] if i in state_inputs else next(given) for i, s in enumerate(self.inputs)]
+        outputs = self.run(feeds)
+        self._state = {self.inputs[i].name: outputs[o] for i, o in pairs}
+        return [out for k, out in enumerate(outputs) if k not in state_outputs]
+
+    @staticmethod
+    def _one_step(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
+        shape = [d or 1 for d in spec.shape]
+        if value.size != int(np.prod(shape)):
+            raise InputError(f"step input {spec.name!r} takes {int(np.prod(shape))} value(s) per step "
+                             f"{format_shape(spec.shape)}, got {value.size}")  # fmt: skip
+        return value.reshape(shape)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary: path, format, backend, target, threads, inputs, outputs."""

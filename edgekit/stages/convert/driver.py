@@ -40,6 +40,7 @@ from edgekit.stages.convert.inputs import Calibration, ConvertInputs, is_path, m
 from edgekit.stages.convert.plan import Plan, plan_conversion
 from edgekit.stages.convert.settings import ConvertSettings
 from edgekit.stages.convert.steps import TARGET_STEPS
+from edgekit.stages.convert.stream_check import check_streams, stream_reference
 from edgekit.stages.convert.thresholds import calibrate_artifact_thresholds
 
 Progress = Callable[[str], None]
@@ -83,6 +84,7 @@ def convert(
         results, meta = convert_in_child(run, inputs, settings, plan, progress) if plan.todo else ({}, {})
         meta = meta if plan.todo else plan.previous.get("conversion", {})
         checked = check_produced(plan, results, meta, run, progress)
+        _check_streams(checked, run, meta, progress)
         calibrate_artifact_thresholds(checked, inputs, run)
         diagnose_out_of_tolerance(run, inputs, settings, checked)
         sections = {token: step(run, checked, settings) for token, step in TARGET_STEPS.items() if token in tokens}
@@ -91,6 +93,24 @@ def convert(
         if created:  # a refused or interrupted conversion leaves no folder behind
             shutil.rmtree(run.root, ignore_errors=True)
         raise
+
+
+def _check_streams(checked: Checked, run: RunDir, meta: dict[str, Any], progress: Progress | None) -> None:
+    """Streaming artifacts stepped over the worker's held-out stream (:mod:`.stream_check`); a float one that
+    drifts from Keras is a failure, its file removed."""
+    if not meta.get("streaming") or checked.data is None:
+        return
+    reference = stream_reference(run.worker.reference)
+    if reference is None:
+        return
+    if progress:
+        progress(f"stepping {len(checked.artifacts)} file(s) through a {len(reference['x'])}-step stream")
+    for line in check_streams(checked.artifacts, run.root, reference):
+        token = line.split(":", 2)[0] + ":" + line.split(":", 2)[1]
+        entry = next(a for a in checked.artifacts if a["precision_token"] == token)
+        checked.artifacts.remove(entry)
+        (run.root / entry["path"]).unlink(missing_ok=True)
+        checked.failures[token] = {"token": token, "error": line, "cache_key": entry["cache_key"], "crash": False}
 
 
 def recorded_contract(meta: dict[str, Any], settings: ConvertSettings) -> dict[str, Any] | None:
@@ -121,7 +141,9 @@ def _record(
     artifacts = sorted(checked.artifacts, key=lambda a: order[a["precision_token"]])
     warnings = [*meta.get("warnings", []), *(meta.get("contract") or {}).get("notes", [])]
     for art in artifacts:
-        if art.get("verdict") == "out_of_tolerance":
+        if art.get("verdict") == "out_of_tolerance" and "stream" in art["parity"]:
+            warnings.append(f"{art['path']}: out of tolerance {art['parity']['stream']}")
+        elif art.get("verdict") == "out_of_tolerance":
             worst = worst_layers_line(art)
             warnings.append(f"{art['path']}: {out_of_tolerance(art['parity'])}" + (f"; {worst}" if worst else ""))
     return {

@@ -69,7 +69,7 @@ def plan_conversion(run: RunDir, inputs: ConvertInputs, settings: ConvertSetting
         if token in TARGET_TOKENS:  # made from another artifact after the check, never by the worker
             continue
         fmt, precision = token.split(":")
-        path = run.root / f"{inputs.stem}_{precision}.{fmt}"
+        path = run.root / f"{inputs.stem}{'_streaming' if settings.streaming else ''}_{precision}.{fmt}"
         shaped_by = {**key_inputs, "search": search_job(inputs, settings)} if token in MIXED else key_inputs
         key = _cache_key(shaped_by, token)
         old = earlier.get(token)

@@ -50,6 +50,8 @@ class ConvertSettings:
     of ``edgekit validate``'s flags) are what ``tflite:mixed`` and ``onnx:mixed`` search against.
     ``input_range`` (``[NAME=]LO,HI``, ``;``-separated), ``output_kind`` (``[NAME=]KIND``) and ``labels`` (a
     labels file) are facts about the model that its contract (:mod:`edgekit.contract`) cannot read from it.
+    ``streaming`` converts a recurrent sequence model into one-step artifacts with explicit state inputs and
+    outputs (:mod:`edgekit.converters.streaming`), checked over a long stream.
 
     Example:
         >>> ConvertSettings(int8_io="int4").check()
@@ -79,6 +81,7 @@ class ConvertSettings:
     input_range: str | None = None
     output_kind: str | None = None
     labels: str | None = None
+    streaming: bool = False
 
     @classmethod
     def from_options(cls, **options: Any) -> ConvertSettings:

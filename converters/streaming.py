@@ -1,0 +1,239 @@
+"""A sequence model as a one-step model with its state as explicit inputs and outputs (build lane).
+
+On a device a stream arrives one sample at a time; re-running a whole window at every sample wastes the work the
+recurrent state already holds. :func:`to_streaming` rebuilds a chain of per-step layers (Dense, Normalization,
+activations, dropout) and LSTM / GRU / SimpleRNN layers (stacked, with or without ``return_sequences``) as a
+feed-forward model taking one timestep ``x`` and each recurrent layer's state (``<layer>_h``, and ``<layer>_c``
+for an LSTM), returning the step's output ``y`` and the next state under the same names plus ``_next``. It
+converts like any feed-forward model (fp32, fp16, dynamic, int8, mixed, ONNX): no loop, no variable tensor.
+
+The rebuilt cells carry the layer's own weights; :func:`check_against_windows` proves the step model, run over
+each window from zero state, gives the original model's outputs.
+
+Example:
+    >>> step, spec = to_streaming(keras.models.load_model("forecaster.keras"))  # doctest: +SKIP
+    >>> [i.name for i in step.inputs]  # doctest: +SKIP
+    ['x', 'lstm_h', 'lstm_c']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.contract import Contract
+from edgekit.errors import InputError
+
+CELLS = {"LSTM": ("h", "c"), "GRU": ("h",), "SimpleRNN": ("h",)}
+# Layers that act on each timestep alone, so they apply to one step as they apply to a window.
+PER_STEP = {"Dense", "Normalization", "Activation", "Dropout", "GaussianNoise", "GaussianDropout", "LayerNormalization",
+            "BatchNormalization", "ReLU", "LeakyReLU", "ELU", "Softmax", "Identity", "Rescaling"}  # fmt: skip
+NEXT = "_next"  # a state output's name is its input's name plus this
+
+
+@dataclass
+class StreamSpec:
+    """The one-step model's I/O: the timestep input, the outputs, and each state input with its output."""
+
+    step_input: str
+    outputs: list[str]
+    states: list[dict[str, Any]]  # {"input", "output", "layer", "units"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step_input": self.step_input, "outputs": self.outputs, "states": self.states}
+
+
+def _chain(model: Any) -> list[Any]:
+    """The model's layers as one chain from its single input to its single output, or a one-line refusal."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InputError(f"--streaming takes a model with one input and one output; {model.name!r} has "
+                         f"{len(model.inputs)} and {len(model.outputs)}")  # fmt: skip
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    for before, after in itertools.pairwise(layers):
+        consumers = {id(n.operation) for n in getattr(before, "_outbound_nodes", [])}
+        if consumers and id(after) not in consumers:
+            raise InputError(f"--streaming takes a chain of layers; {before.name!r} does not feed {after.name!r}")
+    return layers
+
+
+def to_streaming(model: Any) -> tuple[Any, StreamSpec]:
+    """The one-step model of a recurrent sequence model, and its I/O (see the module docstring).
+
+    Refused in one line: no recurrent layer, a layer that needs more than the current step (Conv1D, pooling,
+    Bidirectional, Masking, attention), a recurrent layer with ``go_backwards``, several inputs or outputs.
+
+    Example:
+        >>> to_streaming(dense_model)  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: --streaming needs a recurrent layer (LSTM, GRU, SimpleRNN); 'mlp' has none
+    """
+    import keras
+
+    layers = _chain(model)
+    kinds = [type(layer).__name__ for layer in layers]
+    if not set(kinds) & set(CELLS):
+        raise InputError(f"--streaming needs a recurrent layer (LSTM, GRU, SimpleRNN); {model.name!r} has none")
+    shape = model.inputs[0].shape
+    if len(shape) != 3:
+        raise InputError(f"--streaming takes a sequence model (batch, steps, features); {model.name!r} takes "
+                         f"{tuple(shape)}")  # fmt: skip
+    x = keras.Input((shape[-1],), name="x")
+    h, state_in, state_out, states = x, [], [], []
+    seen_last = False
+    for layer, kind in zip(layers, kinds, strict=True):
+        if kind in CELLS:
+            if getattr(layer, "go_backwards", False):
+                raise InputError(f"--streaming: layer {layer.name!r} reads its sequence backwards; a stream only "
+                                 "goes forwards")  # fmt: skip
+            if seen_last:
+                raise InputError(f"--streaming: layer {layer.name!r} follows a recurrent layer that returns only "
+                                 "its last step")  # fmt: skip
+            cell = type(layer.cell).from_config({**layer.cell.get_config(), "name": f"{layer.name}_cell"})
+            names = [f"{layer.name}_{n}" for n in CELLS[kind]]
+            ins = [keras.Input((layer.units,), name=n) for n in names]
+            out, new = cell(h, ins if len(ins) > 1 else ins[0])
+            cell.set_weights(layer.cell.get_weights())
+            new = list(new) if isinstance(new, list | tuple) else [new]
+            state_in += ins
+            state_out += [keras.layers.Identity(name=n + NEXT)(s) for n, s in zip(names, new, strict=True)]
+            states += [{"input": n, "output": n + NEXT, "layer": layer.name, "units": int(layer.units)} for n in names]
+            seen_last = not layer.return_sequences
+            h = out
+        elif kind in PER_STEP:
+            clone = type(layer).from_config(layer.get_config())
+            h = clone(h)
+            clone.set_weights(layer.get_weights())
+        else:
+            raise InputError(f"--streaming: layer {layer.name!r} ({kind}) needs more than the current step; a stream "
+                             f"model takes per-step layers ({', '.join(sorted(PER_STEP)[:6])}, ...) around "
+                             "LSTM / GRU / SimpleRNN layers")  # fmt: skip
+    y = keras.layers.Identity(name="y")(h)
+    step = keras.Model([x, *state_in], [y, *state_out], name=f"{model.name}_streaming")
+    return step, StreamSpec("x", ["y"], states)
+
+
+def is_stateful(model: Any) -> bool:
+    """Whether a recurrent layer keeps its state between batches (``stateful=True``): it converts as streaming.
+
+    Example:
+        >>> is_stateful(keras.models.load_model("stateful_forecaster.keras"))  # doctest: +SKIP
+        True
+    """
+    return any(getattr(layer, "stateful", False) for layer in model._flatten_layers())
+
+
+def with_state_kinds(contract: Contract, spec: StreamSpec) -> Contract:
+    """The contract with the state inputs and outputs as kind ``state`` (and no note asking what they hold).
+
+    Example:
+        >>> with_state_kinds(contract, spec).inputs[1].kind  # doctest: +SKIP
+        'state'
+    """
+    names = {s["input"] for s in spec.states} | {s["output"] for s in spec.states}
+    why = "recurrent state: feed each step's output back as the next step's input"
+    return dataclasses.replace(
+        contract,
+        inputs=[dataclasses.replace(i, kind="state", range_source=why) if i.name in names else i
+                for i in contract.inputs],
+        outputs=[dataclasses.replace(o, kind="state", why=why) if o.name in names else o for o in contract.outputs],
+        notes=[n for n in contract.notes if not any(repr(name) in n for name in names)],
+    )  # fmt: skip
+
+
+def initial_state_layers(model: Any) -> list[str]:
+    """Recurrent layers called with their state as inputs (``layer(x, initial_state=[h, c])``): a model with
+    explicit state I/O written by hand.
+
+    Example:
+        >>> initial_state_layers(keras.models.load_model("explicit_state.keras"))  # doctest: +SKIP
+        ['lstm']
+    """
+    found = []
+    for layer in model._flatten_layers():
+        nodes = getattr(layer, "_inbound_nodes", [])
+        if type(layer).__name__ in CELLS and nodes and len(nodes[0].input_tensors) > 1:
+            found.append(layer.name)
+    return found
+
+
+def zero_states(spec: StreamSpec, batch: int) -> list[np.ndarray]:
+    """Every state at zero, for ``batch`` streams."""
+    return [np.zeros((batch, s["units"]), np.float32) for s in spec.states]
+
+
+def run_steps(step: Any, spec: StreamSpec, windows: np.ndarray) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    """Step through ``windows`` (n, steps, features) as n streams in parallel from zero state: the feeds of each
+    step (``x`` and the states it saw) and the step model's ``y`` at every step, (n, steps, ...).
+
+    Example:
+        >>> feeds, ys = run_steps(step, spec, windows)  # doctest: +SKIP
+    """
+    states = zero_states(spec, len(windows))
+    feeds, ys = [], []
+    for t in range(windows.shape[1]):
+        x = windows[:, t].astype(np.float32)
+        feeds.append({spec.step_input: x, **{s["input"]: v for s, v in zip(spec.states, states, strict=True)}})
+        out = step([x, *states], training=False)
+        ys.append(np.asarray(out[0]))
+        states = [np.asarray(v) for v in out[1:]]
+    return feeds, np.stack(ys, axis=1)
+
+
+def check_against_windows(model: Any, step: Any, spec: StreamSpec, windows: np.ndarray) -> float:
+    """Max |difference| between the original model's outputs on ``windows`` and the step model's after each
+    window's last step (a model returning sequences: every step). Refused when it is not ~0.
+
+    Example:
+        >>> check_against_windows(model, step, spec, windows[:32])  # doctest: +SKIP
+        2.384185791015625e-07
+    """
+    _, ys = run_steps(step, spec, windows)
+    want = np.asarray(_window_outputs(model, windows.astype(np.float32)))
+    got = ys if want.ndim == ys.ndim else ys[:, -1]
+    diff = float(np.abs(got - want).max())
+    if not diff <= 1e-4 * max(1.0, float(np.abs(want).max())):
+        raise InputError(f"--streaming: the one-step model differs from {model.name!r} by {diff:.3g} on its windows")
+    return diff
+
+
+def _window_outputs(model: Any, windows: np.ndarray) -> np.ndarray:
+    """The original model on each window from zero state (a stateful model one window at a time, reset before
+    each: its batch is fixed and it would carry state from one window into the next)."""
+    if not is_stateful(model):
+        return np.asarray(model(windows, training=False))
+    outputs = []
+    for window in windows:
+        for layer in model._flatten_layers():
+            if getattr(layer, "stateful", False):
+                layer.reset_state()
+        outputs.append(np.asarray(model(window[None], training=False))[0])
+    return np.stack(outputs)
+
+
+def stepped_feeds(step: Any, spec: StreamSpec, windows: np.ndarray) -> dict[str, np.ndarray]:
+    """Calibration / check samples for the one-step model: each step of ``windows`` with the state it really
+    had (real state ranges calibrate the int8 state path), flattened to (n * steps, ...).
+
+    Example:
+        >>> stepped_feeds(step, spec, windows)["lstm_h"].shape  # doctest: +SKIP
+        (4800, 16)
+    """
+    feeds, _ = run_steps(step, spec, windows)
+    return {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+
+
+def stream_reference(step: Any, spec: StreamSpec, stream: np.ndarray) -> dict[str, np.ndarray]:
+    """One long stream (steps, features) through the step model from zero state: its ``x``, every step's ``y``
+    and the stream's ``period`` (it holds the same steps twice: drift compares the same inputs, seen later).
+
+    Example:
+        >>> stream_reference(step, spec, stream)["y"].shape  # doctest: +SKIP
+        (1536, 1)
+    """
+    _, ys = run_steps(step, spec, stream[None])
+    return {"x": stream.astype(np.float32), "y": ys[0], "period": np.array(len(stream) // 2)}
