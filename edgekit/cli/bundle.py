@@ -59,6 +59,7 @@ def bundle_cmd(
 @click.option("--draw", type=click.Path(path_type=str), default=None,
               help="Write each photo with its boxes, keypoints or mask drawn on it into this folder.")  # fmt: skip
 @click.option("--raw", is_flag=True, help="The outputs' values as they are, not decoded.")
+@click.option("--stream", is_flag=True, help="Each CSV row one timestep of a streaming model, the state carried.")
 @json_option("A JSON list, one object per input.")
 def predict_cmd(source: str, inputs: tuple[str, ...], as_json: bool, **options: Any) -> None:
     """Run a bundle (folder or zip) or a .tflite on images, .npy windows or CSV rows."""

@@ -39,7 +39,7 @@ def bundles(tmp_path_factory, coral) -> dict[str, Path]:
     """Android and iOS bundles of six models, by name."""
     from edgekit.stages.bundle import bundle
     from edgekit.stages.convert import convert
-    from tests.keras_models import features_and_tokens, pose_head, small_lstm, ssd_quadrants
+    from tests.keras_models import features_and_tokens, pose_head, small_lstm, ssd_quadrants, stacked_lstm
 
     tmp = tmp_path_factory.mktemp("apps")
     rng = np.random.default_rng(0)
@@ -55,6 +55,10 @@ def bundles(tmp_path_factory, coral) -> dict[str, Path]:
     np.save(tmp / "windows.npy", rng.normal(size=(64, 12, 1)).astype(np.float32))
     convert(small_lstm(tmp / "lstm.keras"), tmp / "lstm", to="tflite:fp32", calib=str(tmp / "windows.npy"))
     sources["stateful"] = (tmp / "lstm", {})
+    path, x = stacked_lstm(tmp / "stacked.keras")
+    np.save(tmp / "stacked.npy", x)
+    convert(path, tmp / "streaming", to="tflite:int8", calib=str(tmp / "stacked.npy"), streaming=True)
+    sources["streaming"] = (tmp / "streaming", {})
     path, x = pose_head(tmp / "pose.keras")
     np.save(tmp / "pose.npy", x)
     convert(path, tmp / "pose", to="tflite:fp32", calib=str(tmp / "pose.npy"), output_kind="keypoints")
@@ -67,7 +71,7 @@ def bundles(tmp_path_factory, coral) -> dict[str, Path]:
     return made
 
 
-KINDS = ("image", "tokens", "stateful", "detector", "segmenter", "pose")
+KINDS = ("image", "tokens", "stateful", "streaming", "detector", "segmenter", "pose")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -91,6 +95,9 @@ def test_the_kotlin_compiles_and_feeds_every_input_by_its_dtype(kind, bundles, k
                 "pose": "fun keypoints(", "anomaly_scorer": "fun isAnomaly("}  # fmt: skip
     decoder = decoders.get(manifest["task"], "fun run(")
     assert decoder in kotlin
+    if kind == "streaming":  # the state lives in the class between calls and is fed back at each step
+        assert "fun step(x: FloatArray)" in kotlin and "fun reset()" in kotlin
+        assert re.search(r'state\["(\w+)_h"\] = out\.getValue\("\1_h_next"\)', kotlin)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -106,3 +113,5 @@ def test_the_swift_feeds_every_input_by_its_dtype(kind, bundles):
         assert f'outputs["{item["name"]}"] =' in swift
     assert swift.count("{") == swift.count("}") and swift.count("(") == swift.count(")")
     assert ("makeInterpreter()\n" in swift.split("func run(")[1]) == manifest["state"]["reset_before_each_call"]
+    if kind == "streaming":
+        assert "func step(x: [Float])" in swift and re.search(r'state\["(\w+)_h"\] = out\["\1_h_next"\]!', swift)

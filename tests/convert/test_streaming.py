@@ -154,3 +154,39 @@ def test_streaming_bad_input(tmp_path, stateful):
     streaming = edgekit.load(stateful["tmp"] / "run" / by_token(stateful["record"])["tflite:fp32"]["path"])
     with pytest.raises(InputError, match="takes 1 value"):
         streaming.step(np.zeros(3, np.float32))  # a row of the wrong width
+
+
+def test_predict_and_run_py_stream_rows_as_the_runner_steps(stateful, tmp_path):
+    import subprocess
+    import sys
+
+    import edgekit
+
+    arts = by_token(stateful["record"])
+    path = stateful["tmp"] / "run" / arts["tflite:int8"]["path"]
+    rows = stateful["stream"][:300]
+    np.savetxt(tmp_path / "rows.csv", rows, delimiter=",", header="value", comments="")
+    res = run_cli("predict", str(path), str(tmp_path / "rows.csv"), "--stream", "--json")
+    assert res.returncode == 0, res.stderr
+    streamed = json.loads(res.stdout)
+    runner = edgekit.load(path)
+    runner.reset()
+    by_hand = [float(runner.step(row)[0].ravel()[0]) for row in rows]
+    assert [r["row"] for r in streamed] == list(range(300))
+    assert [r["values"][0] for r in streamed] == pytest.approx(by_hand, abs=1e-6)
+
+    bundled = run_cli("bundle", str(stateful["tmp"] / "run"), "--platform", "rpi", "--out", str(tmp_path / "b"))
+    assert bundled.returncode == 0, bundled.stderr
+    ran = subprocess.run([sys.executable, str(tmp_path / "b" / "run.py"), str(tmp_path / "rows.csv"), "--stream",
+                          "--json"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    from_bundle = json.loads(ran.stdout)
+    assert len(from_bundle) == 300
+    manifest = json.loads((tmp_path / "b" / "edgekit.json").read_text())
+    if manifest["model"]["file"] == path.name:
+        assert [r["values"][0] for r in from_bundle] == pytest.approx(by_hand, abs=1e-6)
+
+    np.savetxt(tmp_path / "wide.csv", np.zeros((5, 3)), delimiter=",")
+    assert_clean_failure(run_cli("predict", str(path), str(tmp_path / "wide.csv"), "--stream"), "3 values", "takes 1")
+    plain = run_cli("predict", str(path), str(tmp_path / "rows.csv"))
+    assert_clean_failure(plain, "use --stream")

@@ -580,6 +580,51 @@ def run_batch(interp: Any, manifest: dict[str, Any], batch: list[np.ndarray]) ->
     return {item["name"]: dequantize(np.concatenate(collected[item["name"]]), item) for item in manifest["outputs"]}
 
 
+# -- streaming -------------------------------------------------------------------------------
+
+STATE_SUFFIXES = ("_next", "_out", "_new")  # a state output is named after its state input plus one of these
+
+
+def state_pairs(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(input, output) items of each state a streaming model carries: input ``S`` and output ``S_next``."""
+    outputs = {o["name"]: o for o in manifest["outputs"]}
+    return [(i, outputs[i["name"] + s]) for i in manifest["inputs"] for s in STATE_SUFFIXES if i["name"] + s in outputs]
+
+
+def stream(rows: np.ndarray, manifest: dict[str, Any], invoke: Any) -> list[dict[str, np.ndarray]]:
+    """Each row one timestep of a streaming model, in order, the state carried from step to step: each step's
+    outputs (state outputs left out). ``invoke(feeds)`` runs one step on model-dtype arrays in the manifest's
+    input order and returns float outputs by name."""
+    pairs = state_pairs(manifest)
+    if not pairs:
+        raise BundleError("--stream needs a streaming model (state inputs S with outputs S_next): convert the "
+                          "sequence model with edgekit convert --streaming")  # fmt: skip
+    states = {i["name"] for i, _ in pairs}
+    steps = [item for item in manifest["inputs"] if item["name"] not in states]
+    if len(steps) != 1:
+        raise BundleError(f"--stream feeds one input per step; the model takes {[i['name'] for i in steps]}")
+    item, width = steps[0], int(np.prod(steps[0]["shape"][1:]))
+    if rows.shape[1] != width:
+        raise BundleError(f"rows have {rows.shape[1]} values; input {item['name']!r} takes {width} per step")
+    state = {i["name"]: np.zeros(i["shape"], np.float32) for i, _ in pairs}
+    results = []
+    for row in rows:
+        x = values_input(row.reshape(item["shape"][1:]), item)
+        feeds = [x if i is item else _to_model(state[i["name"]], i) for i in manifest["inputs"]]
+        outputs = invoke(feeds)
+        state = {i["name"]: outputs[o["name"]].reshape(i["shape"]) for i, o in pairs}
+        results.append({k: v for k, v in outputs.items() if k not in {o["name"] for _, o in pairs}})
+    return results
+
+
+def read_rows(path: Path) -> np.ndarray:
+    """A CSV (or ``.npy``) of rows, one timestep each, for ``--stream``."""
+    if not path.is_file():
+        raise BundleError(f"{path}: no such file")
+    rows = _npy_values(path) if path.suffix == ".npy" else _csv_rows(path)
+    return np.asarray(rows, np.float32).reshape(len(rows), -1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run this edgekit bundle on images, .npy or .csv files.")
     parser.add_argument("inputs", nargs="+", type=Path)
@@ -588,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
     parser.add_argument("--key", type=Path, default=None, help="public key (PEM) the bundle must be signed by")
     parser.add_argument("--out-dir", type=Path, default=None, help="where a segmentation's mask PNGs go")
+    parser.add_argument("--stream", action="store_true", help="each CSV row one timestep, the state carried")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=N",
                         help=f"raise a limit on what it reads ({', '.join(LIMITS)})")  # fmt: skip
     args = parser.parse_args(argv)
@@ -606,6 +652,11 @@ def main(argv: list[str] | None = None) -> int:
         item = manifest["inputs"][0]
         report = []
         for path in args.inputs:
+            if args.stream:
+                steps = stream(read_rows(path), manifest, lambda feeds: run_batch(interp, manifest, feeds))
+                report += [{"input": str(path), "row": n, **postprocess(out, manifest, labels, args.top_k)[0]}
+                           for n, out in enumerate(steps)]  # fmt: skip
+                continue
             outputs = run_batch(interp, manifest, [read_input(path, item)])
             results = postprocess(outputs, manifest, labels, args.top_k, path, args.out_dir)
             report += [{"input": str(path), **r} for r in results]

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgekit.stages.bundle.app import COCO_KEYPOINTS
+from edgekit.stages.bundle.app import COCO_KEYPOINTS, state_pairs
 
 _BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "bool": 1}
 _KEYWORDS = {"as", "break", "class", "continue", "do", "else", "false", "for", "fun", "if", "in", "interface", "is",
@@ -105,7 +105,7 @@ def _fill(item: dict[str, Any], param: str) -> tuple[str, str]:
             if "mean" in pre else "")  # fmt: skip
     body = f"""        require({param}.size == {count}) {{ "input {item["name"]}: expected {count} values" }}
         {alloc}{norm}
-        for ((i, v) in {param}.withIndex()) {_store(item, scaled)}"""
+        {f"for ((i, v) in {param}.withIndex())" if "mean" in pre else f"for (v in {param})"} {_store(item, scaled)}"""
     return "FloatArray", body
 
 
@@ -214,6 +214,33 @@ def _decoder(manifest: dict[str, Any], call: str, params: str) -> str:
     return ""
 
 
+def _streaming(manifest: dict[str, Any], inputs: list[tuple[dict[str, Any], str]]) -> str:
+    """``step`` / ``reset`` of a streaming model: its state kept in the class between calls, fed back each step."""
+    pairs = state_pairs(manifest)
+    if not pairs:
+        return ""
+    states = {i["name"]: o["name"] for i, o in pairs}
+    params = [(item, p) for item, p in inputs if item["name"] not in states]
+    signature = ", ".join(f"{p}: {_fill(item, p)[0]}" for item, p in params)
+    args = ", ".join(f'state.getOrElse("{item["name"]}") {{ FloatArray({_count(item["shape"])}) }}'
+                     if item["name"] in states else p for item, p in inputs)  # fmt: skip
+    keep = "\n".join(f'        state["{i}"] = out.getValue("{o}")' for i, o in states.items())
+    dropped = ", ".join(f'"{o}"' for o in states.values())
+    return f"""
+    /** Streaming: the recurrent state, kept between step() calls, fed back at each step; reset() starts a stream. */
+    private val state = HashMap<String, FloatArray>()
+
+    fun reset() {{ state.clear() }}
+
+    /** One timestep in; that step's outputs out (the state outputs are kept for the next step). */
+    fun step({signature}): Map<String, FloatArray> {{
+        val out = run({args})
+{keep}
+        return out.filterKeys {{ it !in setOf({dropped}) }}
+    }}
+"""
+
+
 def kotlin(manifest: dict[str, Any]) -> str:
     """The Kotlin class for the bundled model (see the module docstring).
 
@@ -282,5 +309,5 @@ class EdgekitModel(context: Context) {{
 {reads}
         )
     }}
-{_decoder(manifest, call, signature)}}}
+{_decoder(manifest, call, signature)}{_streaming(manifest, inputs)}}}
 """

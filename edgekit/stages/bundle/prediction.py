@@ -32,6 +32,7 @@ def predict(
     out_dir: str | Path | None = None,
     draw: str | Path | None = None,
     raw: bool = False,
+    stream: bool = False,
 ) -> list[dict[str, Any]]:
     """One result per input sample: ``{"input", "top": [{label, score, index}]}`` for classifiers,
     ``{"input", "score", "threshold", "anomaly"}`` for anomaly scorers, ``{"input", "values"}`` otherwise.
@@ -43,6 +44,8 @@ def predict(
     ``segmentation`` (each present label's pixel share; with ``out_dir`` a PNG of class ids at the image's
     size). ``draw``: a folder for each photo with its boxes, keypoints or mask drawn on it. ``raw``: every
     output's values as they are (``outputs``), not decoded. ``output_kind``: what a bare model's outputs hold.
+    ``stream``: each input is a CSV (or ``.npy``) of rows, each row one timestep of a streaming model (``convert
+    --streaming``), the state carried from row to row: one result per row, in order (``row``).
 
     Example:
         >>> predict("model.tflite", ["missing.png"])  # doctest: +SKIP
@@ -62,13 +65,16 @@ def predict(
         if output_kind or out_dir or draw or raw:
             raise InputError("--target pi runs the bundle's own run.py: --output-kind, --out-dir, --draw and --raw "
                              "are for --target cpu")  # fmt: skip
-        return _predict_on_pi(source, inputs, top_k=top_k, labels=labels, threads=threads, key=key)
+        return _predict_on_pi(source, inputs, top_k=top_k, labels=labels, threads=threads, key=key, stream=stream)
     out_dir = out_dir if out_dir is not None or draw is None else draw  # a drawn mask needs the mask file
     with open_bundle(source, labels, key, output_kind) as bundle:
         manifest = bundle.manifest
+        if stream:
+            return _predict_stream(bundle, inputs, top_k, threads)
         if len(manifest["inputs"]) != 1:
             names = [i["name"] for i in manifest["inputs"]]
-            raise InputError(f"{source}: predict takes one-input models; this one has {len(names)} ({names})")
+            hint = ": a streaming model, use --stream" if app.state_pairs(manifest) else ""
+            raise InputError(f"{source}: predict takes one-input models; this one has {len(names)} ({names}){hint}")
         target = "edgetpu" if manifest["model"]["edgetpu_compiled"] else "cpu"
         with load(bundle.model_path, threads=threads, target=target) as runner:
             results = []
@@ -90,6 +96,25 @@ def predict(
     return results
 
 
+def _predict_stream(bundle: Any, inputs: list[str | Path], top_k: int | None, threads: int | None) -> list[dict]:
+    """``--stream``: the rows of each input through the model one step at a time (the bundle's own stepping)."""
+    from edgekit.runtime import load
+
+    manifest, results = bundle.manifest, []
+    with load(bundle.model_path, threads=threads) as runner:
+        names = [s.name for s in runner.outputs]
+        for path in inputs:
+            try:
+                steps = app.stream(
+                    app.read_rows(Path(path)), manifest, lambda f: dict(zip(names, runner.run(f), strict=True))
+                )
+                results += [{"input": str(path), "row": n, **app.postprocess(out, manifest, bundle.labels, top_k)[0]}
+                            for n, out in enumerate(steps)]  # fmt: skip
+            except app.BundleError as exc:
+                raise InputError(f"{path}: {exc}") from None
+    return results
+
+
 def _predict_on_pi(source: str | Path, inputs: list[str | Path], **options: Any) -> list[dict[str, Any]]:
     from edgekit.stages.bundle.on_pi import compare, run_on_pi
 
@@ -100,7 +125,8 @@ def _predict_on_pi(source: str | Path, inputs: list[str | Path], **options: Any)
         if missing := [str(p) for p in inputs if not Path(p).is_file()]:
             raise InputError(f"{missing[0]}: no such file")
         extra = [*(["--top-k", str(options["top_k"])] if options["top_k"] else []),
-                 *(["--threads", str(options["threads"])] if options["threads"] else [])]  # fmt: skip
+                 *(["--threads", str(options["threads"])] if options["threads"] else []),
+                 *(["--stream"] if options["stream"] else [])]  # fmt: skip
         results = run_on_pi(bundle, source, [Path(p) for p in inputs], extra)
         manifest = bundle.manifest
     given = {str(Path(p).resolve()): str(p) for p in inputs}  # run.py got absolute paths (it runs in the bundle)

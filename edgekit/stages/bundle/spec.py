@@ -24,6 +24,7 @@ from edgekit.contract import PIXELS, Contract, image_normalization
 from edgekit.errors import InputError
 from edgekit.formats.tflite import TFLiteModel, ends_in_softmax
 from edgekit.rundir import check_version as check_schema_version
+from edgekit.runtime.base import STATE_SUFFIXES
 from edgekit.runtime.tflite import io_specs
 
 SCHEMA_PATH = Path(__file__).with_name("edgekit.schema.json")
@@ -325,7 +326,9 @@ def postprocessing(
     if task == "classifier":
         logits = contract.output(name).kind == "logits" if contract and name else None
         return task, classifier_postprocessing(model, outputs, top_k, bool(labels), name, logits)
-    post: dict[str, Any] = {"output": outputs[0]["name"]}
+    inputs = {s.name for s in io_specs(model)[0]}
+    states = {o["name"] for o in outputs if any(o["name"] == i + s for i in inputs for s in STATE_SUFFIXES)}
+    post: dict[str, Any] = {"output": next((o["name"] for o in outputs if o["name"] not in states), outputs[0]["name"])}
     if task == "anomaly_scorer":
         post["threshold"] = float(run_task["threshold"])
         post["threshold_method"] = run_task.get("threshold_method", "")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekit.stages.bundle.app import COCO_KEYPOINTS
+from edgekit.stages.bundle.app import COCO_KEYPOINTS, state_pairs
 from edgekit.stages.bundle.kotlin import identifier
 
 _ELEMENT = {"float32": "Float32", "int8": "Int8", "uint8": "UInt8", "int16": "Int16", "int32": "Int32",
@@ -155,6 +155,32 @@ def _decoder(manifest: dict[str, Any], call: str, params: str) -> str:
     return ""
 
 
+def _streaming(manifest: dict[str, Any], inputs: list[tuple[dict[str, Any], str]]) -> str:
+    """``step`` / ``reset`` of a streaming model: its state kept between calls, fed back each step."""
+    pairs = state_pairs(manifest)
+    if not pairs:
+        return ""
+    states = {i["name"]: o["name"] for i, o in pairs}
+    signature = ", ".join(f"{p}: {_fill(item, p)[0]}" for item, p in inputs if item["name"] not in states)
+    args = ", ".join(f'{p}: state["{item["name"]}"] ?? [Float](repeating: 0, count: {_count(item["shape"])})'
+                     if item["name"] in states else f"{p}: {p}" for item, p in inputs)  # fmt: skip
+    keep = "\n".join(f'        state["{i}"] = out["{o}"]!' for i, o in states.items())
+    dropped = ", ".join(f'"{o}"' for o in states.values())
+    return f"""
+    /// Streaming: the recurrent state, kept between step() calls, fed back at each step; reset() starts a stream.
+    private var state: [String: [Float]] = [:]
+
+    func reset() {{ state = [:] }}
+
+    /// One timestep in; that step's outputs out (the state outputs are kept for the next step).
+    func step({signature}) throws -> [String: [Float]] {{
+        let out = try run({args})
+{keep}
+        return out.filter {{ ![{dropped}].contains($0.key) }}
+    }}
+"""
+
+
 def swift(manifest: dict[str, Any]) -> str:
     """The Swift class for the bundled model (see the module docstring).
 
@@ -220,5 +246,5 @@ final class EdgekitModel {{
 {reads}
         return outputs
     }}
-{_decoder(manifest, call, signature)}}}
+{_decoder(manifest, call, signature)}{_streaming(manifest, inputs)}}}
 """
