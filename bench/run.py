@@ -736,6 +736,38 @@ def targets_section() -> dict[str, Any]:
     }
 
 
+def streaming_section() -> dict[str, Any]:
+    """Issue 29: a stacked-LSTM forecaster (24-step windows) converted windowed and with --streaming, fp32 and
+    int8 TFLite: latency per window against latency per step (one thread, one run, side by side), and each
+    streaming file's error over its held-out stream (stepped twice, state carried) with its drift."""
+    import tempfile
+
+    import numpy as np
+
+    from edgekit.stages.convert import convert
+    from tests import keras_models
+
+    folder = Path(tempfile.mkdtemp(prefix="edgekit-bench-streaming-"))
+    path, x = keras_models.stacked_lstm(folder / "forecaster.keras")
+    np.save(folder / "windows.npy", x)
+    tokens = "tflite:fp32,tflite:int8"
+    windowed = convert(path, folder / "windowed", to=tokens, calib=str(folder / "windows.npy"))
+    streaming = convert(path, folder / "streaming", to=tokens, calib=str(folder / "windows.npy"), streaming=True)
+    figures: dict[str, Any] = {"model": "LSTM(24) -> LSTM(12) -> Dense(1), 24-step windows", "threads": 1}
+    for window_art, step_art in zip(windowed["artifacts"], streaming["artifacts"], strict=True):
+        per_window = benchmark(folder / "windowed" / window_art["path"], threads=1, runs=300)["latency_ms"]["p50"]
+        per_step = benchmark(folder / "streaming" / step_art["path"], threads=1, runs=300)["latency_ms"]["p50"]
+        figures[step_art["precision"]] = {
+            "per_window_p50_ms": per_window, "per_step_p50_ms": per_step,
+            "window_over_step": round(per_window / per_step, 2),
+            "size_bytes": {"windowed": window_art["size_bytes"], "streaming": step_art["size_bytes"]},
+            "stream": {k: step_art["stream"][k] for k in ("steps", "max_abs_error", "mean_error_over_spread", "drift",
+                                                            "drift_last_vs_first_tenth")},
+            "verdict": step_art["verdict"],
+        }  # fmt: skip
+    return figures
+
+
 SECTIONS = {
     "targets": targets_section,
     "runtime": runtime_section,
@@ -746,6 +778,7 @@ SECTIONS = {
     "user_models": user_models_section,
     "validate": validate_section,
     "quantization": quantization_section,
+    "streaming": streaming_section,
 }
 
 
