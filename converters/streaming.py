@@ -156,7 +156,8 @@ def initial_state_layers(model: Any) -> list[str]:
     found = []
     for layer in model._flatten_layers():
         nodes = getattr(layer, "_inbound_nodes", [])
-        if type(layer).__name__ in CELLS and nodes and len(nodes[0].input_tensors) > 1:
+        arguments = getattr(nodes[0], "arguments", None) if nodes else None
+        if type(layer).__name__ in CELLS and arguments is not None and "initial_state" in arguments.kwargs:
             found.append(layer.name)
     return found
 

@@ -61,10 +61,12 @@ def _stateful_model(path):
 def test_a_stateful_model_converts_as_streaming_and_steps_like_keras(stateful):
     record = stateful["record"]
     assert record["failed"] == [] and record["conversion"]["streaming"]["step_vs_window_max_abs_diff"] <= 1e-5
-    names = [(s["input"], s["output"]) for s in record["conversion"]["streaming"]["states"]]
-    assert names == [("lstm_h", "lstm_h_next"), ("lstm_c", "lstm_c_next")], names
+    states = record["conversion"]["streaming"]["states"]
+    layer = states[0]["layer"]  # the LSTM's name (Keras numbers it per session)
+    names = [(s["input"], s["output"]) for s in states]
+    assert names == [(f"{layer}_h", f"{layer}_h_next"), (f"{layer}_c", f"{layer}_c_next")], names
     kinds = {i["name"]: i["kind"] for i in record["contract"]["inputs"]}
-    assert kinds["lstm_h"] == kinds["lstm_c"] == "state"
+    assert kinds[f"{layer}_h"] == kinds[f"{layer}_c"] == "state"
     for art in record["artifacts"]:
         assert art["streaming"] and art["stream"]["steps"] >= 1000 and art["verdict"] == "pass", art["stream"]
 
