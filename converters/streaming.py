@@ -108,6 +108,8 @@ def to_streaming(model: Any) -> tuple[Any, StreamSpec]:
             clone = type(layer).from_config(layer.get_config())
             h = clone(h)
             clone.set_weights(layer.get_weights())
+            if hasattr(clone, "finalize_state"):  # Normalization: the statistics it uses come from its weights here
+                clone.finalize_state()
         else:
             raise InputError(f"--streaming: layer {layer.name!r} ({kind}) needs more than the current step; a stream "
                              f"model takes per-step layers ({', '.join(sorted(PER_STEP)[:6])}, ...) around "

@@ -78,7 +78,7 @@ def _streamed(model: Any, job: dict[str, Any]) -> Streamed:
     """``--streaming`` (or a ``stateful=True`` model): the one-step model, checked against the original on its
     windows; the calibration windows stepped through it; the last windows joined into one long stream."""
     from edgekit.common.calibration import load_calibration
-    from edgekit.converters.source import input_specs
+    from edgekit.converters.source import input_specs, output_names
     from edgekit.converters.streaming import check_against_windows, stepped_feeds, stream_reference, to_streaming
 
     step, spec = to_streaming(model)
@@ -92,7 +92,9 @@ def _streamed(model: Any, job: dict[str, Any]) -> Streamed:
     diff = check_against_windows(model, step, spec, windows[:64])
     held = windows[-max(1, -(-STREAM_STEPS // steps)) :]
     stream = np.concatenate([held.reshape(-1, windows.shape[-1])] * 2)  # the same steps again, state carried
+    window_output = {"name": output_names(model)[0], "shape": list(model.outputs[0].shape)}
     figures = {**spec.to_dict(), "step_vs_window_max_abs_diff": diff, "steps_per_window": steps,
+               "window_input": window_spec.to_dict(), "window_output": window_output,
                "stream_steps": len(stream), "stream_source": "the last calibration windows, joined, stepped twice"
                if job.get("calib") else "random windows (no --calib)"}  # fmt: skip
     return Streamed(step, spec, stepped_feeds(step, spec, windows), stream_reference(step, spec, stream), figures)

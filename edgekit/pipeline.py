@@ -31,6 +31,8 @@ def run(recipe: str | Path, *, data: str | None = None, out: str | Path | None =
     """Every stage that exists, in order: train, convert into ``<run>/convert`` with the recipe's outputs, then
     validate every artifact on the held-out test split into ``<run>/validate`` (the recipe's targets, threads
     and budgets; broken budgets are listed in the report's ``budgets_broken``, and ``edgekit run`` exits 4).
+    A recipe with ``convert: {streaming: true}`` also converts its sequence model to one-step artifacts into
+    ``<run>/convert_streaming`` and validates them there (per-step latency, each test window stepped through).
 
     Example:
         >>> m = run("models/autoencoder_breast_cancer.yaml", out="runs/ae")  # doctest: +SKIP
@@ -41,12 +43,25 @@ def run(recipe: str | Path, *, data: str | None = None, out: str | Path | None =
     trained = train(parsed, data=data, out=out, **kwargs)
     run_dir = RunDir(run_dir_for(parsed, out))
     settings = parsed.convert if parsed.convert.to else dataclasses.replace(parsed.convert, to=RUN_DEFAULT_TO)
-    converted = convert(run_dir.root, run_dir.convert.root, settings=settings, calib=run_dir.calibration)
+    windowed = dataclasses.replace(settings, streaming=False)
+    converted = convert(run_dir.root, run_dir.convert.root, settings=windowed, calib=run_dir.calibration)
+    records = {"train": trained, "convert": converted, "validate": _validated([run_dir.root], run_dir.validate.root)}
+    if settings.streaming:  # the recipe asks for streaming artifacts too, beside the windowed ones
+        folder = RunDir(run_dir.root / STREAMING)
+        records["convert_streaming"] = convert(run_dir.root, folder.root, settings=settings, calib=run_dir.calibration)
+        records["validate_streaming"] = _validated([folder.root], folder.validate.root)
+    return records
+
+
+STREAMING = "convert_streaming"  # where a recipe's streaming artifacts go, inside its run directory
+
+
+def _validated(sources: list[Path], out: Path) -> Record:
+    """The validate report, also when a budget broke (listed in its ``budgets_broken``; the CLI exits 4)."""
     try:
-        validated = validate([run_dir.root], out=run_dir.validate.root)
+        return validate(sources, out=out)
     except BudgetExceededError as exc:
-        validated = exc.report
-    return {"train": trained, "convert": converted, "validate": validated}
+        return exc.report
 
 
 def optimize(

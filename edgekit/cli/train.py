@@ -55,7 +55,13 @@ def run_cmd(recipe: str, data: str | None, out_dir: str | None, strategy: str, a
         print_training(manifests["train"])
         print_conversion(manifests["convert"], str(Path(manifests["convert"]["source"]["path"]).parent / "convert"))
         print_validation(manifests["validate"])
+        if "convert_streaming" in manifests:
+            folder = Path(manifests["validate_streaming"]["report_dir"]).parent
+            print_conversion(manifests["convert_streaming"], str(folder))
+            print_validation(manifests["validate_streaming"])
     exit_on_failed_artifacts(manifests["convert"])
-    broken = manifests["validate"]["budgets_broken"]
+    if "convert_streaming" in manifests:
+        exit_on_failed_artifacts(manifests["convert_streaming"])
+    broken = manifests["validate"]["budgets_broken"] + manifests.get("validate_streaming", {}).get("budgets_broken", [])
     if broken:
         raise BudgetExceededError(f"{len(broken)} budget(s) broken: " + "; ".join(b["message"] for b in broken))

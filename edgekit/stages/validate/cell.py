@@ -38,6 +38,7 @@ class Cell:
     artifact: str
     target: str
     threads: int
+    stream_output: str | None = None  # a streaming file: the windowed output its last step's y stands for
 
 
 def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMUP) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMU
     if cell.target == "edgetpu" and not getattr(runner.model, "edgetpu_compiled", False):
         return {"status": "unavailable", "reason": "edgetpu: not compiled for the Edge TPU (edgetpu_compiler "
                 "makes the *_edgetpu.tflite twin); this file would run on the CPU"}  # fmt: skip
+    if cell.stream_output is not None and runner.state_pairs:
+        return _measure_stepping(runner, data, outputs_npz, cell.stream_output, init_ms)
     try:
         arrays = runner.bind(data.feeds([s.name for s in runner.inputs]))
         n = len(arrays[0])
@@ -109,6 +112,34 @@ def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMU
         result["fully_accelerated"] = runner.fully_accelerated
         result["fallback_reason"] = runner.fallback_reason
     return result
+
+
+def _measure_stepping(runner: Any, data: InputsFile, outputs_npz: Path, output: str, init_ms: float) -> dict:
+    """A streaming file on the windowed data: each window stepped through from zero state, its last step's ``y``
+    saved as the windowed model's ``output``; latency is per step."""
+    from edgekit.common.timing import latency_summary, peak_rss_mb
+    from edgekit.errors import EdgekitError
+
+    (windows,) = data.read().values()
+    clock, times, last = time.perf_counter_ns, [], []
+    try:
+        for window in windows:
+            runner.reset()
+            for row in window:
+                t0 = clock()
+                y = runner.step(row)[0]
+                times.append(clock() - t0)
+            last.append(np.asarray(y, np.float32).reshape(-1))
+    except EdgekitError as exc:
+        return {"status": "failed", "reason": str(exc)}
+    per_step = np.asarray(times, np.float64) / 1e6
+    np.savez(outputs_npz, times_ms=per_step, **{f"y:{output}": np.stack(last)})
+    return {
+        "status": "measured", "target_used": runner.target_used, "backend": runner.backend, "samples": len(windows),
+        "init_ms": round(init_ms, 3), "latency_per": "step", "steps_per_window": int(windows.shape[1]),
+        "latency_ms": {k: v for k, v in latency_summary(per_step).items() if k in ("p50", "p90", "p99", "mean")},
+        "peak_rss_mb": peak_rss_mb(),
+    }  # fmt: skip
 
 
 def run_cell(cell: Cell, data: InputsFile, work: Path, timeout: float = TIMEOUT_S) -> tuple[dict[str, Any], Path]:

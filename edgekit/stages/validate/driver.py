@@ -164,6 +164,17 @@ def _io_specs(artifacts: list[dict[str, Any]]) -> tuple[list[TensorSpec], list[T
     return io_specs(parse_tflite(read_model_bytes(first), str(first)))
 
 
+def _windowed_specs(subject: Subject) -> tuple[list[TensorSpec], list[TensorSpec]] | None:
+    """Streaming artifacts (``convert --streaming``) are validated on the windowed model's data and reference: its
+    input and output, as the convert record keeps them; each window is stepped through from zero state."""
+    streaming = subject.conversion.get("streaming") or {}
+    if "window_input" not in streaming:
+        return None
+    given, output = streaming["window_input"], streaming["window_output"]
+    window = TensorSpec(given["name"], tuple(given["shape"]), given["dtype"])
+    return [window], [TensorSpec(output["name"], tuple(output["shape"]), "float32")]
+
+
 def output_kinds(
     outputs: list[TensorSpec], inputs: list[TensorSpec], subject: Subject, data: LabelledData, task: str | None
 ) -> dict[str, dict[str, str]]:
@@ -372,7 +383,7 @@ def validate(
     threads = list(threads or settings.get("threads") or [1])
     _targets_and_threads(targets, threads)
     limits = Budgets(**(settings.get("budgets") or {})).merged(budgets or {})
-    inputs, outputs = _io_specs(subject.artifacts)
+    inputs, outputs = _windowed_specs(subject) or _io_specs(subject.artifacts)
     data_path = data or subject.data
     if data_path is None:
         raise InputError("no data: pass --data (an .npz with x and y, an image folder, a CSV) or a run directory")
@@ -463,8 +474,9 @@ def _measure(
         "reason": ref_reason if ref_outputs is None else None,
         "metrics": _score(ref_outputs, data, kinds, subject.run_task) if ref_outputs is not None else None,
     }
+    stream_output = ((subject.conversion.get("streaming") or {}).get("window_output") or {}).get("name")
     cells = [
-        (a, Cell(str(a["path"]), target, n))
+        (a, Cell(str(a["path"]), target, n, stream_output))
         for a in subject.artifacts
         for target in targets
         for n in (threads[:1] if target == "pi" else threads)
@@ -488,6 +500,7 @@ def _measure(
         }  # fmt: skip
         if result["status"] in ("measured", "checked"):
             entry.update({k: result[k] for k in ("latency_ms", "init_ms", "peak_rss_mb", "backend", "samples")})
+            entry.update({k: result[k] for k in ("latency_per", "steps_per_window") if k in result})
             if result["status"] == "checked":
                 entry.update(emulated=result["emulated"], latency_reason=result["latency_reason"])
             if "fully_accelerated" in result:

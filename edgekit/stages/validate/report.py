@@ -65,12 +65,13 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
             figure, agreed = agreement_figure(a)
             agreement, rel_err = f"{figure.replace('_agreement', '')} {agreed:.6g}", a["max_rel_error"]
             break
-        lat = r["latency_ms"] or {}
+        per = "/step" if r.get("latency_per") == "step" else ""  # a streaming file: latency of one step
+        lat = {k: _fmt(v) + per for k, v in (r["latency_ms"] or {}).items()}
         status = r["status"] if r["status"] in ("measured", "checked") else f"{r['status']}: {r['reason']}"
         rows.append([
             r["artifact"], r["precision"], r["target_requested"], r["target_used"] or "–", str(r["threads"]),
-            status, _fmt(value), agreement, _fmt(rel_err, 2), _fmt(lat.get("p50")), _fmt(lat.get("p90")),
-            _fmt(lat.get("p99")), f"{r['size_bytes'] / 1e6:.3f}", _fmt(r["init_ms"]), _fmt(r["peak_rss_mb"]),
+            status, _fmt(value), agreement, _fmt(rel_err, 2), lat.get("p50", _fmt(None)), lat.get("p90", _fmt(None)),
+            lat.get("p99", _fmt(None)), f"{r['size_bytes'] / 1e6:.3f}", _fmt(r["init_ms"]), _fmt(r["peak_rss_mb"]),
         ])  # fmt: skip
     return rows
 
