@@ -196,7 +196,7 @@ def check_against_windows(model: Any, step: Any, spec: StreamSpec, windows: np.n
         2.384185791015625e-07
     """
     _, ys = run_steps(step, spec, windows)
-    want = np.asarray(_window_outputs(model, windows.astype(np.float32)))
+    want = np.asarray(window_outputs(model, windows.astype(np.float32)))
     got = ys if want.ndim == ys.ndim else ys[:, -1]
     diff = float(np.abs(got - want).max())
     if not diff <= 1e-4 * max(1.0, float(np.abs(want).max())):
@@ -204,9 +204,14 @@ def check_against_windows(model: Any, step: Any, spec: StreamSpec, windows: np.n
     return diff
 
 
-def _window_outputs(model: Any, windows: np.ndarray) -> np.ndarray:
+def window_outputs(model: Any, windows: np.ndarray) -> np.ndarray:
     """The original model on each window from zero state (a stateful model one window at a time, reset before
-    each: its batch is fixed and it would carry state from one window into the next)."""
+    each: its batch is fixed and it would carry state from one window into the next).
+
+    Example:
+        >>> window_outputs(stateful_model, windows).shape  # doctest: +SKIP
+        (120, 1)
+    """
     if not is_stateful(model):
         return np.asarray(model(windows, training=False))
     outputs = []

@@ -19,11 +19,15 @@ from edgekit.stages.validate.data import InputsFile
 
 def _main(model_path: str, data_json: str, out: str, load_json: str = "{}") -> None:
     from edgekit.converters.source import input_specs, load_keras, output_names
+    from edgekit.converters.streaming import is_stateful, window_outputs
 
     model = load_keras(model_path, **json.loads(load_json))  # unsafe, custom_objects
     specs = input_specs(model)
     feeds = InputsFile.from_dict(json.loads(data_json)).feeds([s.name for s in specs])
-    predicted = model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=256, verbose=0)
+    if is_stateful(model):  # batch fixed at 1, state carried between calls: each window from zero state
+        predicted = window_outputs(model, feeds[0].astype(np.float32))
+    else:
+        predicted = model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=256, verbose=0)
     if not isinstance(predicted, (list, tuple, dict)):
         predicted = [predicted]
     names = output_names(model)

@@ -192,3 +192,36 @@ def test_predict_and_run_py_stream_rows_as_the_runner_steps(stateful, tmp_path):
     assert_clean_failure(run_cli("predict", str(path), str(tmp_path / "wide.csv"), "--stream"), "3 values", "takes 1")
     plain = run_cli("predict", str(path), str(tmp_path / "rows.csv"))
     assert_clean_failure(plain, "use --stream")
+
+
+def test_validate_steps_each_window_through_a_streaming_file(stateful, tmp_path):
+    from edgekit.stages.validate import validate
+    from tests.keras_models import sine_windows
+
+    x, y = sine_windows()
+    np.savez(tmp_path / "test.npz", x=x[-120:], y=y[-120:])
+    report = validate([stateful["tmp"] / "run"], data=tmp_path / "test.npz", out=tmp_path / "report")
+    rows = [r for r in report["results"] if r["status"] == "measured"]
+    assert len(rows) == 4 and all(r["latency_per"] == "step" and r["steps_per_window"] == 24 for r in rows)
+    assert report["reference"]["status"] == "measured"
+    for row in rows:  # the last step of each window, from zero state, against the windowed Keras model
+        agreement = next(iter(row["agreement"].values()))
+        limit = 1e-4 if row["precision"] == "fp32" else 0.1
+        assert agreement["max_abs_error"] <= limit * max(1.0, float(np.abs(y).max())), (row["artifact"], agreement)
+
+
+def test_the_sunspots_recipe_deploys_streaming_artifacts_beside_its_windowed_ones(tmp_path):
+    from edgekit.pipeline import run
+    from tests.helpers import REPO
+
+    records = run(REPO / "models" / "lstm_sunspots.yaml", out=tmp_path / "run")
+    streaming = records["convert_streaming"]
+    assert streaming["failed"] == [] and {a["precision"] for a in streaming["artifacts"]} == {"fp32", "int8"}
+    assert all(a["stream"]["within_tolerance"] for a in streaming["artifacts"])
+    report = records["validate_streaming"]
+    assert report["budgets_broken"] == [] and all(r["latency_per"] == "step" for r in report["results"])
+    # the same test windows and Keras reference as the windowed files: the fp32 scores match theirs
+    windowed = {r["precision"]: r for r in records["validate"]["results"] if r["format"] == "tflite"}
+    stepped = {r["precision"]: r for r in report["results"] if r["format"] == "tflite"}
+    for name, metrics in windowed["fp32"]["metrics"].items():
+        assert stepped["fp32"]["metrics"][name]["mae"] == pytest.approx(metrics["mae"], rel=1e-3)
