@@ -41,7 +41,13 @@ def identifier(name: str, taken: set[str]) -> str:
     return text
 
 
-def _count(shape: list[int]) -> int:
+def values_per_sample(shape: list[int]) -> int:
+    """The number of values in one sample of a tensor (its shape without the batch dimension).
+
+    Example:
+        >>> values_per_sample([1, 24, 3])
+        72
+    """
     total = 1
     for d in shape[1:]:
         total *= d
@@ -66,7 +72,7 @@ def _store(item: dict[str, Any], value: str) -> str:
 
 def _fill(item: dict[str, Any], param: str) -> tuple[str, str]:
     """The parameter's Kotlin type and the body filling a direct buffer for one input."""
-    pre, count = item["preprocessing"], _count(item["shape"])
+    pre, count = item["preprocessing"], values_per_sample(item["shape"])
     alloc = (
         f"val buf = ByteBuffer.allocateDirect({count * _BYTES.get(item['dtype'], 4)}).order(ByteOrder.nativeOrder())"
     )
@@ -222,7 +228,7 @@ def _streaming(manifest: dict[str, Any], inputs: list[tuple[dict[str, Any], str]
     states = {i["name"]: o["name"] for i, o in pairs}
     params = [(item, p) for item, p in inputs if item["name"] not in states]
     signature = ", ".join(f"{p}: {_fill(item, p)[0]}" for item, p in params)
-    args = ", ".join(f'state.getOrElse("{item["name"]}") {{ FloatArray({_count(item["shape"])}) }}'
+    args = ", ".join(f'state.getOrElse("{item["name"]}") {{ FloatArray({values_per_sample(item["shape"])}) }}'
                      if item["name"] in states else p for item, p in inputs)  # fmt: skip
     keep = "\n".join(f'        state["{i}"] = out.getValue("{o}")' for i, o in states.items())
     dropped = ", ".join(f'"{o}"' for o in states.values())
@@ -257,7 +263,7 @@ def kotlin(manifest: dict[str, Any]) -> str:
         params.append(f"{param}: {kind}")
         pre = item["preprocessing"]
         what = (f"{pre['size'][0]}x{pre['size'][1]} {pre['color']} image" if pre["kind"] == "image"
-                else f"{_count(item['shape'])} values")  # fmt: skip
+                else f"{values_per_sample(item['shape'])} values")  # fmt: skip
         fills.append(f"""    /** Input "{item["name"]}": {item["dtype"]} {item["shape"]}, a {what}. */
     private fun fill{param[0].upper()}{param[1:]}({param}: {kind}): ByteBuffer {{
 {body}
@@ -268,12 +274,12 @@ def kotlin(manifest: dict[str, Any]) -> str:
     feeds = "\n".join(f'        inputs[interpreter.getInputIndex("{item["name"]}")] = fill{p[0].upper()}{p[1:]}({p})'
                       for item, p in inputs)  # fmt: skip
     outs = "\n".join(
-        f"        val out{i} = ByteBuffer.allocateDirect({_count(o['shape']) * _BYTES.get(o['dtype'], 4)})"
+        f"        val out{i} = ByteBuffer.allocateDirect({values_per_sample(o['shape']) * _BYTES.get(o['dtype'], 4)})"
         f'.order(ByteOrder.nativeOrder())\n        outputs[interpreter.getOutputIndex("{o["name"]}")] = out{i}'
         for i, o in enumerate(manifest["outputs"])
     )
     reads = ",\n".join(
-        f'            "{o["name"]}" to out{i}.let {{ buf -> buf.rewind(); FloatArray({_count(o["shape"])}) {{ {_read(o)} }} }}'
+        f'            "{o["name"]}" to out{i}.let {{ buf -> buf.rewind(); FloatArray({values_per_sample(o["shape"])}) {{ {_read(o)} }} }}'
         for i, o in enumerate(manifest["outputs"])
     )
     reset = ("        interpreter.resetVariableTensors()  // recurrent state: each call starts from zero, as validated\n"

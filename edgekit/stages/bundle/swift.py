@@ -17,17 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.stages.bundle.app import COCO_KEYPOINTS, state_pairs
-from edgekit.stages.bundle.kotlin import identifier
+from edgekit.stages.bundle.kotlin import identifier, values_per_sample
 
 _ELEMENT = {"float32": "Float32", "int8": "Int8", "uint8": "UInt8", "int16": "Int16", "int32": "Int32",
             "int64": "Int64", "bool": "UInt8"}  # fmt: skip
-
-
-def _count(shape: list[int]) -> int:
-    total = 1
-    for d in shape[1:]:
-        total *= d
-    return total
 
 
 def _fill(item: dict[str, Any], param: str) -> tuple[str, str]:
@@ -162,7 +155,7 @@ def _streaming(manifest: dict[str, Any], inputs: list[tuple[dict[str, Any], str]
         return ""
     states = {i["name"]: o["name"] for i, o in pairs}
     signature = ", ".join(f"{p}: {_fill(item, p)[0]}" for item, p in inputs if item["name"] not in states)
-    args = ", ".join(f'{p}: state["{item["name"]}"] ?? [Float](repeating: 0, count: {_count(item["shape"])})'
+    args = ", ".join(f'{p}: state["{item["name"]}"] ?? [Float](repeating: 0, count: {values_per_sample(item["shape"])})'
                      if item["name"] in states else f"{p}: {p}" for item, p in inputs)  # fmt: skip
     keep = "\n".join(f'        state["{i}"] = out["{o}"]!' for i, o in states.items())
     dropped = ", ".join(f'"{o}"' for o in states.values())
@@ -197,9 +190,9 @@ def swift(manifest: dict[str, Any]) -> str:
         params.append(f"{param}: {kind}")
         pre = item["preprocessing"]
         what = (f"{pre['size'][0]}x{pre['size'][1]} {pre['color']} pixels (0-255, row-major, resized bilinearly first)"
-                if pre["kind"] == "image" else f"{_count(item['shape'])} values")  # fmt: skip
+                if pre["kind"] == "image" else f"{values_per_sample(item['shape'])} values")  # fmt: skip
         feeds.append(f"""        // "{item["name"]}": {item["dtype"]} {item["shape"]}, {what}
-        precondition({param}.count == {_count(item["shape"])})
+        precondition({param}.count == {values_per_sample(item["shape"])})
         try interpreter.copy({data}, toInputAt: try index(of: "{item["name"]}", count: interpreter.inputTensorCount) {{ try interpreter.input(at: $0) }})""")
     reads = "\n".join(f"""        do {{
             let output = try interpreter.output(at: try index(of: "{o["name"]}", count: interpreter.outputTensorCount) {{ try interpreter.output(at: $0) }})
