@@ -27,6 +27,7 @@ from edgekit.cli.render import emit_json, notice, out, print_bundle, print_predi
     help="Ship a file that broke a validate budget or convert's tolerance (edgekit.json says so).",
 )
 @click.option("--output-kind", default=None, help="What a bare model's output holds, [NAME=]KIND (e.g. keypoints).")
+@click.option("--streaming", is_flag=True, help="Bundle the run's streaming artifacts (<run>/convert_streaming).")
 @click.option("--sign", type=click.Path(path_type=str), default=None, help="Ed25519 private key (PEM) to sign with.")
 @json_option("Print edgekit.json.")
 def bundle_cmd(

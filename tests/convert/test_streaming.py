@@ -225,3 +225,19 @@ def test_the_sunspots_recipe_deploys_streaming_artifacts_beside_its_windowed_one
     stepped = {r["precision"]: r for r in report["results"] if r["format"] == "tflite"}
     for name, metrics in windowed["fp32"]["metrics"].items():
         assert stepped["fp32"]["metrics"][name]["mae"] == pytest.approx(metrics["mae"], rel=1e-3)
+    # its Pi bundle, built streaming, forecasts along the whole series one year per row
+    import csv
+    import subprocess
+    import sys
+
+    res = run_cli("bundle", str(tmp_path / "run"), "--platform", "rpi", "--streaming", "--out", str(tmp_path / "b"))
+    assert res.returncode == 0, res.stderr
+    years = [float(r["SUNACTIVITY"]) for r in csv.DictReader((REPO / "models" / "sunspots.csv").open())]
+    np.savetxt(tmp_path / "years.csv", np.array(years)[:, None], delimiter=",", header="SUNACTIVITY", comments="")
+    ran = subprocess.run([sys.executable, str(tmp_path / "b" / "run.py"), str(tmp_path / "years.csv"), "--stream",
+                          "--json"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    forecasts = json.loads(ran.stdout)
+    assert len(forecasts) == len(years) and all(np.isfinite(r["values"][0]) for r in forecasts)
+    assert_clean_failure(run_cli("bundle", str(tmp_path / "run" / "convert"), "--platform", "rpi", "--streaming",
+                                 "--out", str(tmp_path / "b2")), "no streaming artifacts")  # fmt: skip

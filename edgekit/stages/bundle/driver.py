@@ -147,6 +147,27 @@ def choose_artifact(source: str | Path, platform: str, allow_over_budget: bool =
     return choice
 
 
+STREAMING_DIR = "convert_streaming"  # where edgekit run puts a recipe's streaming artifacts
+
+
+def streaming_source(source: str | Path) -> Path:
+    """``bundle --streaming``: the run's streaming conversion (``<run>/convert_streaming``, or a convert folder
+    whose record says it is streaming).
+
+    Example:
+        >>> streaming_source("runs/none")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: runs/none: no streaming artifacts (a recipe with convert: {streaming: true}, ...
+    """
+    for folder in (Path(source) / STREAMING_DIR, Path(source)):
+        found = _convert_dir(folder) if folder.is_dir() else None
+        if found is not None and (found[1].get("conversion") or {}).get("streaming"):
+            return found[0]
+    raise InputError(f"{source}: no streaming artifacts (a recipe with convert: {{streaming: true}}, or edgekit "
+                     "convert --streaming)")  # fmt: skip
+
+
 def _run_task(manifest: dict[str, Any] | None) -> dict[str, Any]:
     return dict((manifest or {}).get("task") or {})
 
@@ -312,6 +333,7 @@ def bundle(
     allow_over_budget: bool = False,
     sign: str | Path | None = None,
     output_kind: str | None = None,
+    streaming: bool = False,
 ) -> dict[str, Any]:
     """Build a ``platform`` bundle from ``source``; return its manifest (``edgekit.json``).
 
@@ -337,6 +359,8 @@ def bundle(
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
     signer = signer_key_id(sign) if sign is not None else None  # a bad key is refused before any work
+    if streaming:
+        source = streaming_source(source)
     choice = choose_artifact(source, platform, allow_over_budget)
     broken = _budgets_broken(choice, f"{source}: the {platform} bundle's only candidate", allow_over_budget)
     blob = read_model_bytes(choice.path)
