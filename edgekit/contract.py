@@ -203,18 +203,6 @@ def pixels_to_range(images: np.ndarray, value_range: tuple[float, float]) -> np.
     return (np.asarray(images, np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)).astype(np.float32)
 
 
-def softmax(values: np.ndarray) -> np.ndarray:
-    """Probabilities from logits over the last axis (numerically stable).
-
-    Example:
-        >>> softmax(np.array([0.0, 0.0])).tolist()
-        [0.5, 0.5]
-    """
-    shifted = np.asarray(values, np.float64) - np.max(values, axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def read_labels(path: str | Path) -> list[str]:
     """A labels file: one label per line (the whole line: Coral's labels carry synonyms), UTF-8.
 
