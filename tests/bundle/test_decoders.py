@@ -38,3 +38,11 @@ def test_a_class_map_gives_shares_and_a_mask_at_the_photo_size(tmp_path):
                                  {"label": "bird", "index": 3, "share": 0.25}]  # fmt: skip
     with Image.open(result["mask"]) as mask:
         assert mask.size == (40, 20) and np.asarray(mask)[0, 0] == 3 and np.asarray(mask)[19, 39] == 0
+
+
+def test_run_py_pairs_state_as_the_runtime_does():
+    """run.py carries its own copy (it has no edgekit): the same state suffixes as edgekit.runtime."""
+    from edgekit.runtime.base import STATE_SUFFIXES
+    from edgekit.stages.bundle import app
+
+    assert app.STATE_SUFFIXES == STATE_SUFFIXES

@@ -582,7 +582,9 @@ def run_batch(interp: Any, manifest: dict[str, Any], batch: list[np.ndarray]) ->
 
 # -- streaming -------------------------------------------------------------------------------
 
-STATE_SUFFIXES = ("_next", "_out", "_new")  # a state output is named after its state input plus one of these
+# A state output is named after its state input plus one of these (edgekit.runtime.base's, copied: run.py has no
+# edgekit; a test checks they are equal).
+STATE_SUFFIXES = ("_next", "_out", "_new")
 
 
 def state_pairs(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
