@@ -305,6 +305,22 @@ def file_contract(
     return Contract(ins, outs, notes)
 
 
+def contract_of_file(path: str | Path, model: Any) -> tuple[Contract, str]:
+    """A ``.tflite`` file's contract and where it came from: the convert record beside the file when it lists the
+    file, else what the file's graph says (:func:`tflite_contract`).
+
+    Example:
+        >>> contract_of_file("runs/m/m_int8.tflite", read_tflite("runs/m/m_int8.tflite"))[1]  # doctest: +SKIP
+        'runs/m/manifest.json'
+    """
+    from edgekit.rundir import RunDir, convert_entry
+
+    recorded = convert_entry(path)
+    if recorded and recorded[0].get("contract"):
+        return Contract.from_dict(recorded[0]["contract"]), str(RunDir(Path(path).parent).manifest)
+    return tflite_contract(model), "the file alone"
+
+
 def tflite_contract(model: Any) -> Contract:
     """:func:`file_contract` of a parsed TFLite model (its signature I/O and its graph's evidence).
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.contract import file_contract, tflite_contract
+from edgekit.contract import contract_of_file, file_contract
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
 from edgekit.formats.onnx import OnnxModel, num_elements, parse_onnx
@@ -27,7 +27,6 @@ from edgekit.formats.tflite import (
 from edgekit.preflight.edgetpu import edgetpu_preflight
 from edgekit.preflight.gpu import gpu_preflight
 from edgekit.preflight.memory import fits, model_memory, onnx_memory
-from edgekit.rundir import RunDir, convert_entry
 from edgekit.runtime.files import model_format, read_model_bytes
 from edgekit.runtime.targets import TARGETS
 from edgekit.runtime.tflite import _spec as tflite_spec
@@ -35,11 +34,10 @@ from edgekit.runtime.tflite import _spec as tflite_spec
 
 def _contract(path: Path, report: dict[str, Any], model: TFLiteModel | None) -> dict[str, Any]:
     """The recorded contract (the convert record beside the file), else what the file itself says."""
-    recorded = convert_entry(path)
-    if recorded and recorded[0].get("contract"):
-        return {**recorded[0]["contract"], "source": str(RunDir(path.parent).manifest)}
-    found = tflite_contract(model) if model is not None else file_contract(report["inputs"], report["outputs"], {})
-    return {**found.to_dict(), "source": "the file alone"}
+    if model is not None:
+        found, source = contract_of_file(path, model)
+        return {**found.to_dict(), "source": source}
+    return {**file_contract(report["inputs"], report["outputs"], {}).to_dict(), "source": "the file alone"}
 
 
 def inspect_model(path: str | Path, *, target: str | None = None, ram_budget: int | None = None) -> dict[str, Any]:

@@ -47,13 +47,10 @@ def run(recipe: str | Path, *, data: str | None = None, out: str | Path | None =
     converted = convert(run_dir.root, run_dir.convert.root, settings=windowed, calib=run_dir.calibration)
     records = {"train": trained, "convert": converted, "validate": _validated([run_dir.root], run_dir.validate.root)}
     if settings.streaming:  # the recipe asks for streaming artifacts too, beside the windowed ones
-        folder = RunDir(run_dir.root / STREAMING)
+        folder = run_dir.convert_streaming
         records["convert_streaming"] = convert(run_dir.root, folder.root, settings=settings, calib=run_dir.calibration)
         records["validate_streaming"] = _validated([folder.root], folder.validate.root)
     return records
-
-
-STREAMING = "convert_streaming"  # where a recipe's streaming artifacts go, inside its run directory
 
 
 def _validated(sources: list[Path], out: Path) -> Record:

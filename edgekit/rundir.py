@@ -192,6 +192,11 @@ class RunDir:
         return RunDir(self.root / "convert")
 
     @property
+    def convert_streaming(self) -> RunDir:
+        """Where ``edgekit run`` converts a recipe's streaming artifacts (``convert: {streaming: true}``)."""
+        return RunDir(self.root / "convert_streaming")
+
+    @property
     def baseline(self) -> RunDir:
         return RunDir(self.root / "baseline")
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from edgekit import __version__
 from edgekit.common.io import sha256_file
-from edgekit.contract import Contract, read_labels, tflite_contract, with_kinds
+from edgekit.contract import Contract, contract_of_file, read_labels, tflite_contract, with_kinds
 from edgekit.errors import BudgetExceededError, InputError
 from edgekit.formats.metadata import embed_metadata
 from edgekit.formats.tflite import parse_tflite, quantization_kind
@@ -123,7 +123,7 @@ def choose_artifact(source: str | Path, platform: str, allow_over_budget: bool =
         model = parse_tflite(read_model_bytes(src), str(src))
         precision = "edgetpu" if model.edgetpu_compiled else quantization_kind(model)
         recorded, entry = convert_entry(src) or (None, None)
-        contract = _contract(recorded) or tflite_contract(model)  # the record's, else what the graph says
+        contract, _ = contract_of_file(src, model)  # the record's beside it, else what the graph says
         choice = Choice(src, precision, "the file given", _run_task(recorded), contract=contract,
                         verdict=_verdict(entry))  # fmt: skip
         if entry is not None and entry.get("verdict") == "out_of_tolerance" and not allow_over_budget:
@@ -147,9 +147,6 @@ def choose_artifact(source: str | Path, platform: str, allow_over_budget: bool =
     return choice
 
 
-STREAMING_DIR = "convert_streaming"  # where edgekit run puts a recipe's streaming artifacts
-
-
 def streaming_source(source: str | Path) -> Path:
     """``bundle --streaming``: the run's streaming conversion (``<run>/convert_streaming``, or a convert folder
     whose record says it is streaming).
@@ -160,7 +157,7 @@ def streaming_source(source: str | Path) -> Path:
         ...
         edgekit.errors.InputError: runs/none: no streaming artifacts (a recipe with convert: {streaming: true}, ...
     """
-    for folder in (Path(source) / STREAMING_DIR, Path(source)):
+    for folder in (RunDir(source).convert_streaming.root, Path(source)):
         found = _convert_dir(folder) if folder.is_dir() else None
         if found is not None and (found[1].get("conversion") or {}).get("streaming"):
             return found[0]

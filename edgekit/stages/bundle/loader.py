@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.contract import Contract, read_labels, tflite_contract, with_kinds
+from edgekit.contract import contract_of_file, read_labels, with_kinds
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
 from edgekit.formats.tflite import read_tflite
@@ -99,8 +99,7 @@ def derived_manifest(
         embedded["model"] = {**embedded["model"], "file": path.name}
         return embedded, labels
     recorded = convert_entry(path)
-    contract = Contract.from_dict(recorded[0]["contract"]) if recorded and recorded[0].get("contract") else None
-    contract = with_kinds(contract or tflite_contract(model), output_kind)
+    contract = with_kinds(contract_of_file(path, model)[0], output_kind)
     inputs, outputs = io_entries(model, None, contract)
     outputs = with_run_shapes(path, outputs)
     if labels is None:
