@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -167,7 +168,7 @@ class Runner(abc.ABC):
 
     # -- streaming -------------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def state_pairs(self) -> list[tuple[int, int]]:
         """(input index, output index) of each state a streaming model carries: an input ``S`` and an output
         ``S_next`` (what ``edgekit convert --streaming`` writes), ``S_out`` or ``S_new``. Empty for other models.
@@ -227,18 +228,20 @@ class Runner(abc.ABC):
             >>> [runner.step(row)[0] for row in stream]  # doctest: +SKIP
         """
         pairs = self._state_pairs_or_refuse()
-        state = self.state
+        if not hasattr(self, "_state"):
+            self.reset()
         state_inputs, state_outputs = {i for i, _ in pairs}, {o for _, o in pairs}
         step_specs = [s for i, s in enumerate(self.inputs) if i not in state_inputs]
-        values = list(x.values()) if isinstance(x, Mapping) else [x] if len(step_specs) == 1 else list(x)
         if isinstance(x, Mapping) and set(x) != {s.name for s in step_specs}:
             raise InputError(f"step takes {[s.name for s in step_specs]}, got {sorted(x)}")
+        by_name = isinstance(x, Mapping)  # a mapping is read by name, in the model's order
+        values = [x[s.name] for s in step_specs] if by_name else [x] if len(step_specs) == 1 else list(x)
         if len(values) != len(step_specs):
             raise InputError(
                 f"step takes {len(step_specs)} input(s) ({[s.name for s in step_specs]}), got {len(values)}"
             )
         given = iter(self._one_step(np.asarray(v), s) for v, s in zip(values, step_specs, strict=True))
-        feeds = [state[s.name] if i in state_inputs else next(given) for i, s in enumerate(self.inputs)]
+        feeds = [self._state[s.name] if i in state_inputs else next(given) for i, s in enumerate(self.inputs)]
         outputs = self.run(feeds)
         self._state = {self.inputs[i].name: outputs[o] for i, o in pairs}
         return [out for k, out in enumerate(outputs) if k not in state_outputs]
