@@ -424,9 +424,8 @@ def detections(outputs: dict[str, np.ndarray], post: dict[str, Any], labels: lis
                 break
             if not keep or (_iou(boxes[i], boxes[keep])[classes[keep] == classes[i]] <= 0.5).all():
                 keep.append(int(i))
-    found = [{"label": _label(labels, int(classes[i])), "index": int(classes[i]), "score": round(float(scores[i]), 6),
-              "box": [round(float(v), 6) for v in np.clip(boxes[i], 0.0, 1.0)]} for i in keep[:most]]  # fmt: skip
-    return found
+    return [{"label": _label(labels, int(classes[i])), "index": int(classes[i]), "score": round(float(scores[i]), 6),
+             "box": [round(float(v), 6) for v in np.clip(boxes[i], 0.0, 1.0)]} for i in keep[:most]]  # fmt: skip
 
 
 def keypoints(values: np.ndarray) -> list[dict[str, Any]]:
@@ -501,7 +500,7 @@ def postprocess(outputs: dict[str, np.ndarray], manifest: dict[str, Any], labels
                 scores = exp / exp.sum()
             k = min(top_k or post.get("top_k", 5), scores.size)
             best = np.argsort(-scores, kind="stable")[:k]
-            results.append({"top": [{"label": labels[i] if labels else str(int(i)), "index": int(i),
+            results.append({"top": [{"label": _label(labels, int(i)), "index": int(i),
                                      "score": round(float(scores[i]), 6)} for i in best]})  # fmt: skip
         elif task == "anomaly_scorer":
             score = float(row[0])
