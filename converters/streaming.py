@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,24 +46,91 @@ class StreamSpec:
         return {"step_input": self.step_input, "outputs": self.outputs, "states": self.states}
 
 
-def _chain(model: Any) -> list[Any]:
-    """The model's layers as one chain from its single input to its single output, or a one-line refusal."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise InputError(f"--streaming takes a model with one input and one output; {model.name!r} has "
-                         f"{len(model.inputs)} and {len(model.outputs)}")  # fmt: skip
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    for before, after in itertools.pairwise(layers):
-        consumers = {id(n.operation) for n in getattr(before, "_outbound_nodes", [])}
-        if consumers and id(after) not in consumers:
-            raise InputError(f"--streaming takes a chain of layers; {before.name!r} does not feed {after.name!r}")
-    return layers
+# Layers that join per-step tensors: a step of their output needs the same step of each input.
+JOINS = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"}
+
+
+class _Walk:
+    """Rebuilds a model's graph for one timestep: per-step layers cloned with their weights, each recurrent layer
+    as its cell with the state as inputs and outputs, a nested model walked through the same way."""
+
+    def __init__(self) -> None:
+        self.state_in: list[Any] = []
+        self.state_out: list[Any] = []
+        self.states: list[dict[str, Any]] = []
+        self.last_step: set[int] = set()  # ids of tensors that hold only a recurrent layer's last step
+
+    def model(self, model: Any, inputs: list[Any]) -> list[Any]:
+        graph = getattr(model, "_functional", None) or model  # a Sequential runs through its functional twin
+        outputs = graph._run_through_graph(inputs, operation_fn=self.operation)
+        return outputs if isinstance(outputs, list | tuple) else [outputs]
+
+    def operation(self, layer: Any) -> Any:
+        kind = type(layer).__name__
+        if hasattr(getattr(layer, "_functional", None) or layer, "_run_through_graph"):  # a model used as a layer
+            return lambda *args, **kwargs: _single(self.model(layer, list(args)))
+        if kind in CELLS:
+            return lambda h, **kwargs: self.recurrent(layer, h, kwargs)
+        if kind in PER_STEP or kind in JOINS:
+            return lambda *args, **kwargs: self.per_step(layer, kind, args, kwargs)
+        raise InputError(f"--streaming: layer {layer.name!r} ({kind}) needs more than the current step; a stream "
+                         f"model takes per-step layers ({', '.join(sorted(PER_STEP)[:6])}, ...) around "
+                         "LSTM / GRU / SimpleRNN layers")  # fmt: skip
+
+    def recurrent(self, layer: Any, h: Any, kwargs: dict[str, Any]) -> Any:
+        import keras
+
+        if kwargs.get("initial_state") is not None:
+            raise InputError(f"--streaming: layer {layer.name!r} already takes its state as inputs; convert the "
+                             "model as it is (without --streaming)")  # fmt: skip
+        if getattr(layer, "go_backwards", False):
+            raise InputError(f"--streaming: layer {layer.name!r} reads its sequence backwards; a stream only "
+                             "goes forwards")  # fmt: skip
+        if id(h) in self.last_step:
+            raise InputError(f"--streaming: layer {layer.name!r} follows a recurrent layer that returns only "
+                             "its last step")  # fmt: skip
+        cell = type(layer.cell).from_config({**layer.cell.get_config(), "name": f"{layer.name}_cell"})
+        names = [f"{layer.name}_{n}" for n in CELLS[type(layer).__name__]]
+        ins = [keras.Input((layer.units,), name=n) for n in names]
+        out, new = cell(h, ins if len(ins) > 1 else ins[0])
+        cell.set_weights(layer.cell.get_weights())
+        new = list(new) if isinstance(new, list | tuple) else [new]
+        self.state_in += ins
+        self.state_out += [keras.layers.Identity(name=n + NEXT)(s) for n, s in zip(names, new, strict=True)]
+        self.states += [{"input": n, "output": n + NEXT, "layer": layer.name, "units": int(layer.units)}
+                        for n in names]  # fmt: skip
+        if not layer.return_sequences:
+            self.last_step.add(id(out))
+        return out
+
+    def per_step(self, layer: Any, kind: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        config = layer.get_config()
+        if kind == "Concatenate" and config.get("axis") not in (-1, 2):
+            raise InputError(f"--streaming: layer {layer.name!r} joins along axis {config.get('axis')}; a step "
+                             "joins features only (axis -1)")  # fmt: skip
+        clone = type(layer).from_config(config)
+        out = clone(*args, **{k: v for k, v in kwargs.items() if k != "training"})
+        clone.set_weights(layer.get_weights())
+        if hasattr(clone, "finalize_state"):  # Normalization: the statistics it uses come from its weights here
+            clone.finalize_state()
+        flat = [t for a in args for t in (a if isinstance(a, list | tuple) else [a])]
+        if any(id(t) in self.last_step for t in flat):
+            self.last_step.add(id(out))
+        return out
+
+
+def _single(outputs: list[Any]) -> Any:
+    return outputs[0] if len(outputs) == 1 else outputs
 
 
 def to_streaming(model: Any) -> tuple[Any, StreamSpec]:
     """The one-step model of a recurrent sequence model, and its I/O (see the module docstring).
 
-    Refused in one line: no recurrent layer, a layer that needs more than the current step (Conv1D, pooling,
-    Bidirectional, Masking, attention), a recurrent layer with ``go_backwards``, several inputs or outputs.
+    The model's graph is rebuilt for one step, through nested models and layers that join per-step tensors
+    (``Subtract``, ``Multiply``, ``Concatenate`` on features, ...): an autoencoder's reconstruction error streams
+    like a forecaster. Refused in one line: no recurrent layer, a layer that needs more than the current step
+    (Conv1D, pooling, RepeatVector, Bidirectional, attention), a recurrent layer with ``go_backwards``, several
+    inputs or outputs.
 
     Example:
         >>> to_streaming(dense_model)  # doctest: +SKIP
@@ -74,49 +140,21 @@ def to_streaming(model: Any) -> tuple[Any, StreamSpec]:
     """
     import keras
 
-    layers = _chain(model)
-    kinds = [type(layer).__name__ for layer in layers]
-    if not set(kinds) & set(CELLS):
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InputError(f"--streaming takes a model with one input and one output; {model.name!r} has "
+                         f"{len(model.inputs)} and {len(model.outputs)}")  # fmt: skip
+    if not any(type(layer).__name__ in CELLS for layer in model._flatten_layers()):
         raise InputError(f"--streaming needs a recurrent layer (LSTM, GRU, SimpleRNN); {model.name!r} has none")
     shape = model.inputs[0].shape
     if len(shape) != 3:
         raise InputError(f"--streaming takes a sequence model (batch, steps, features); {model.name!r} takes "
                          f"{tuple(shape)}")  # fmt: skip
     x = keras.Input((shape[-1],), name="x")
-    h, state_in, state_out, states = x, [], [], []
-    seen_last = False
-    for layer, kind in zip(layers, kinds, strict=True):
-        if kind in CELLS:
-            if getattr(layer, "go_backwards", False):
-                raise InputError(f"--streaming: layer {layer.name!r} reads its sequence backwards; a stream only "
-                                 "goes forwards")  # fmt: skip
-            if seen_last:
-                raise InputError(f"--streaming: layer {layer.name!r} follows a recurrent layer that returns only "
-                                 "its last step")  # fmt: skip
-            cell = type(layer.cell).from_config({**layer.cell.get_config(), "name": f"{layer.name}_cell"})
-            names = [f"{layer.name}_{n}" for n in CELLS[kind]]
-            ins = [keras.Input((layer.units,), name=n) for n in names]
-            out, new = cell(h, ins if len(ins) > 1 else ins[0])
-            cell.set_weights(layer.cell.get_weights())
-            new = list(new) if isinstance(new, list | tuple) else [new]
-            state_in += ins
-            state_out += [keras.layers.Identity(name=n + NEXT)(s) for n, s in zip(names, new, strict=True)]
-            states += [{"input": n, "output": n + NEXT, "layer": layer.name, "units": int(layer.units)} for n in names]
-            seen_last = not layer.return_sequences
-            h = out
-        elif kind in PER_STEP:
-            clone = type(layer).from_config(layer.get_config())
-            h = clone(h)
-            clone.set_weights(layer.get_weights())
-            if hasattr(clone, "finalize_state"):  # Normalization: the statistics it uses come from its weights here
-                clone.finalize_state()
-        else:
-            raise InputError(f"--streaming: layer {layer.name!r} ({kind}) needs more than the current step; a stream "
-                             f"model takes per-step layers ({', '.join(sorted(PER_STEP)[:6])}, ...) around "
-                             "LSTM / GRU / SimpleRNN layers")  # fmt: skip
+    walk = _Walk()
+    (h,) = walk.model(model, [x])
     y = keras.layers.Identity(name="y")(h)
-    step = keras.Model([x, *state_in], [y, *state_out], name=f"{model.name}_streaming")
-    return step, StreamSpec("x", ["y"], states)
+    step = keras.Model([x, *walk.state_in], [y, *walk.state_out], name=f"{model.name}_streaming")
+    return step, StreamSpec("x", ["y"], walk.states)
 
 
 def is_stateful(model: Any) -> bool:

@@ -76,11 +76,18 @@ STREAM_STEPS = 500  # held-out steps in the stream every streaming artifact is c
 
 def _streamed(model: Any, job: dict[str, Any]) -> Streamed:
     """``--streaming`` (or a ``stateful=True`` model): the one-step model, checked against the original on its
-    windows; the calibration windows stepped through it; the last windows joined into one long stream."""
+    windows; the calibration windows stepped through it; the last windows joined into one long stream.
+
+    A run's anomaly scorer says how it streams (``task.stream``): its per-step part up to the squared error,
+    the window reduction of its score recorded for the runtime (``window_reduce``)."""
     from edgekit.common.calibration import load_calibration
-    from edgekit.converters.source import input_specs, output_names
+    from edgekit.converters.source import input_specs, output_names, with_outputs
     from edgekit.converters.streaming import check_against_windows, stepped_feeds, stream_reference, to_streaming
 
+    windowed = model
+    how = (job.get("run_task") or {}).get("stream") if not job.get("outputs") else None
+    if how:
+        model = with_outputs(model, how["outputs"])
     step, spec = to_streaming(model)
     (window_spec,) = input_specs(model)
     if job.get("calib"):
@@ -92,11 +99,13 @@ def _streamed(model: Any, job: dict[str, Any]) -> Streamed:
     diff = check_against_windows(model, step, spec, windows[:64])
     held = windows[-max(1, -(-STREAM_STEPS // steps)) :]
     stream = np.concatenate([held.reshape(-1, windows.shape[-1])] * 2)  # the same steps again, state carried
-    window_output = {"name": output_names(model)[0], "shape": list(model.outputs[0].shape)}
+    window_output = {"name": output_names(windowed)[0], "shape": list(windowed.outputs[0].shape)}
     figures = {**spec.to_dict(), "step_vs_window_max_abs_diff": diff, "steps_per_window": steps,
                "window_input": window_spec.to_dict(), "window_output": window_output,
                "stream_steps": len(stream), "stream_source": "the last calibration windows, joined, stepped twice"
                if job.get("calib") else "random windows (no --calib)"}  # fmt: skip
+    if how:
+        figures["window_reduce"] = how["window_reduce"]
     return Streamed(step, spec, stepped_feeds(step, spec, windows), stream_reference(step, spec, stream), figures)
 
 

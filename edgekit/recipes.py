@@ -83,7 +83,7 @@ class ModelConfig:
     dropout: float = 0.2
     augment: bool = True
     units: list[int] = field(default_factory=lambda: [32])  # LSTM layers / autoencoder encoder widths
-    kind: str = "dense"  # autoencoder: dense | conv1d | lstm
+    kind: str = "dense"  # autoencoder: dense | conv1d | lstm | lstm_causal (streams)
     latent: int = 8
     score: str = "mean"  # autoencoder: mean | max | smoothed_max of the squared reconstruction error
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)

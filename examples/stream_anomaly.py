@@ -1,12 +1,14 @@
-"""A streaming anomaly detector: sensor rows from a CSV file or stdin, scored window by window with a bundle.
+"""A streaming anomaly detector: sensor rows from a CSV file or stdin, scored as they arrive with a bundle.
 
-Keeps the last ``steps`` rows (the window the bundled model takes; a feature model scores
-each row), and prints one line per scored window: its last row number, the anomaly score and
-the verdict against the bundle's threshold. Needs only the bundle and its requirements: it
-imports the bundle's own ``run.py``.
+A streaming bundle (``edgekit bundle RUN --platform rpi --streaming``) takes one row per call and keeps the
+recurrent state between calls; its score is the windowed model's reduction of the last ``steps`` rows' errors,
+so every row gets a verdict once that many rows have come, for one cheap step each. A windowed bundle keeps the
+last ``steps`` rows and re-runs the whole window (a feature model scores each row). Prints one line per scored
+row (every ``--every`` rows): its number, the anomaly score, the verdict against the bundle's threshold. Needs
+only the bundle and its requirements: it imports the bundle's own ``run.py``.
 
 Example:
-    $ tail -f /var/log/sensor.csv | python examples/stream_anomaly.py bundles/sensor_rpi - --every 8
+    $ tail -f /var/log/sensor.csv | python examples/stream_anomaly.py bundles/sensor_streaming - --every 8
     row 64 score 0.41 normal
     row 72 score 3.90 ANOMALY
 """
@@ -43,12 +45,30 @@ def rows(source: str):
             handle.close()
 
 
+def windowed(app, manifest: dict, interp, numbered, every: int):
+    """(row number, result) of every ``every``-th row once a windowed bundle's window is full: its last ``steps``
+    rows re-run."""
+    item = manifest["inputs"][0]
+    pre = item["preprocessing"]
+    steps = pre.get("steps", 1) if pre["kind"] == "window" else 1
+    width = pre.get("channels") if pre["kind"] == "window" else int(np.prod(item["shape"][1:]))
+    window: collections.deque = collections.deque(maxlen=steps)
+    for n, row in numbered:
+        if len(row) < width:
+            raise app.BundleError(f"row {n} has {len(row)} values; the model takes {width} per row")
+        window.append(row[-width:])
+        if len(window) == steps and n % every == 0:
+            values = np.asarray(window, np.float32).reshape(item["shape"][1:])
+            outputs = app.run_batch(interp, manifest, [app.values_input(values, item)])
+            yield n, app.postprocess(outputs, manifest, None)[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     parser.add_argument("source", help="CSV file, or - for stdin")
-    parser.add_argument("--every", type=int, default=1, help="score every N rows once the window is full")
-    parser.add_argument("--json", action="store_true", help="one JSON object per scored window")
+    parser.add_argument("--every", type=int, default=1, help="print every N-th row (numbered from 1)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per printed row")
     args = parser.parse_args(argv)
     app = load_bundle_app(args.bundle)
     try:
@@ -57,25 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         if manifest["task"] != "anomaly_scorer":
             raise app.BundleError(f"{args.bundle}: a {manifest['task']} bundle, not an anomaly scorer")
         interp = app.open_interpreter(args.bundle, manifest, threads=2)
-        item = manifest["inputs"][0]
-        pre = item["preprocessing"]
-        steps = pre.get("steps", 1) if pre["kind"] == "window" else 1
-        width = pre.get("channels") if pre["kind"] == "window" else int(np.prod(item["shape"][1:]))
-        window: collections.deque = collections.deque(maxlen=steps)
-        since = 0
-        for n, row in rows(args.source):
-            if len(row) < width:
-                raise app.BundleError(f"row {n} has {len(row)} values; the model takes {width} per row")
-            window.append(row[-width:])
-            since += 1
-            if len(window) < steps or since < args.every:
+        if app.state_pairs(manifest):  # a streaming model: one step per row, its state kept
+            stepper = app.Stepper(manifest, lambda feeds: app.run_batch(interp, manifest, feeds))
+            scored = ((n, stepper.push(row[-stepper.width :])) for n, row in rows(args.source))
+        else:
+            scored = windowed(app, manifest, interp, rows(args.source), args.every)
+        for n, result in scored:
+            if result["anomaly"] is None or n % args.every:  # warming up, or not a row to print
                 continue
-            since = 0
-            values = np.asarray(window, np.float32).reshape(item["shape"][1:])
-            outputs = app.run_batch(interp, manifest, [app.values_input(values, item)])
-            result = {"row": n, **app.postprocess(outputs, manifest, None)[0]}
             if args.json:
-                print(json.dumps(result), flush=True)
+                print(json.dumps({"row": n, **result}), flush=True)
             else:
                 print(f"row {n} score {result['score']:.3f} {'ANOMALY' if result['anomaly'] else 'normal'}", flush=True)
     except app.BundleError as exc:

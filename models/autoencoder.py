@@ -28,10 +28,11 @@ from edgekit.errors import InputError
 from edgekit.models.common import Standardization, TrainResult
 from edgekit.recipes import ModelConfig, Recipe, ThresholdConfig
 
-KINDS = ("dense", "conv1d", "lstm")
+KINDS = ("dense", "conv1d", "lstm", "lstm_causal")
 SCORES = ("mean", "max", "smoothed_max")
 SMOOTHING_STEPS = 8
 EXCURSION_FRACTION = 0.15
+CAUSAL_NOISE = 0.5  # σ of the training noise on the standardized input of lstm_causal (seed 1: ROC-AUC 0.86 without)
 
 
 def _autoencoder(config: ModelConfig, shape: tuple[int, ...]) -> keras.Model:
@@ -59,6 +60,14 @@ def _autoencoder(config: ModelConfig, shape: tuple[int, ...]) -> keras.Model:
         h = keras.layers.RepeatVector(shape[0])(h)
         h = keras.layers.LSTM(config.units[0], return_sequences=True)(h)
         outputs = keras.layers.Dense(shape[-1], dtype="float32")(h)  # applied per step
+    elif config.kind == "lstm_causal":  # each step from its past alone: it streams (convert --streaming)
+        if len(shape) != 2:
+            raise InputError("model.kind lstm_causal takes windows (steps, channels)")
+        h = keras.layers.GaussianNoise(CAUSAL_NOISE)(inputs)  # denoising: reconstruct from context, not the step
+        h = keras.layers.LSTM(config.units[0], return_sequences=True)(h)
+        h = keras.layers.Dense(config.latent, activation="tanh", name="latent")(h)
+        h = keras.layers.LSTM(config.units[-1], return_sequences=True)(h)
+        outputs = keras.layers.Dense(shape[-1], dtype="float32")(h)
     else:
         raise InputError(f"model.kind must be one of {', '.join(KINDS)}, got {config.kind!r}")
     return keras.Model(inputs, outputs, name=f"{config.kind}_autoencoder")
@@ -91,6 +100,24 @@ def scorer(autoencoder: keras.Model, shape: tuple[int, ...], reduce: str = "mean
     flat = keras.layers.Reshape((int(np.prod(shape)), 1), name="flatten")(squared)
     pool = keras.layers.GlobalMaxPooling1D if reduce == "max" else keras.layers.GlobalAveragePooling1D
     return keras.Model(inputs, pool(name="score", dtype="float32")(flat), name="anomaly_scorer")
+
+
+def stream_task(score: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    """How the scorer streams (``convert --streaming``): its per-step part ends at the squared error, and the
+    window reduction of the score is applied to the last ``steps`` errors outside the one-step model.
+
+    Example:
+        >>> stream_task("smoothed_max", (64, 3))["window_reduce"]
+        {'kind': 'smoothed_max', 'steps': 64, 'smoothing': 8}
+    """
+    return {
+        "outputs": "squared",
+        "window_reduce": {
+            "kind": score,
+            "steps": int(shape[0]),
+            "smoothing": SMOOTHING_STEPS if score == "smoothed_max" else 1,
+        },
+    }
 
 
 def calibration_excursion(x_train: np.ndarray) -> dict[str, Any]:
@@ -161,4 +188,6 @@ def train(recipe: Recipe, splits: Any, trainer: Any) -> TrainResult:
         "input_standardization": standardize.to_dict(),
         "calibration_excursion": calibration_excursion(x_train),
     }  # fmt: skip
+    if recipe.model.kind == "lstm_causal":
+        task["stream"] = stream_task(recipe.model.score, shape)
     return TrainResult(model=model, metrics=metrics, task=task, standardize=standardize)

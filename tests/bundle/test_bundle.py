@@ -23,7 +23,7 @@ import pytest
 from edgekit.formats.tflite import read_tflite
 from edgekit.inspection import inspect_model
 from edgekit.stages.bundle import bundle
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, assert_clean_failure, run_cli
 
 EXPECTED = {"bird.bmp": "chickadee", "cat.bmp": "Egyptian cat", "grace_hopper.bmp": "military uniform"}
 
@@ -511,3 +511,40 @@ def test_a_signed_bundle_refuses_a_tampered_copy_given_the_key(coral, tmp_path):
                            text=True, cwd=folder, env={**os.environ, "PYTHONPATH": ""}, timeout=120)  # fmt: skip
         assert r.returncode == code, r.stderr
     assert "changed after it was signed" in r.stderr  # the last: the tampered copy
+
+
+@pytest.mark.slow
+def test_the_sensor_streaming_bundle_flags_what_its_windowed_model_flags(sensor_run, tmp_path):
+    """Issue 29: the sensor recipe's streaming bundle, one step per row with the state carried, gives the recorded
+    stream's rows the verdicts its windowed bundle gives each row's last 64 rows; predict --stream agrees."""
+    run_dir, _ = sensor_run
+    streaming, windowed = tmp_path / "streaming", tmp_path / "windowed"
+    for out, extra in ((streaming, ["--streaming"]), (windowed, [])):
+        r = run_cli("bundle", str(run_dir), "--platform", "rpi", "--out", str(out), *extra)
+        assert r.returncode == 0, r.stderr
+    manifest = json.loads((streaming / "edgekit.json").read_text())
+    assert manifest["postprocessing"]["window_reduce"] == {"kind": "smoothed_max", "steps": 64, "smoothing": 8}
+    assert manifest["model"]["file"].startswith("model_streaming_")
+    recorded = REPO / "examples" / "data" / "sensor_stream.csv"
+    results = {}
+    for name, folder in (("streaming", streaming), ("windowed", windowed)):
+        r = subprocess.run([sys.executable, str(REPO / "examples" / "stream_anomaly.py"), str(folder), str(recorded),
+                            "--json"], capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        results[name] = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [s["row"] for s in results["streaming"]] == [w["row"] for w in results["windowed"]] == list(range(64, 1201))
+    flags = {name: np.array([s["anomaly"] for s in scored]) for name, scored in results.items()}
+    agreement = (flags["streaming"] == flags["windowed"]).mean()
+    assert agreement >= 0.95, agreement
+    truth = np.loadtxt(recorded, delimiter=",", skiprows=1)
+    anomalous = np.array([truth[n - 64 : n, 1].any() for n in range(64, 1201)])
+    assert flags["streaming"][anomalous].mean() >= 0.8 and flags["streaming"][~anomalous].mean() <= 0.05
+
+    rows = tmp_path / "rows.csv"  # the sensor columns alone: predict --stream takes one timestep per row
+    np.savetxt(rows, truth[:, 2:], delimiter=",", fmt="%.6g")
+    predicted = json.loads(run_cli("predict", str(streaming), str(rows), "--stream", "--json").stdout)
+    assert len(predicted) == 1200 and predicted[0]["anomaly"] is None and predicted[0]["warming_up"] == "1/64 rows"
+    stepped = [p["score"] for p in predicted[63:]]
+    assert np.allclose(stepped, [s["score"] for s in results["streaming"]], rtol=1e-4)
+    bad = run_cli("predict", str(streaming), str(recorded), "--stream")  # five columns: step, label and the three
+    assert_clean_failure(bad, "takes 3 per step")

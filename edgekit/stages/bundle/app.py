@@ -518,6 +518,8 @@ def describe(result: dict[str, Any]) -> str:
     """One line for a result."""
     if "top" in result:
         return ", ".join(f"{t['label']} {t['score']:.2f}" for t in result["top"])
+    if "warming_up" in result:
+        return f"warming up ({result['warming_up']})"
     if "anomaly" in result:
         return f"score {result['score']:.4g} ({'ANOMALY' if result['anomaly'] else 'normal'}, threshold " \
                f"{result['threshold']:.4g})"  # fmt: skip
@@ -592,30 +594,75 @@ def state_pairs(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str
     return [(i, outputs[i["name"] + s]) for i in manifest["inputs"] for s in STATE_SUFFIXES if i["name"] + s in outputs]
 
 
-def stream(rows: np.ndarray, manifest: dict[str, Any], invoke: Any) -> list[dict[str, np.ndarray]]:
-    """Each row one timestep of a streaming model, in order, the state carried from step to step: each step's
-    outputs (state outputs left out). ``invoke(feeds)`` runs one step on model-dtype arrays in the manifest's
-    input order and returns float outputs by name."""
-    pairs = state_pairs(manifest)
-    if not pairs:
-        raise BundleError("--stream needs a streaming model (state inputs S with outputs S_next): convert the "
-                          "sequence model with edgekit convert --streaming")  # fmt: skip
-    states = {i["name"] for i, _ in pairs}
-    steps = [item for item in manifest["inputs"] if item["name"] not in states]
-    if len(steps) != 1:
-        raise BundleError(f"--stream feeds one input per step; the model takes {[i['name'] for i in steps]}")
-    item, width = steps[0], int(np.prod(steps[0]["shape"][1:]))
-    if rows.shape[1] != width:
-        raise BundleError(f"rows have {rows.shape[1]} values; input {item['name']!r} takes {width} per step")
-    state = {i["name"]: np.zeros(i["shape"], np.float32) for i, _ in pairs}
-    results = []
-    for row in rows:
-        x = values_input(row.reshape(item["shape"][1:]), item)
-        feeds = [x if i is item else _to_model(state[i["name"]], i) for i in manifest["inputs"]]
-        outputs = invoke(feeds)
-        state = {i["name"]: outputs[o["name"]].reshape(i["shape"]) for i, o in pairs}
-        results.append({k: v for k, v in outputs.items() if k not in {o["name"] for _, o in pairs}})
-    return results
+def window_score(errors: Any, reduce: dict[str, Any]) -> float:
+    """A streaming scorer's score of its last per-step errors (edgekit.runtime.streams', copied: a test checks
+    they agree): their mean, max, or ``smoothed_max`` (mean over ``smoothing`` steps, peak per channel, mean)."""
+    e = np.asarray(errors, np.float64).reshape(len(errors), -1)
+    if reduce["kind"] == "mean":
+        return float(e.mean())
+    if reduce["kind"] == "max":
+        return float(e.max())
+    k = max(1, min(int(reduce.get("smoothing", 1)), len(e)))
+    sums = np.cumsum(np.vstack([np.zeros((1, e.shape[1])), e]), axis=0)
+    return float(((sums[k:] - sums[:-k]) / k).max(axis=0).mean())
+
+
+class Stepper:
+    """A streaming model fed one row (timestep) at a time, its state carried from step to step. ``invoke(feeds)``
+    runs one step on model-dtype arrays in the manifest's input order and returns float outputs by name.
+
+    ``push(row)`` gives the row's result as :func:`postprocess` reads it; a streaming anomaly scorer's score is
+    its window reduction (``postprocessing.window_reduce``) over the last ``steps`` rows' errors, as its windowed
+    model scores a window, with no verdict (``anomaly`` null) until that many rows have come.
+    """
+
+    def __init__(self, manifest: dict[str, Any], invoke: Any, labels: list[str] | None = None,
+                 top_k: int | None = None) -> None:  # fmt: skip
+        self.pairs = state_pairs(manifest)
+        if not self.pairs:
+            raise BundleError("--stream needs a streaming model (state inputs S with outputs S_next): convert the "
+                              "sequence model with edgekit convert --streaming")  # fmt: skip
+        states = {i["name"] for i, _ in self.pairs}
+        steps = [item for item in manifest["inputs"] if item["name"] not in states]
+        if len(steps) != 1:
+            raise BundleError(f"--stream feeds one input per step; the model takes {[i['name'] for i in steps]}")
+        self.manifest, self.invoke, self.labels, self.top_k = manifest, invoke, labels, top_k
+        self.item, self.width = steps[0], int(np.prod(steps[0]["shape"][1:]))
+        self.reduce = manifest["postprocessing"].get("window_reduce")
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero state, no rows seen: the next row starts a new stream."""
+        self.state = {i["name"]: np.zeros(i["shape"], np.float32) for i, _ in self.pairs}
+        self.errors: list[np.ndarray] = []
+
+    def push(self, row: Any) -> dict[str, Any]:
+        """One timestep in, its result out."""
+        row = np.asarray(row, np.float32).reshape(-1)
+        if row.size != self.width:
+            raise BundleError(f"a row has {row.size} values; input {self.item['name']!r} takes {self.width} per step")
+        x = values_input(row.reshape(self.item["shape"][1:]), self.item)
+        inputs = self.manifest["inputs"]
+        outputs = self.invoke([x if i is self.item else _to_model(self.state[i["name"]], i) for i in inputs])
+        self.state = {i["name"]: outputs[o["name"]].reshape(i["shape"]) for i, o in self.pairs}
+        outputs = {k: v for k, v in outputs.items() if k not in {o["name"] for _, o in self.pairs}}
+        if not self.reduce:
+            return postprocess(outputs, self.manifest, self.labels, self.top_k)[0]
+        post, steps = self.manifest["postprocessing"], int(self.reduce["steps"])
+        self.errors = [*self.errors[1 - steps :], outputs[post["output"]].reshape(-1)]
+        if len(self.errors) < steps:
+            return {"score": None, "threshold": post["threshold"], "anomaly": None,
+                    "warming_up": f"{len(self.errors)}/{steps} rows"}  # fmt: skip
+        score = np.array([[window_score(self.errors, self.reduce)]], np.float32)
+        return postprocess({post["output"]: score}, self.manifest, self.labels)[0]
+
+
+def stream(rows: np.ndarray, manifest: dict[str, Any], invoke: Any, labels: list[str] | None = None,
+           top_k: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Each row one timestep of a streaming model, in order, from zero state: one result per row (see
+    :class:`Stepper`)."""
+    stepper = Stepper(manifest, invoke, labels, top_k)
+    return [stepper.push(row) for row in rows]
 
 
 def read_rows(path: Path) -> np.ndarray:
@@ -654,9 +701,9 @@ def main(argv: list[str] | None = None) -> int:
         report = []
         for path in args.inputs:
             if args.stream:
-                steps = stream(read_rows(path), manifest, lambda feeds: run_batch(interp, manifest, feeds))
-                report += [{"input": str(path), "row": n, **postprocess(out, manifest, labels, args.top_k)[0]}
-                           for n, out in enumerate(steps)]  # fmt: skip
+                invoke = lambda feeds: run_batch(interp, manifest, feeds)  # noqa: E731
+                steps = stream(read_rows(path), manifest, invoke, labels, args.top_k)
+                report += [{"input": str(path), "row": n, **r} for n, r in enumerate(steps)]
                 continue
             outputs = run_batch(interp, manifest, [read_input(path, item)])
             results = postprocess(outputs, manifest, labels, args.top_k, path, args.out_dir)

@@ -105,11 +105,9 @@ def _predict_stream(bundle: Any, inputs: list[str | Path], top_k: int | None, th
         names = [s.name for s in runner.outputs]
         for path in inputs:
             try:
-                steps = app.stream(
-                    app.read_rows(Path(path)), manifest, lambda f: dict(zip(names, runner.run(f), strict=True))
-                )
-                results += [{"input": str(path), "row": n, **app.postprocess(out, manifest, bundle.labels, top_k)[0]}
-                            for n, out in enumerate(steps)]  # fmt: skip
+                invoke = lambda f: dict(zip(names, runner.run(f), strict=True))  # noqa: E731
+                steps = app.stream(app.read_rows(Path(path)), manifest, invoke, bundle.labels, top_k)
+                results += [{"input": str(path), "row": n, **r} for n, r in enumerate(steps)]
             except app.BundleError as exc:
                 raise InputError(f"{path}: {exc}") from None
     return results

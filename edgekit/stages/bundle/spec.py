@@ -333,6 +333,8 @@ def postprocessing(
         post["threshold"] = float(run_task["threshold"])
         post["threshold_method"] = run_task.get("threshold_method", "")
         post["anomaly_if"] = run_task.get("anomaly_if", "score > threshold")
+        if states and run_task.get("stream"):  # a streaming scorer: y is each step's errors, scored over a window
+            post["window_reduce"] = run_task["stream"]["window_reduce"]
     elif task == "forecaster":
         post["inverse_scaling"] = ("in the model (its Normalization layer was fitted on the training split)"
                                    if "scaler" in run_task else "none")  # fmt: skip

@@ -85,7 +85,7 @@ def convert(
         meta = meta if plan.todo else plan.previous.get("conversion", {})
         checked = check_produced(plan, results, meta, run, progress)
         _check_streams(checked, run, meta, progress)
-        calibrate_artifact_thresholds(checked, inputs, run)
+        calibrate_artifact_thresholds(checked, inputs, run, (meta.get("streaming") or {}).get("window_reduce"))
         diagnose_out_of_tolerance(run, inputs, settings, checked)
         sections = {token: step(run, checked, settings) for token, step in TARGET_STEPS.items() if token in tokens}
         return run.write_record("convert", _record(inputs, settings, plan, meta, checked, sections))

@@ -15,21 +15,27 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgekit.common.thresholds import calibrate_threshold
 from edgekit.errors import EdgekitError
 from edgekit.rundir import RunDir
 from edgekit.runtime import load
+from edgekit.runtime.streams import step_windows
 from edgekit.stages.convert.check import Checked
 from edgekit.stages.convert.inputs import ConvertInputs
 
 
-def calibrate_artifact_thresholds(checked: Checked, inputs: ConvertInputs, run: RunDir) -> None:
+def calibrate_artifact_thresholds(
+    checked: Checked, inputs: ConvertInputs, run: RunDir, window_reduce: dict[str, Any] | None = None
+) -> None:
     """Add ``threshold`` and ``threshold_calibration`` to every checked scorer artifact that has none yet.
 
     Only runs whose task is an ``anomaly_scorer`` with a ``threshold_rule`` and a ``normal.npy`` get one;
-    an Edge TPU file (compiled later, by the ``edgetpu`` target step) inherits its int8 file's.
+    an Edge TPU file (compiled later, by the ``edgetpu`` target step) inherits its int8 file's. A streaming
+    scorer (``window_reduce``) scores each normal window stepped through from zero state.
 
     Example:
         >>> calibrate_artifact_thresholds(checked, inputs, RunDir("runs/ae/convert"))  # doctest: +SKIP
@@ -44,7 +50,8 @@ def calibrate_artifact_thresholds(checked: Checked, inputs: ConvertInputs, run: 
         if "threshold" in entry:  # reused from an earlier run
             continue
         try:
-            scores = load(run.root / entry["path"]).run(normal)[0]
+            runner = load(run.root / entry["path"])
+            scores = step_windows(runner, normal, window_reduce) if window_reduce else runner.run(normal)[0]
         except EdgekitError:  # a file that does not run here (no Flex delegate): no threshold of its own
             continue
         entry["threshold"] = calibrate_threshold(scores.reshape(len(scores), -1)[:, 0], rule["method"], rule["value"])

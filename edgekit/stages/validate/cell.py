@@ -39,6 +39,7 @@ class Cell:
     target: str
     threads: int
     stream_output: str | None = None  # a streaming file: the windowed output its last step's y stands for
+    stream_reduce: dict[str, Any] | None = None  # a streaming scorer: the window reduction of its per-step errors
 
 
 def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMUP) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMU
         return {"status": "unavailable", "reason": "edgetpu: not compiled for the Edge TPU (edgetpu_compiler "
                 "makes the *_edgetpu.tflite twin); this file would run on the CPU"}  # fmt: skip
     if cell.stream_output is not None and runner.state_pairs:
-        return _measure_stepping(runner, data, outputs_npz, cell.stream_output, init_ms)
+        return _measure_stepping(runner, data, outputs_npz, cell, init_ms)
     try:
         arrays = runner.bind(data.feeds([s.name for s in runner.inputs]))
         n = len(arrays[0])
@@ -114,26 +115,22 @@ def measure(cell: Cell, data: InputsFile, outputs_npz: Path, warmup: int = WARMU
     return result
 
 
-def _measure_stepping(runner: Any, data: InputsFile, outputs_npz: Path, output: str, init_ms: float) -> dict:
+def _measure_stepping(runner: Any, data: InputsFile, outputs_npz: Path, cell: Cell, init_ms: float) -> dict:
     """A streaming file on the windowed data: each window stepped through from zero state, its last step's ``y``
-    saved as the windowed model's ``output``; latency is per step."""
+    (a scorer: the window score of every step's errors) saved as the windowed model's output; latency is per
+    step."""
     from edgekit.common.timing import latency_summary, peak_rss_mb
     from edgekit.errors import EdgekitError
+    from edgekit.runtime.streams import step_windows
 
     (windows,) = data.read().values()
-    clock, times, last = time.perf_counter_ns, [], []
+    times: list[int] = []
     try:
-        for window in windows:
-            runner.reset()
-            for row in window:
-                t0 = clock()
-                y = runner.step(row)[0]
-                times.append(clock() - t0)
-            last.append(np.asarray(y, np.float32).reshape(-1))
+        outputs = step_windows(runner, windows, cell.stream_reduce, times)
     except EdgekitError as exc:
         return {"status": "failed", "reason": str(exc)}
     per_step = np.asarray(times, np.float64) / 1e6
-    np.savez(outputs_npz, times_ms=per_step, **{f"y:{output}": np.stack(last)})
+    np.savez(outputs_npz, times_ms=per_step, **{f"y:{cell.stream_output}": outputs})
     return {
         "status": "measured", "target_used": runner.target_used, "backend": runner.backend, "samples": len(windows),
         "init_ms": round(init_ms, 3), "latency_per": "step", "steps_per_window": int(windows.shape[1]),

@@ -474,9 +474,10 @@ def _measure(
         "reason": ref_reason if ref_outputs is None else None,
         "metrics": _score(ref_outputs, data, kinds, subject.run_task) if ref_outputs is not None else None,
     }
-    stream_output = ((subject.conversion.get("streaming") or {}).get("window_output") or {}).get("name")
+    streaming = subject.conversion.get("streaming") or {}
+    stream_output = (streaming.get("window_output") or {}).get("name")
     cells = [
-        (a, Cell(str(a["path"]), target, n, stream_output))
+        (a, Cell(str(a["path"]), target, n, stream_output, streaming.get("window_reduce")))
         for a in subject.artifacts
         for target in targets
         for n in (threads[:1] if target == "pi" else threads)
