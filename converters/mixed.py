@@ -38,9 +38,11 @@ import numpy as np
 
 from edgekit.common.budgets import Budgets, check, scored_cell
 from edgekit.common.metrics import agreement_figure
+from edgekit.common.parity import compare
 from edgekit.common.thresholds import calibrate_threshold
 from edgekit.converters.diagnose import debugged, layer_errors, quantized_except
 from edgekit.converters.onnx import onnx_layer_errors, preprocess_onnx, quantize_onnx
+from edgekit.formats.tflite import name_io_in_order
 
 MAX_CANDIDATES = 12
 BREAKING_DB = 20.0  # a layer whose own error is under this SNR breaks int8 by itself (see the diagnosis)
@@ -94,14 +96,15 @@ class TFLiteQuantizer:
                  per_channel: bool = True) -> None:  # fmt: skip
         self.debugger = debugged(model, calibration, precision="int8", batch=batch, per_channel=per_channel, **io)
         self.errors = layer_errors(self.debugger, [layer.name for layer in model._flatten_layers()])
+        self.io_names = [s.name for s in io["inputs"]], list(io["outputs"])
 
     def handles(self, error: dict[str, Any]) -> list[str]:
         """What keeps this layer float: its output tensor."""
         return [error["name"]]
 
     def build(self, handles: list[str]) -> bytes:
-        """The candidate keeping ``handles`` float."""
-        return quantized_except(self.debugger, handles)
+        """The candidate keeping ``handles`` float, its inputs and outputs in Keras order (as every artifact)."""
+        return name_io_in_order(quantized_except(self.debugger, handles), *self.io_names)
 
 
 class OnnxQuantizer:
@@ -171,7 +174,12 @@ def measure(units: tuple[str, ...], blob: bytes, ev: Evaluation, suffix: str = "
                     figures[f"{output}:{key}_reference"] = ref
     messages = [f"{b['figure']}{' of ' + repr(b['output']) if b['output'] else ''} = {b['value']:g}, limit "
                 f"{b['limit']:g}" for b in broken]  # fmt: skip
-    return Candidate(units, blob, not broken, messages, figures, latency, own)
+    # convert's own tolerance too: a budget with no figure for an output (a regression, a streaming file's state)
+    # must not pass a candidate that the artifact check then calls out of tolerance
+    parity = compare(ev.reference, outputs, kinds=ev.kinds, precision="int8")["outputs"]
+    messages += [f"parity {p['check']['figure']} of {name!r} = {p['check']['value']:.3g}, limit {p['check']['limit']:g}"
+                 for name, p in parity.items() if not p["within_tolerance"] and "check" in p]  # fmt: skip
+    return Candidate(units, blob, not messages, messages, figures, latency, own)
 
 
 def ranked_units(errors: list[dict[str, Any]], handles: Any = lambda e: [e["name"]]) -> tuple[list[str], dict]:

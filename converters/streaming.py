@@ -73,8 +73,10 @@ class _Walk:
             return lambda h, **kwargs: self.recurrent(layer, h, kwargs)
         if kind in PER_STEP or kind in JOINS:
             return lambda *args, **kwargs: self.per_step(layer, kind, args, kwargs)
-        raise InputError(f"--streaming: layer {layer.name!r} ({kind}) needs more than the current step; a stream "
-                         f"model takes per-step layers ({', '.join(sorted(PER_STEP)[:6])}, ...) around "
+        before = _feeding_layer(layer)
+        hint = f" (--outputs {before} converts the model up to the layer before it)" if before else ""
+        raise InputError(f"--streaming: layer {layer.name!r} ({kind}) needs more than the current step{hint}; a "
+                         f"stream model takes per-step layers ({', '.join(sorted(PER_STEP)[:6])}, ...) around "
                          "LSTM / GRU / SimpleRNN layers")  # fmt: skip
 
     def recurrent(self, layer: Any, h: Any, kwargs: dict[str, Any]) -> Any:
@@ -117,6 +119,15 @@ class _Walk:
         if any(id(t) in self.last_step for t in flat):
             self.last_step.add(id(out))
         return out
+
+
+def _feeding_layer(layer: Any) -> str | None:
+    """The name of the layer whose output ``layer`` takes (None: a model input, or several)."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    tensors = nodes[0].input_tensors if nodes else []
+    history = getattr(tensors[0], "_keras_history", None) if len(tensors) == 1 else None
+    name = getattr(getattr(history, "operation", None), "name", None)
+    return None if history is None or type(history.operation).__name__ == "InputLayer" else name
 
 
 def _single(outputs: list[Any]) -> Any:
@@ -167,8 +178,9 @@ def is_stateful(model: Any) -> bool:
     return any(getattr(layer, "stateful", False) for layer in model._flatten_layers())
 
 
-def with_state_kinds(contract: Contract, spec: StreamSpec) -> Contract:
-    """The contract with the state inputs and outputs as kind ``state`` (and no note asking what they hold).
+def with_state_kinds(contract: Contract, spec: StreamSpec, window_reduce: dict[str, Any] | None = None) -> Contract:
+    """The contract with the state inputs and outputs as kind ``state`` (and no note asking what they hold); a
+    streaming scorer's ``y`` said to be each step's error, its score the window reduction the runtime applies.
 
     Example:
         >>> with_state_kinds(contract, spec).inputs[1].kind  # doctest: +SKIP
@@ -176,12 +188,24 @@ def with_state_kinds(contract: Contract, spec: StreamSpec) -> Contract:
     """
     names = {s["input"] for s in spec.states} | {s["output"] for s in spec.states}
     why = "recurrent state: feed each step's output back as the next step's input"
+    errors = (
+        (
+            f"each step's squared error per channel; the anomaly score is their {window_reduce['kind']} over the "
+            f"last {window_reduce['steps']} steps (postprocessing.window_reduce)"
+        )
+        if window_reduce
+        else None
+    )
+    outputs = [dataclasses.replace(o, kind="state", why=why) if o.name in names
+               else dataclasses.replace(o, kind="regression", why=errors) if errors and o.name == spec.outputs[0]
+               else o for o in contract.outputs]  # fmt: skip
+    quiet = names | ({spec.outputs[0]} if errors else set())
     return dataclasses.replace(
         contract,
         inputs=[dataclasses.replace(i, kind="state", range_source=why) if i.name in names else i
                 for i in contract.inputs],
-        outputs=[dataclasses.replace(o, kind="state", why=why) if o.name in names else o for o in contract.outputs],
-        notes=[n for n in contract.notes if not any(repr(name) in n for name in names)],
+        outputs=outputs,
+        notes=[n for n in contract.notes if not any(repr(name) in n for name in quiet)],
     )  # fmt: skip
 
 

@@ -190,7 +190,10 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     model = streamed.step if streamed else model
     specs = input_specs(model)
     names = [s.name for s in specs]
-    evidence = ContractEvidence.read(model, specs, job)
+    # a streaming scorer's y is each step's error (its score is the window reduction the runtime applies): the run's
+    # task does not name its outputs
+    outputs_task = None if streamed and "window_reduce" in streamed.figures else job.get("run_task")
+    evidence = ContractEvidence.read(model, specs, {**job, "run_task": outputs_task})
     meta: dict[str, Any] = {"inputs": [s.to_dict() for s in specs], "outputs": output_names(model)}
     if streamed:
         meta["streaming"] = streamed.figures
@@ -203,8 +206,8 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
             calib, meta["calibration_excursions"] = with_excursions(calib, excursion["value"], excursion["fraction"])
     contract, meta["warnings"] = evidence.contract(meta.get("calibration_ranges"), _folder(job))
     if streamed:
-        contract = with_state_kinds(contract, streamed.spec)
-    task = detect_task(model, given=job.get("task"), run_task=job.get("run_task"), kinds=parity_kinds(contract, model))
+        contract = with_state_kinds(contract, streamed.spec, streamed.figures.get("window_reduce"))
+    task = detect_task(model, given=job.get("task"), run_task=outputs_task, kinds=parity_kinds(contract, model))
     meta.update(contract=contract.to_dict(), task=task["task"], task_why=task["why"], output_kinds=task["outputs"])
     if check is None:
         check = streamed.data if streamed else _random_feeds(model, specs, job["check_samples"])
@@ -283,7 +286,9 @@ def _evaluation(src: Converted) -> Any:
     names, outputs = [s.name for s in src.io["inputs"]], src.io["outputs"]
     files = src.files
     assert files is not None
-    if spec.get("data"):
+    meta = json.loads(files.meta.read_text())
+    streaming = "streaming" in meta  # each step with the state it had: the windowed data's labels do not apply
+    if spec.get("data") and not streaming:
         try:
             feeds, labels = _labelled_npz(Path(spec["data"]), names, outputs)
         except (KeyError, ValueError, OSError) as exc:
@@ -295,10 +300,10 @@ def _evaluation(src: Converted) -> Any:
         labels, source = None, "held-out calibration data (no --data: agreement only)"
     model = src.for_precision("fp32")
     reference = dict(zip(outputs, _predict(model, feeds, names), strict=True))
-    meta = json.loads(files.meta.read_text())
-    ev = Evaluation(feeds, labels, reference, _metric_kinds(outputs, job.get("run_task") or {}, meta["output_kinds"]),
+    run_task = {} if streaming else job.get("run_task") or {}
+    ev = Evaluation(feeds, labels, reference, _metric_kinds(outputs, run_task, meta["output_kinds"]),
                     Budgets(**spec["budget"]), source)  # fmt: skip
-    if spec.get("normal") and spec.get("threshold_rule"):
+    if spec.get("normal") and spec.get("threshold_rule") and not streaming:
         ev.normal = {names[0]: np.load(spec["normal"], allow_pickle=False)}
         ev.rule = spec["threshold_rule"]
         scores = _predict(model, ev.normal, names)[0]

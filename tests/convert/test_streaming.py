@@ -241,3 +241,30 @@ def test_the_sunspots_recipe_deploys_streaming_artifacts_beside_its_windowed_one
     assert len(forecasts) == len(years) and all(np.isfinite(r["values"][0]) for r in forecasts)
     assert_clean_failure(run_cli("bundle", str(tmp_path / "run" / "convert"), "--platform", "rpi", "--streaming",
                                  "--out", str(tmp_path / "b2")), "no streaming artifacts")  # fmt: skip
+
+
+def test_the_sensor_scorer_streams_its_errors_and_mixed_repairs_its_int8(sensor_run, tmp_path):
+    """The sensor recipe's causal autoencoder: its streaming files give y = each step's squared error, scored over
+    the last 64 steps as the windowed model scores a window (validate: the same ROC-AUC in fp32); tflite:mixed on
+    the one-step model (five inputs) keeps the layers int8 cannot carry float and its inputs in Keras order."""
+    run_dir, records = sensor_run
+    report = records["validate_streaming"]
+    windowed = {r["precision"]: r for r in records["validate"]["results"] if r["format"] == "tflite"}
+    stepped = {r["precision"]: r for r in report["results"] if r["format"] == "tflite"}
+    assert stepped["fp32"]["latency_per"] == "step" and stepped["fp32"]["steps_per_window"] == 64
+    auc = stepped["fp32"]["metrics"]["score"]["roc_auc"]
+    assert auc == pytest.approx(windowed["fp32"]["metrics"]["score"]["roc_auc"], abs=1e-3) and auc >= 0.9
+
+    from edgekit.stages.convert import convert
+
+    record = convert(run_dir, tmp_path / "mixed", to="tflite:int8,tflite:mixed", calib=str(run_dir / "calib.npy"),
+                     streaming=True)  # fmt: skip
+    y = next(o for o in record["contract"]["outputs"] if o["name"] == "y")
+    assert y["kind"] == "regression" and "smoothed_max over the last 64 steps" in y["why"]
+    arts = by_token(record)
+    mixed = arts["tflite:mixed"]
+    states = [s["input"] for s in record["conversion"]["streaming"]["states"]]
+    assert [i["name"] for i in mixed["inputs"]] == ["x", *states] and len(states) == 4  # h, c of both LSTMs
+    assert mixed["verdict"] == "pass" and mixed["stream"]["within_tolerance"], (mixed["parity"], mixed["stream"])
+    if arts["tflite:int8"]["verdict"] != "pass":
+        assert mixed["float_layers"], mixed["search"]
