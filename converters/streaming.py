@@ -1,11 +1,13 @@
 """A sequence model as a one-step model with its state as explicit inputs and outputs (build lane).
 
 On a device a stream arrives one sample at a time; re-running a whole window at every sample wastes the work the
-recurrent state already holds. :func:`to_streaming` rebuilds a chain of per-step layers (Dense, Normalization,
-activations, dropout) and LSTM / GRU / SimpleRNN layers (stacked, with or without ``return_sequences``) as a
-feed-forward model taking one timestep ``x`` and each recurrent layer's state (``<layer>_h``, and ``<layer>_c``
-for an LSTM), returning the step's output ``y`` and the next state under the same names plus ``_next``. It
-converts like any feed-forward model (fp32, fp16, dynamic, int8, mixed, ONNX): no loop, no variable tensor.
+recurrent state already holds. :func:`to_streaming` rebuilds the model's graph for one timestep ``x``: per-step
+layers (Dense, Normalization, activations, dropout, and joins such as Subtract or Multiply) as they are, through
+nested models; each LSTM / GRU / SimpleRNN layer (stacked, with or without ``return_sequences``) as its cell with
+its state as inputs (``<layer>_h``, and ``<layer>_c`` for an LSTM); each causal Conv1D with the last steps it
+reads as its state (``<layer>_buffer``). It returns the step's output ``y`` and the next state under the same
+names plus ``_next``, and converts like any feed-forward model (fp32, fp16, dynamic, int8, mixed, ONNX): no loop,
+no variable tensor.
 
 The rebuilt cells carry the layer's own weights; :func:`check_against_windows` proves the step model, run over
 each window from zero state, gives the original model's outputs.
@@ -40,7 +42,7 @@ class StreamSpec:
 
     step_input: str
     outputs: list[str]
-    states: list[dict[str, Any]]  # {"input", "output", "layer", "units"}
+    states: list[dict[str, Any]]  # {"input", "output", "layer", "shape"} (shape without the batch)
 
     def to_dict(self) -> dict[str, Any]:
         return {"step_input": self.step_input, "outputs": self.outputs, "states": self.states}
@@ -71,6 +73,8 @@ class _Walk:
             return lambda *args, **kwargs: _single(self.model(layer, list(args)))
         if kind in CELLS:
             return lambda h, **kwargs: self.recurrent(layer, h, kwargs)
+        if _is_causal_conv(layer):
+            return lambda h, **kwargs: self.causal_conv(layer, h)
         if kind in PER_STEP or kind in JOINS:
             return lambda *args, **kwargs: self.per_step(layer, kind, args, kwargs)
         before = _feeding_layer(layer)
@@ -99,10 +103,38 @@ class _Walk:
         new = list(new) if isinstance(new, list | tuple) else [new]
         self.state_in += ins
         self.state_out += [keras.layers.Identity(name=n + NEXT)(s) for n, s in zip(names, new, strict=True)]
-        self.states += [{"input": n, "output": n + NEXT, "layer": layer.name, "units": int(layer.units)}
+        self.states += [{"input": n, "output": n + NEXT, "layer": layer.name, "shape": [int(layer.units)]}
                         for n in names]  # fmt: skip
         if not layer.return_sequences:
             self.last_step.add(id(out))
+        return out
+
+    def causal_conv(self, layer: Any, h: Any) -> Any:
+        """A causal Conv1D on one step: the last ``(kernel - 1) * dilation`` steps it reads are its state
+        (``<layer>_buffer``), the new step joined on, the convolution applied once (``valid``)."""
+        import keras
+
+        config = layer.get_config()
+        if config["strides"] not in (1, (1,), [1]):
+            raise InputError(f"--streaming: layer {layer.name!r} (Conv1D) has strides {config['strides']}; a "
+                             "stream takes one output per step (strides 1)")  # fmt: skip
+        if id(h) in self.last_step:
+            raise InputError(f"--streaming: layer {layer.name!r} follows a recurrent layer that returns only "
+                             "its last step")  # fmt: skip
+        dilation = config["dilation_rate"][0] if isinstance(config["dilation_rate"], list | tuple) else \
+            config["dilation_rate"]  # fmt: skip
+        width, features = (config["kernel_size"][0] - 1) * dilation, int(h.shape[-1])
+        name = f"{layer.name}_buffer"
+        window = keras.layers.Reshape((1, features))(h)
+        if width:  # a kernel of one step remembers nothing
+            buffer = keras.Input((width, features), name=name)
+            window = keras.layers.Concatenate(axis=1)([buffer, window])
+            self.state_in.append(buffer)
+            self.state_out.append(keras.layers.Identity(name=name + NEXT)(keras.layers.Cropping1D((1, 0))(window)))
+            self.states.append({"input": name, "output": name + NEXT, "layer": layer.name, "shape": [width, features]})
+        clone = keras.layers.Conv1D.from_config({**config, "padding": "valid", "name": f"{layer.name}_step"})
+        out = keras.layers.Reshape((config["filters"],))(clone(window))
+        clone.set_weights(layer.get_weights())
         return out
 
     def per_step(self, layer: Any, kind: str, args: tuple, kwargs: dict[str, Any]) -> Any:
@@ -119,6 +151,10 @@ class _Walk:
         if any(id(t) in self.last_step for t in flat):
             self.last_step.add(id(out))
         return out
+
+
+def _is_causal_conv(layer: Any) -> bool:
+    return type(layer).__name__ == "Conv1D" and layer.get_config().get("padding") == "causal"
 
 
 def _feeding_layer(layer: Any) -> str | None:
@@ -139,9 +175,9 @@ def to_streaming(model: Any) -> tuple[Any, StreamSpec]:
 
     The model's graph is rebuilt for one step, through nested models and layers that join per-step tensors
     (``Subtract``, ``Multiply``, ``Concatenate`` on features, ...): an autoencoder's reconstruction error streams
-    like a forecaster. Refused in one line: no recurrent layer, a layer that needs more than the current step
-    (Conv1D, pooling, RepeatVector, Bidirectional, attention), a recurrent layer with ``go_backwards``, several
-    inputs or outputs.
+    like a forecaster. Refused in one line: no recurrent layer or causal Conv1D, a layer that needs more than the
+    current step (a ``same`` or strided Conv1D, pooling, RepeatVector, Bidirectional, attention), a recurrent layer
+    with ``go_backwards``, several inputs or outputs.
 
     Example:
         >>> to_streaming(dense_model)  # doctest: +SKIP
@@ -154,8 +190,9 @@ def to_streaming(model: Any) -> tuple[Any, StreamSpec]:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise InputError(f"--streaming takes a model with one input and one output; {model.name!r} has "
                          f"{len(model.inputs)} and {len(model.outputs)}")  # fmt: skip
-    if not any(type(layer).__name__ in CELLS for layer in model._flatten_layers()):
-        raise InputError(f"--streaming needs a recurrent layer (LSTM, GRU, SimpleRNN); {model.name!r} has none")
+    if not any(type(layer).__name__ in CELLS or _is_causal_conv(layer) for layer in model._flatten_layers()):
+        raise InputError(f"--streaming needs a recurrent layer (LSTM, GRU, SimpleRNN) or a causal Conv1D; "
+                         f"{model.name!r} has none")  # fmt: skip
     shape = model.inputs[0].shape
     if len(shape) != 3:
         raise InputError(f"--streaming takes a sequence model (batch, steps, features); {model.name!r} takes "
@@ -228,7 +265,7 @@ def initial_state_layers(model: Any) -> list[str]:
 
 def zero_states(spec: StreamSpec, batch: int) -> list[np.ndarray]:
     """Every state at zero, for ``batch`` streams."""
-    return [np.zeros((batch, s["units"]), np.float32) for s in spec.states]
+    return [np.zeros((batch, *s["shape"]), np.float32) for s in spec.states]
 
 
 def run_steps(step: Any, spec: StreamSpec, windows: np.ndarray) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:

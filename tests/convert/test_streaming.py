@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_clean_failure, by_token, run_cli
-from tests.keras_models import explicit_state_twin, stacked_lstm, stateful_forecaster
+from tests.keras_models import causal_conv_forecaster, explicit_state_twin, stacked_lstm, stateful_forecaster
 
 pytestmark = pytest.mark.slow
 
@@ -268,3 +268,37 @@ def test_the_sensor_scorer_streams_its_errors_and_mixed_repairs_its_int8(sensor_
     assert mixed["verdict"] == "pass" and mixed["stream"]["within_tolerance"], (mixed["parity"], mixed["stream"])
     if arts["tflite:int8"]["verdict"] != "pass":
         assert mixed["float_layers"], mixed["search"]
+
+
+def test_a_causal_conv1d_front_end_streams_with_its_last_steps_as_state(tmp_path):
+    """A dilated causal Conv1D before an LSTM: the conv's last (3 - 1) * 2 input steps become a state buffer; the
+    stepped fp32 file gives the windowed model's forecast at each window's end; a 'same' Conv1D is refused."""
+    from edgekit.stages.convert import convert
+
+    path, x = causal_conv_forecaster(tmp_path / "tcn.keras")
+    np.save(tmp_path / "windows.npy", x)
+    calib = str(tmp_path / "windows.npy")
+    record = convert(path, tmp_path / "run", to="tflite:fp32,tflite:int8,onnx:fp32", calib=calib, streaming=True)
+    assert record["failed"] == [], record["failed"]
+    states = record["conversion"]["streaming"]["states"]
+    assert states[0] == {"input": "front_buffer", "output": "front_buffer_next", "layer": "front", "shape": [4, 1]}
+    for art in record["artifacts"]:
+        assert art["verdict"] == "pass" and art["stream"]["within_tolerance"], (art["path"], art["stream"])
+    import keras
+
+    import edgekit
+
+    model = keras.models.load_model(path)
+    want = np.asarray(model(x[-20:], training=False)).ravel()
+    for token in ("tflite:fp32", "onnx:fp32"):
+        runner = edgekit.load(tmp_path / "run" / by_token(record)[token]["path"])
+        got = []
+        for window in x[-20:]:
+            runner.reset()
+            got.append([runner.step(row)[0].ravel() for row in window][-1])
+        assert np.abs(np.ravel(got) - want).max() <= 1e-4, token
+
+    same, _ = causal_conv_forecaster(tmp_path / "same.keras", padding="same")
+    refused = run_cli("convert", str(same), "--streaming", "--to", "tflite:fp32", "--out", str(tmp_path / "no"))
+    assert_clean_failure(refused, "'front' (Conv1D) needs more than the current step")
+    assert not (tmp_path / "no").exists()
