@@ -16,6 +16,7 @@ import importlib.util
 import inspect
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,12 @@ def custom_objects_from(path: str | Path | None) -> dict[str, Any]:
     return {k: v for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", "") == module.__name__}
 
 
-def load_keras(path: str | Path, *, custom_objects: str | Path | None = None, unsafe: bool = False) -> Any:
+def load_keras(path: str | Path, *, custom_objects: str | Path | None = None, unsafe: bool = False,
+               fixes: list[str] | None = None) -> Any:  # fmt: skip
     """Load a ``.keras`` / ``.h5`` model or a SavedModel directory, with clear errors for the usual failures.
+
+    A Keras 2 file loads as it is: the config keys Keras 3 refuses are dropped where harmless
+    (:mod:`edgekit.converters.keras2`), each fix appended to ``fixes``.
 
     Example:
         >>> load_keras("model.txt")
@@ -67,7 +72,15 @@ def load_keras(path: str | Path, *, custom_objects: str | Path | None = None, un
         raise InputError(f"{path}: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)")
     import keras
 
-    objects = custom_objects_from(custom_objects)
+    from edgekit.converters.keras2 import compat_objects, keras2_archive_version
+
+    if p.suffix == ".keras" and (version := keras2_archive_version(p)):
+        raise InputError(
+            f"{path}: saved by Keras {version} (tf_keras) in the .keras format, which Keras 3 "
+            "cannot read; save it as .h5 with that Keras (model.save('model.h5')) and convert that"
+        )
+    applied = [] if fixes is None else fixes
+    objects = {**compat_objects(applied), **(custom_objects_from(custom_objects) or {})}
     try:
         model = keras.models.load_model(p, custom_objects=objects, compile=False, safe_mode=not unsafe)
     except Exception as exc:
@@ -110,7 +123,8 @@ def as_functional(model: Any) -> Any:
 
 
 def with_outputs(model: Any, names: str | None) -> Any:
-    """The model ending at the outputs of the named layers (``--outputs z_mean,z_log_var``); as it is without names.
+    """The model ending at the outputs of the named layers (``--outputs z_mean,z_log_var``), found inside nested
+    models too (a VAE's encoder); the model as it is without names.
 
     Example:
         >>> with_outputs(vae, "z_mean").output_names  # doctest: +SKIP
@@ -120,30 +134,59 @@ def with_outputs(model: Any, names: str | None) -> Any:
         return model
     import keras
 
-    outputs = []
-    for name in (n.strip() for n in names.split(",") if n.strip()):
-        try:
-            outputs.append(model.get_layer(name).output)
-        except (ValueError, AttributeError) as exc:
-            known = ", ".join(layer.name for layer in model.layers[:12])
-            raise InputError(f"--outputs: no single output of a layer {name!r} in {model.name!r} ({known}, ...)") from (
-                exc
-            )
-    return keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    inputs, leaves = leaf_outputs(model)
+    found = {leaf.name: leaf.output for leaf in leaves if not isinstance(leaf.output, list | tuple | dict)}
+    if missing := [name for name in wanted if name not in found]:
+        known = ", ".join(leaf.name for leaf in leaves[:12])
+        raise InputError(f"--outputs: no single output of a layer {missing[0]!r} in {model.name!r} ({known}, ...)")
+    outputs = [found[name] for name in wanted]
+    return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
 
 
-def _layer_outputs(model: Any) -> tuple[list[str], list[Any]]:
-    """Every top-level layer that has one output, with that output (shared layers have several: skipped)."""
-    names, tensors = [], []
-    for layer in model.layers:
-        try:
-            tensor = layer.output
-        except (ValueError, AttributeError):
-            continue
-        if not isinstance(tensor, (list, tuple, dict)) and type(layer).__name__ != "InputLayer":
-            names.append(layer.name)
-            tensors.append(tensor)
-    return names, tensors
+@dataclass
+class Leaf:
+    """A layer called on the model's inputs, nested models walked through: its output and the layers feeding it."""
+
+    name: str
+    layer: Any
+    output: Any
+    fed_by: list[str]
+
+
+def leaf_outputs(model: Any) -> tuple[list[Any], list[Leaf]]:
+    """Fresh inputs like the model's, and every layer the model calls (inside nested models too, in call order)
+    with its output on them: each output connected to those inputs, so any of them can end a model.
+
+    Example:
+        >>> inputs, leaves = leaf_outputs(vae)  # doctest: +SKIP
+        >>> [leaf.name for leaf in leaves][:3]  # doctest: +SKIP
+        ['dense', 'z_mean', 'z_log_var']
+    """
+    import keras
+
+    leaves: list[Leaf] = []
+    producer: dict[int, str] = {}
+
+    def operation(layer: Any) -> Any:
+        graph = getattr(layer, "_functional", None) or layer
+        if hasattr(graph, "_run_through_graph"):  # a model used as a layer
+            return lambda *args, **kwargs: graph._run_through_graph(list(args), operation_fn=operation)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            output = layer(*args, **kwargs)
+            fed = [producer[id(t)] for t in keras.tree.flatten((args, kwargs)) if id(t) in producer]
+            leaves.append(Leaf(layer.name, layer, output, fed))
+            for t in keras.tree.flatten(output):
+                producer[id(t)] = layer.name
+            return output
+
+        return call
+
+    inputs = [keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype, name=t.name) for t in model.inputs]
+    graph = getattr(model, "_functional", None) or model
+    graph._run_through_graph(inputs, operation_fn=operation)
+    return inputs, leaves
 
 
 def refuse_random_inference(model: Any, feeds: list[np.ndarray]) -> None:
@@ -165,17 +208,17 @@ def refuse_random_inference(model: Any, feeds: list[np.ndarray]) -> None:
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(first, second, strict=True))
     if diff == 0.0:
         return
-    names, tensors = _layer_outputs(model)
+    inputs, leaves = leaf_outputs(model)  # nested models too: a VAE's sampling layer sits in its encoder
+    probe = keras.Model(inputs, [leaf.output for leaf in leaves])
+    runs = [probe(list(feeds), training=False) for _ in range(2)]
     culprit, before = None, []
-    if tensors:
-        probe = keras.Model(model.inputs, tensors)
-        runs = [keras.tree.flatten(probe(feed, training=False)) for _ in range(2)]
-        for name, a, b in zip(names, *runs, strict=True):
-            if np.array_equal(np.asarray(a), np.asarray(b)):
-                continue
-            culprit = model.get_layer(name)
-            before = [t._keras_history[0].name for t in keras.tree.flatten(culprit._inbound_nodes[0].input_tensors)]
-            break
+    for leaf, a, b in zip(leaves, *runs, strict=True):
+        if all(
+            np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(*map(keras.tree.flatten, (a, b)), strict=True)
+        ):
+            continue
+        culprit, before = leaf.layer, leaf.fed_by
+        break
     what = f"layer {culprit.name!r} ({type(culprit).__name__})" if culprit else f"model {model.name!r}"
     advice = (
         f"convert its deterministic path with --outputs {','.join(before)}" if before
@@ -285,7 +328,10 @@ def _explain_load_error(path: str | Path, exc: Exception) -> str:
         )
     if "zip" in text.lower() or "file signature" in text.lower() or "not a" in text.lower():
         return f"{path}: not a readable Keras model file ({text.splitlines()[0][:160]})"
-    return f"{path}: Keras cannot load it: {type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(exc).__name__  # Keras puts the reason last, after the whole config
+    reason = reason.removeprefix("Exception encountered: ")
+    return f"{path}: Keras cannot load it: {reason[:300]}"
 
 
 def layer_classes(model: Any) -> set[str]:

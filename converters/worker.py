@@ -184,7 +184,8 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         from edgekit.converters.onnx import check_opset
 
         check_opset(job["opset"])
-    model = load_keras(job["source"], custom_objects=job.get("custom_objects"), unsafe=job["unsafe"])
+    fixes: list[str] = []
+    model = load_keras(job["source"], custom_objects=job.get("custom_objects"), unsafe=job["unsafe"], fixes=fixes)
     model = as_float32(with_outputs(model, job.get("outputs")))
     streamed = _streamed(model, job) if job.get("streaming") or is_stateful(model) else None
     model = streamed.step if streamed else model
@@ -195,6 +196,8 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     outputs_task = None if streamed and "window_reduce" in streamed.figures else job.get("run_task")
     evidence = ContractEvidence.read(model, specs, {**job, "run_task": outputs_task})
     meta: dict[str, Any] = {"inputs": [s.to_dict() for s in specs], "outputs": output_names(model)}
+    if fixes:  # a Keras 2 file: what was changed to load it
+        meta["keras2_fixes"] = fixes
     if streamed:
         meta["streaming"] = streamed.figures
     calib = check = None
