@@ -18,10 +18,12 @@ from edgekit.stages.validate.data import InputsFile
 
 
 def _main(model_path: str, data_json: str, out: str, load_json: str = "{}") -> None:
-    from edgekit.converters.source import input_specs, load_keras, output_names
+    from edgekit.converters.source import input_specs, load_keras, output_names, with_outputs
     from edgekit.converters.streaming import is_stateful, window_outputs
 
-    model = load_keras(model_path, **json.loads(load_json))  # unsafe, custom_objects
+    load = json.loads(load_json)
+    outputs = load.pop("outputs", None)  # convert --outputs: the model ending there
+    model = with_outputs(load_keras(model_path, **load), outputs)  # unsafe, custom_objects
     specs = input_specs(model)
     feeds = InputsFile.from_dict(json.loads(data_json)).feeds([s.name for s in specs])
     if is_stateful(model):  # batch fixed at 1, state carried between calls: each window from zero state

@@ -82,3 +82,13 @@ def test_its_deterministic_path_inside_the_encoder_converts_with_outputs(vae, tm
     got = edgekit.load(out / arts["tflite:fp32"]["path"]).run(vae["x"][:32])
     for w, g in zip(want, got, strict=True):
         assert np.abs(w - g).max() <= 1e-4 * max(1.0, float(np.abs(w).max()))
+
+    # validate reuses what convert was told (the custom objects, the --outputs cut): the Keras reference runs
+    np.savez(tmp_path / "data.npz", x=vae["x"][:100])
+    r = run_cli("validate", str(out), "--data", str(tmp_path / "data.npz"), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["reference"]["status"] == "measured", report["reference"]
+    fp32 = next(c for c in report["results"] if c["precision"] == "fp32")
+    assert set(fp32["agreement"]) == {"z_mean", "z_log_var"}
+    assert max(a["max_abs_error"] for a in fp32["agreement"].values()) <= 1e-4

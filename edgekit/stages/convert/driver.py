@@ -150,6 +150,7 @@ def _record(
         "source": {
             "path": str(inputs.model_path), "sha256": inputs.source_sha,
             "calibration": str(inputs.calib) if inputs.calib else None, "calibration_sha256": inputs.calib_sha,
+            "custom_objects": str(Path(settings.custom_objects).resolve()) if settings.custom_objects else None,
         },
         "settings": {
             **settings.shaping(), "to": plan.tokens,

@@ -67,6 +67,7 @@ class Subject:
     data: Path | None = None  # the run's held-out test split
     settings: dict[str, Any] = field(default_factory=dict)  # the recipe's validate section
     root: Path | None = None  # where the report goes by default
+    load: dict[str, Any] = field(default_factory=dict)  # how convert loaded the source: custom objects, unsafe, outputs
 
 
 def _artifact_entry(path: Path, listed: dict[str, Any] | None) -> dict[str, Any]:
@@ -91,7 +92,13 @@ def _from_convert_dir(subject: Subject, folder: Path, manifest: Record) -> None:
     subject.contract = subject.contract or manifest.get("contract") or {}
     subject.run_task = subject.run_task or manifest["task"]
     source = Path(manifest["source"]["path"])
-    if source.suffix in (".keras", ".h5") and source.is_file():
+    settings = manifest.get("settings") or {}
+    subject.load = subject.load or {
+        "custom_objects": manifest["source"].get("custom_objects"),
+        "unsafe": bool(settings.get("unsafe")),
+        "outputs": settings.get("outputs"),
+    }
+    if (source.suffix in (".keras", ".h5") and source.is_file()) or (source / "saved_model.pb").is_file():
         subject.reference = subject.reference or source
         source = source.parent  # a run directory's model.keras: its test split and recipe count too
     run = RunDir(source).read_record() if source.is_dir() else None
@@ -395,7 +402,12 @@ def validate(
     _check_writable(out_dir)
     work = Path(tempfile.mkdtemp(prefix="edgekit-validate-"))
     try:
-        load = {"unsafe": unsafe, "custom_objects": str(custom_objects) if custom_objects else None}
+        recorded = subject.load  # what convert was told, unless told otherwise here
+        load = {
+            "unsafe": unsafe or bool(recorded.get("unsafe")),
+            "outputs": recorded.get("outputs"),
+            "custom_objects": str(custom_objects) if custom_objects else recorded.get("custom_objects"),
+        }
         use = load if reference else None
         report, arrays = _measure(subject, labelled, kinds, targets, threads, use, work, progress)
         broken = check(report["results"], report["reference"], {k: v["kind"] for k, v in kinds.items()}, limits)

@@ -36,13 +36,13 @@ def reference_outputs(
     timeout: float = TIMEOUT_S,
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """The model's outputs by output name on the inputs of ``data``; or None and why not. ``load`` holds
-    ``unsafe`` and ``custom_objects``, as ``convert`` takes them.
+    ``unsafe``, ``custom_objects`` and ``outputs``, as ``convert`` takes them (and recorded them).
 
     Example:
         >>> reference_outputs("missing.keras", InputsFile("d.npz", []), Path("/tmp"))[1]
         'missing.keras: no such file'
     """
-    if not Path(model_path).is_file():
+    if not Path(model_path).is_file() and not (Path(model_path) / "saved_model.pb").is_file():
         return None, f"{model_path}: no such file"
     if importlib.util.find_spec("tensorflow") is None:
         return None, "tensorflow is not installed (the runtime lane): agreement is measured against the fp32 artifact"
