@@ -399,6 +399,69 @@ def input_specs(model: Any) -> list[TensorSpec]:
     return specs
 
 
+STRING_LAYERS = ("TextVectorization", "StringLookup", "Hashing")
+
+
+def refuse_string_inputs(model: Any, specs: list[TensorSpec]) -> None:
+    """Refuse, in one line naming the layer that reads them and the way, a model whose inputs are strings: TFLite
+    builtins and ONNX Runtime files take numbers (a ``TextVectorization`` inside fails the converter).
+
+    Example:
+        >>> refuse_string_inputs(text_model, input_specs(text_model))  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: input 'text' takes strings ...
+    """
+    strings = [s for s in specs if s.dtype == "string"]
+    if not strings:
+        return
+    layers = model._flatten_layers(include_self=False)
+    reader = next((layer for layer in layers if type(layer).__name__ in STRING_LAYERS), None)
+    what = (f"layer {reader.name!r} ({type(reader).__name__}) turns them into token ids" if reader
+            else "no layer here turns them into numbers")  # fmt: skip
+    length = getattr(reader, "_output_sequence_length", None) or getattr(reader, "output_sequence_length", None)
+    shape = f"1x{length}" if length else "1xLENGTH"
+    raise InputError(
+        f"input {strings[0].name!r} takes strings, which TFLite and ONNX files do not: {what}. Convert the model "
+        f"after it (its layers from an integer keras.Input) with --input-shape NAME={shape}, and tokenize in the app "
+        "with the vectorizer's vocabulary (get_vocabulary())"
+    )
+
+
+def with_input_shapes(specs: list[TensorSpec], text: str | None, batch: int) -> list[TensorSpec]:
+    """The input specs with the shapes ``--input-shape [NAME=]1x128`` fixes (an open sequence length a target
+    cannot run, fixed to the length the app feeds); each given dimension must match the model's where it is set.
+
+    Example:
+        >>> [s.shape for s in with_input_shapes([TensorSpec("tokens", (None, None), "int64")], "1x128", 1)]
+        [(1, 128)]
+    """
+    from edgekit.contract import parse_named, parse_shape
+
+    given = parse_named(text, "--input-shape")
+    if None in given and len(specs) > 1:
+        raise InputError(f"--input-shape: the model has inputs {[s.name for s in specs]}; give NAME=SHAPE for each")
+    if unknown := [n for n in given if n is not None and n not in {s.name for s in specs}]:
+        raise InputError(f"--input-shape: no input {unknown[0]!r} (inputs: {', '.join(s.name for s in specs)})")
+    fixed = []
+    for spec in specs:
+        text_shape = given.get(spec.name, given.get(None))
+        if text_shape is None:
+            fixed.append(spec)
+            continue
+        shape = parse_shape(text_shape, f"--input-shape {spec.name}")
+        if (
+            len(shape) != len(spec.shape)
+            or shape[0] != batch
+            or any(d is not None and d != s for d, s in zip(spec.shape[1:], shape[1:], strict=True))
+        ):
+            model_shape = "x".join("?" if d is None else str(d) for d in spec.shape)
+            raise InputError(f"--input-shape {spec.name}: {text_shape} does not fit the model's {model_shape} "
+                             f"(batch {batch}, the set sizes kept)")  # fmt: skip
+        fixed.append(TensorSpec(spec.name, shape, spec.dtype))
+    return fixed
+
+
 def output_names(model: Any) -> list[str]:
     """The model's output names in Keras order (``model.output_names``), as tensor names.
 

@@ -176,6 +176,8 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         load_keras,
         output_names,
         refuse_random_inference,
+        refuse_string_inputs,
+        with_input_shapes,
         with_outputs,
     )  # fmt: skip
     from edgekit.converters.streaming import initial_state_layers, is_stateful, with_state_kinds
@@ -189,7 +191,8 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
     model = as_float32(with_outputs(model, job.get("outputs")))
     streamed = _streamed(model, job) if job.get("streaming") or is_stateful(model) else None
     model = streamed.step if streamed else model
-    specs = input_specs(model)
+    specs = with_input_shapes(input_specs(model), job.get("input_shape"), job["batch"])
+    refuse_string_inputs(model, specs)
     names = [s.name for s in specs]
     # a streaming scorer's y is each step's error (its score is the window reduction the runtime applies): the run's
     # task does not name its outputs

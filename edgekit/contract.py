@@ -158,6 +158,26 @@ def parse_named(text: str | None, what: str) -> dict[str | None, str]:
     return found
 
 
+def parse_shape(text: str, what: str = "--input-shape") -> tuple[int, ...]:
+    """``"1x128"`` as a shape of positive sizes, the batch first.
+
+    Example:
+        >>> parse_shape("1x128")
+        (1, 128)
+        >>> parse_shape("1x?")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: --input-shape: '1x?' is not a shape of sizes (e.g. 1x128)
+    """
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise InputError(f"{what}: {text!r} is not a shape of sizes (e.g. 1x128)")
+    return shape
+
+
 def parse_range(text: str, what: str = "--input-range") -> tuple[float, float]:
     """``"LO,HI"`` as two floats, LO < HI.
 

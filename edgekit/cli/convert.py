@@ -68,6 +68,11 @@ from edgekit.contract import OUTPUT_KINDS
     is_flag=True,
     help="One timestep per call, the recurrent state as explicit inputs and outputs (LSTM / GRU / SimpleRNN models).",
 )
+@click.option(
+    "--input-shape",
+    default=None,
+    help="Fix an input's open sizes, [NAME=]SHAPE with the batch first (e.g. tokens=1x128; ';' between inputs).",
+)
 @click.option("--strict", is_flag=True, help="Exit 3 when a quantized artifact is out of its tolerance too.")
 @with_mixed_budget_options
 @json_option("Print the manifest as JSON.")

@@ -92,3 +92,37 @@ def test_its_deterministic_path_inside_the_encoder_converts_with_outputs(vae, tm
     fp32 = next(c for c in report["results"] if c["precision"] == "fp32")
     assert set(fp32["agreement"]) == {"z_mean", "z_log_var"}
     assert max(a["max_abs_error"] for a in fp32["agreement"].values()) <= 1e-4
+
+
+def test_text_models_are_refused_or_fixed_to_a_length(tmp_path):
+    """Issue 30: the Keras text tutorial's model reads strings through TextVectorization (refused in one line naming
+    the layer and the way); its integer variant has an open sequence length, fixed with --input-shape."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    vectorizer = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=16, name="vectorize")
+    vectorizer.adapt(["a fine film", "a dull film", "fine acting", "dull plot"])
+    text = keras.Input((1,), dtype="string", name="text")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 8)(vectorizer(text)))
+    keras.Model(text, keras.layers.Dense(1, activation="sigmoid")(pooled)).save(tmp_path / "text.keras")
+    r = run_cli("convert", str(tmp_path / "text.keras"), "--to", "tflite:fp32", "--out", str(tmp_path / "no"))
+    assert_clean_failure(r, "input 'text' takes strings", "'vectorize' (TextVectorization)", "--input-shape NAME=1x16")
+
+    tokens = keras.Input((None,), dtype="int64", name="tokens")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 8)(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(1, activation="sigmoid")(pooled))
+    model.save(tmp_path / "ids.keras")
+    ids = np.random.default_rng(0).integers(0, 50, (64, 16))
+    np.save(tmp_path / "ids.npy", ids)
+    r = run_cli("convert", str(tmp_path / "ids.keras"), "--calib", str(tmp_path / "ids.npy"), "--input-shape",
+                "tokens=1x16", "--to", "tflite:fp32,onnx:fp32", "--out", str(tmp_path / "ids"), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    arts = by_token(json.loads(r.stdout))
+    assert arts["tflite:fp32"]["inputs"][0]["shape"] == [1, 16] and arts["tflite:fp32"]["verdict"] == "pass"
+    import edgekit
+
+    got = edgekit.load(tmp_path / "ids" / arts["tflite:fp32"]["path"]).run(ids[:8])[0]
+    assert np.abs(got - np.asarray(model(ids[:8]))).max() <= 1e-5
+    wrong = run_cli("convert", str(tmp_path / "ids.keras"), "--input-shape", "tokens=1x16x2", "--to", "tflite:fp32",
+                    "--out", str(tmp_path / "no2"))  # fmt: skip
+    assert_clean_failure(wrong, "--input-shape tokens: 1x16x2 does not fit the model's ?x?")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekit.common.parity import TASKS
-from edgekit.contract import OUTPUT_KINDS, parse_named, parse_range
+from edgekit.contract import OUTPUT_KINDS, parse_named, parse_range, parse_shape
 from edgekit.errors import InputError
 
 EDGETPU = "edgetpu"
@@ -82,6 +82,7 @@ class ConvertSettings:
     output_kind: str | None = None
     labels: str | None = None
     streaming: bool = False
+    input_shape: str | None = None
 
     @classmethod
     def from_options(cls, **options: Any) -> ConvertSettings:
@@ -116,6 +117,8 @@ class ConvertSettings:
             if value not in OUTPUT_KINDS:
                 raise InputError(f"--output-kind{' ' + name if name else ''}: {value!r} is not one of "
                                  f"{', '.join(OUTPUT_KINDS)}")  # fmt: skip
+        for name, value in parse_named(self.input_shape, "--input-shape").items():
+            parse_shape(value, "--input-shape" + (f" {name}" if name else ""))
         if self.data is not None and not (self.data.endswith(".npz") and os.path.isfile(self.data)):
             raise InputError(f"--data {self.data}: not an .npz file (x and y arrays, as edgekit validate takes)")
         return self
