@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from edgekit.common.io import write_atomic, write_json
+from edgekit.common.readers import read_arrays
 from edgekit.errors import ConversionError, EdgekitError, InputError, UnsupportedOpError
 from edgekit.rundir import WorkerFiles
 
@@ -265,10 +266,10 @@ class Converted:
 
 def _labelled_npz(path: Path, inputs: list[str], outputs: list[str]) -> tuple[dict, dict | None]:
     """Inputs and labels of an ``.npz``: ``x`` / ``y`` for one input / output, else ``x:<name>`` / ``y:<name>``."""
-    with np.load(path, allow_pickle=False) as data:
-        feeds = {n: data["x"] if len(inputs) == 1 and "x" in data else data[f"x:{n}"] for n in inputs}
-        labels = {n: data["y"] if len(outputs) == 1 and "y" in data else data[f"y:{n}"]
-                  for n in outputs if ("y" in data and len(outputs) == 1) or f"y:{n}" in data}  # fmt: skip
+    data = read_arrays(path)
+    feeds = {n: data["x"] if len(inputs) == 1 and "x" in data else data[f"x:{n}"] for n in inputs}
+    labels = {n: data["y"] if len(outputs) == 1 and "y" in data else data[f"y:{n}"]
+              for n in outputs if ("y" in data and len(outputs) == 1) or f"y:{n}" in data}  # fmt: skip
     return feeds, labels or None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.common.readers import read_arrays
 from edgekit.common.timing import latency_summary, peak_rss_mb, time_loop
 from edgekit.errors import InputError, TargetUnavailableError
 from edgekit.runtime import Runner, load
@@ -37,16 +38,8 @@ def load_input_file(path: str | Path, runner: Runner) -> list[np.ndarray] | dict
         ...
         edgekit.errors.InputError: missing.npy: no such file
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        data = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"{path}: not a .npy/.npz array file ({exc})") from None
-    if isinstance(data, np.ndarray):
-        return [data]
-    return {name: data[name] for name in data.files}
+    data = read_arrays(path)
+    return [data[""]] if Path(path).suffix == ".npy" else dict(data)
 
 
 def benchmark(

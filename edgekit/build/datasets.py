@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.common.readers import IMAGE_SUFFIXES, read_image, windows
+from edgekit.common.readers import IMAGE_SUFFIXES, read_arrays, read_image, windows
 from edgekit.errors import InputError
 from edgekit.recipes import DataConfig
 
@@ -58,10 +58,10 @@ def _labelled_source(source: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any
     if path.is_dir():
         return _image_folder(path)
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files or "y" not in z.files:
-                raise InputError(f"{source}: the .npz needs arrays 'x' and 'y' (found: {', '.join(z.files)})")
-            return z["x"].astype(np.float32), z["y"], {"dataset": str(path)}
+        z = read_arrays(path)
+        if "x" not in z.files or "y" not in z.files:
+            raise InputError(f"{source}: the .npz needs arrays 'x' and 'y' (found: {', '.join(z.files)})")
+        return z["x"].astype(np.float32), z["y"], {"dataset": str(path)}
     raise InputError(f"{source}: labelled data must be an image folder, an .npz (x, y) or sklearn:digits")
 
 
@@ -70,11 +70,11 @@ def _regression_source(source: str) -> tuple[np.ndarray, np.ndarray, dict[str, A
     path = Path(source)
     if path.suffix != ".npz" or not path.is_file():
         raise InputError(f"{source}: regression data must be an .npz with 'x' (and 'y'; without it y = x)")
-    with np.load(path, allow_pickle=False) as z:
-        if "x" not in z.files:
-            raise InputError(f"{source}: the .npz needs an array 'x' (found: {', '.join(z.files)})")
-        x = z["x"].astype(np.float32)
-        y = z["y"].astype(np.float32) if "y" in z.files else x
+    z = read_arrays(path)
+    if "x" not in z.files:
+        raise InputError(f"{source}: the .npz needs an array 'x' (found: {', '.join(z.files)})")
+    x = z["x"].astype(np.float32)
+    y = z["y"].astype(np.float32) if "y" in z.files else x
     if len(x) != len(y):
         raise InputError(f"{source}: 'x' has {len(x)} samples, 'y' has {len(y)}")
     return x, y, {"dataset": str(path), "target": "y" if y is not x else "x (reconstruction)"}

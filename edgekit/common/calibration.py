@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.common.readers import IMAGE_SUFFIXES, read_image
+from edgekit.common.readers import IMAGE_SUFFIXES, read_arrays, read_image
 from edgekit.errors import InputError
 from edgekit.runtime.base import format_shape as _fmt
 from edgekit.runtime.specs import TensorSpec
@@ -73,20 +73,20 @@ def _read(source: str | Path | Callable[[], object], specs: list[TensorSpec]) ->
         raise InputError(f"{source}: calibration data not found")
     single = len(specs) == 1
     if path.suffix == ".npz" and path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            if not z.files:
-                raise InputError(f"{source}: .npz holds no arrays")
-            if not single:
-                return {name: z[name] for name in z.files}
-            key = first.name if first.name in z.files else "x" if "x" in z.files else z.files[0]
-            return {first.name: z[key]}
+        z = read_arrays(path)
+        if not z.files:
+            raise InputError(f"{source}: .npz holds no arrays")
+        if not single:
+            return {name: z[name] for name in z.files}
+        key = first.name if first.name in z.files else "x" if "x" in z.files else z.files[0]
+        return {first.name: z[key]}
     if not single:
         names = ", ".join(s.name for s in specs)
         raise InputError(f"{source}: the model has {len(specs)} inputs ({names}); pass an .npz keyed by input name")
     if path.is_dir():
         return {first.name: _images(path, first.shape)}
     if path.suffix == ".npy":
-        return {first.name: np.load(path, allow_pickle=False)}
+        return {first.name: read_arrays(path)[""]}
     if path.suffix == ".csv":
         return {first.name: _csv(path, first.shape)}
     raise InputError(f"{source}: calibration data must be an image folder, .npy, .npz or .csv")

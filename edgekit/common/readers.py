@@ -17,6 +17,43 @@ from edgekit.errors import InputError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 
 
+class Arrays(dict):
+    """The arrays of an ``.npz`` (or the one of an ``.npy``, under ``""``) by name, read; ``files`` as ``np.load``'s."""
+
+    @property
+    def files(self) -> list[str]:
+        return list(self)
+
+
+def read_arrays(path: str | Path) -> Arrays:
+    """Every array of an ``.npy`` / ``.npz``, read now, numbers only: an array of Python objects would need
+    unpickling (code from the file), so it is refused in one line like any unreadable file.
+
+    Example:
+        >>> read_arrays("missing.npz")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: missing.npz: no such file
+    """
+    import zipfile
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return Arrays({"": loaded})
+        with loaded:
+            return Arrays({name: loaded[name] for name in loaded.files})
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InputError(f"{path}: holds an array of Python objects (dtype object), which edgekit does not "
+                             "unpickle: save numeric arrays") from None  # fmt: skip
+        raise InputError(f"{path}: not a readable .npy/.npz ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a readable .npy/.npz ({exc})") from None
+
+
 def read_image(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray | None:
     """An image file as float32 (height, width, channels), resized to ``size`` = (width, height) if given;
     None when Pillow cannot read it.

@@ -389,6 +389,7 @@ def test_a_bundle_reads_nothing_outside_itself(imagenet, coral, tmp_path):
             (zipped("twice.zip", {model_name: b"another model"}), f"entry {model_name!r} twice"),
             (zipped("unlisted.zip", {"extra.bin": b"x"}), "'extra.bin' is not listed in edgekit.json"),
             (zipped("bomb.zip", {"padding.bin": bytes(8 << 20)}), "compressed"),
+            (zipped("dir.zip", {"edgekit.json/": b""}), "directory entry 'edgekit.json/' is named like the file"),
         ]
     photo = _photos(coral)[0]
     for bundle_path, message in cases:

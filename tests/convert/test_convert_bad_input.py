@@ -100,3 +100,20 @@ def test_unknown_output_and_int8_without_calibration(models, tmp_path):
     assert_clean_failure(
         _convert(str(models / "dense.keras"), "--to", "tflite:int8", "--out", str(tmp_path)), "need calibration data"
     )
+
+
+def test_object_arrays_are_refused_everywhere_edgekit_reads_arrays(models, tmp_path):
+    """Issue 30: an .npz / .npy holding Python objects would need unpickling; each reader refuses it in one line."""
+    objects = np.array([{"x": 1}, None], dtype=object)
+    np.savez(tmp_path / "objects.npz", x=objects)
+    np.save(tmp_path / "objects.npy", objects, allow_pickle=True)
+    out = tmp_path / "ok"
+    assert _convert(str(models / "dense.keras"), "--to", "tflite:fp32", "--out", str(out)).returncode == 0
+    model = next(out.glob("*.tflite"))
+    message = "holds an array of Python objects (dtype object)"
+    for args in (("bench", str(model), "--input", str(tmp_path / "objects.npz")),
+                 ("validate", str(model), "--data", str(tmp_path / "objects.npz")),
+                 ("convert", str(models / "dense.keras"), "--to", "tflite:int8", "--calib",
+                  str(tmp_path / "objects.npy"), "--out", str(tmp_path / "no"))):  # fmt: skip
+        assert_clean_failure(run_cli(*args), message)
+    assert not (tmp_path / "no").exists()

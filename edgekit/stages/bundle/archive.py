@@ -1,8 +1,9 @@
 """Bundle zips: written from a folder, and extracted only when every entry is safe.
 
 An entry with an absolute path, a ``..`` component, a drive letter or a symlink, a name that
-occurs twice, an encrypted entry, or an archive over the limits (entries, unpacked bytes,
-compression ratio) makes the whole archive refused, with nothing extracted.
+occurs twice, a directory entry named like a file or holding none of them, an encrypted entry, or an archive
+over the limits (entries, unpacked bytes, compression ratio) makes the whole archive refused, with nothing
+extracted.
 
 Example:
     >>> safe_extract("missing.zip", "out")
@@ -67,6 +68,21 @@ def _limits(infos: list[zipfile.ZipInfo]) -> str | None:
     return None
 
 
+def _clashes(infos: list[zipfile.ZipInfo], files: list[zipfile.ZipInfo]) -> str | None:
+    """Directory entries that make the unpacked tree differ from what the listing says: one named like a file
+    (``edgekit.json/`` beside ``edgekit.json``), one that holds none of the files."""
+    file_names = {info.filename for info in files}
+    parents = {str(p) for name in file_names for p in Path(name).parents}
+    for info in infos:
+        if info.is_dir():
+            name = info.filename.rstrip("/")
+            if name in file_names:
+                return f"directory entry {info.filename!r} is named like the file {name!r}"
+            if name not in parents:
+                return f"directory entry {info.filename!r} holds none of the listed files"
+    return None
+
+
 def read_entry(archive: str | Path, name: str, limit: int) -> bytes | None:
     """The bytes of entry ``name`` (None when absent), refused over ``limit`` bytes or when the zip is unsafe.
 
@@ -110,6 +126,8 @@ def safe_extract(archive: str | Path, dest: str | Path, only: set[str] | None = 
             if why := _limits(infos):
                 raise InputError(f"{archive}: refused, nothing extracted: {why}")
             files = [info for info in infos if not info.is_dir()]
+            if why := _clashes(infos, files):
+                raise InputError(f"{archive}: {why}: refused, nothing extracted")
             if only is not None and (extra := sorted(i.filename for i in files if i.filename not in only)):
                 raise InputError(f"{archive}: entry {extra[0]!r} is not listed in edgekit.json: refused, "
                                  "nothing extracted")  # fmt: skip

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit.common.io import sha256_file
 from edgekit.contract import Contract, read_labels, with_labels
 from edgekit.errors import EdgekitError
 from edgekit.rundir import Record, RunDir
@@ -150,7 +151,8 @@ def _record(
         "source": {
             "path": str(inputs.model_path), "sha256": inputs.source_sha,
             "calibration": str(inputs.calib) if inputs.calib else None, "calibration_sha256": inputs.calib_sha,
-            "custom_objects": str(Path(settings.custom_objects).resolve()) if settings.custom_objects else None,
+            **({"custom_objects": str(Path(settings.custom_objects).resolve()),
+                "custom_objects_sha256": sha256_file(settings.custom_objects)} if settings.custom_objects else {}),
         },
         "settings": {
             **settings.shaping(), "to": plan.tokens,

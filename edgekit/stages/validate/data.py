@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.common.readers import read_arrays
 from edgekit.contract import PIXELS, Contract, pixels_to_range
 from edgekit.errors import InputError
 from edgekit.rundir import RunDir
@@ -141,14 +142,14 @@ def _keys_by_name(files: list[str], prefix: str, specs: list[TensorSpec], source
 
 def _npz(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> tuple[dict, dict | None, InputsFile]:
     try:
-        with np.load(path, allow_pickle=False) as f:
-            files = list(f.files)
-            if not any(k == "x" or k.startswith("x:") for k in files):
-                raise InputError(f"{path}: no inputs (arrays named x or x:<input name>; found {sorted(files)})")
-            x_keys = _keys_by_name(files, "x", inputs, str(path))
-            has_y = any(k == "y" or k.startswith("y:") for k in files)
-            y_keys = _keys_by_name(files, "y", outputs, str(path)) if has_y else None
-            y = {name: f[key] for name, key in y_keys.items()} if y_keys is not None else None
+        f = read_arrays(path)
+        files = list(f.files)
+        if not any(k == "x" or k.startswith("x:") for k in files):
+            raise InputError(f"{path}: no inputs (arrays named x or x:<input name>; found {sorted(files)})")
+        x_keys = _keys_by_name(files, "x", inputs, str(path))
+        has_y = any(k == "y" or k.startswith("y:") for k in files)
+        y_keys = _keys_by_name(files, "y", outputs, str(path)) if has_y else None
+        y = {name: f[key] for name, key in y_keys.items()} if y_keys is not None else None
         x = {name: npz_array(path, key) for name, key in x_keys.items()}
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not a readable .npz ({exc})") from None
@@ -273,10 +274,7 @@ def load_labelled(
     elif path.suffix == ".npz":
         x, y, origin = _npz(path, inputs, outputs)
     elif path.suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"{path}: not a readable .npy ({exc})") from None
+        arr = read_arrays(path)[""]
         if len(inputs) != 1:
             raise InputError(f"{path}: the model has {len(inputs)} inputs: use an .npz with x:<name> arrays")
         x, y = {inputs[0].name: arr}, None

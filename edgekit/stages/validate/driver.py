@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.common.budgets import Budgets, check
-from edgekit.common.io import tool_versions
+from edgekit.common.io import sha256_file, tool_versions
 from edgekit.common.metrics import KINDS, agreement, main_metric, task_metrics
 from edgekit.contract import Contract
 from edgekit.errors import BudgetExceededError, InferenceError, InputError
@@ -93,17 +93,22 @@ def _from_convert_dir(subject: Subject, folder: Path, manifest: Record) -> None:
     subject.run_task = subject.run_task or manifest["task"]
     source = Path(manifest["source"]["path"])
     settings = manifest.get("settings") or {}
-    subject.load = subject.load or {
-        "custom_objects": manifest["source"].get("custom_objects"),
-        "unsafe": bool(settings.get("unsafe")),
-        "outputs": settings.get("outputs"),
-    }
+    subject.load = subject.load or {"custom_objects": _recorded_custom_objects(manifest["source"]),
+                                    "outputs": settings.get("outputs")}  # fmt: skip
     if (source.suffix in (".keras", ".h5") and source.is_file()) or (source / "saved_model.pb").is_file():
         subject.reference = subject.reference or source
         source = source.parent  # a run directory's model.keras: its test split and recipe count too
     run = RunDir(source).read_record() if source.is_dir() else None
     if run:
         _from_run_dir(subject, source, run, artifacts=False)
+
+
+def _recorded_custom_objects(source: dict[str, Any]) -> str | None:
+    """The custom objects file convert was given, when it is still the file convert ran (same sha256)."""
+    path = source.get("custom_objects")
+    if path and Path(path).is_file() and sha256_file(path) == source.get("custom_objects_sha256"):
+        return path
+    return None
 
 
 def _from_run_dir(subject: Subject, folder: Path, manifest: Record, artifacts: bool = True) -> None:
@@ -403,8 +408,8 @@ def validate(
     work = Path(tempfile.mkdtemp(prefix="edgekit-validate-"))
     try:
         recorded = subject.load  # what convert was told, unless told otherwise here
-        load = {
-            "unsafe": unsafe or bool(recorded.get("unsafe")),
+        load = {  # never --unsafe unless given here: a record cannot turn Keras' safe_mode off
+            "unsafe": unsafe,
             "outputs": recorded.get("outputs"),
             "custom_objects": str(custom_objects) if custom_objects else recorded.get("custom_objects"),
         }
