@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.common.budgets import Budgets, check, scored_cell
+from edgekit.common.calibration import count
 from edgekit.common.metrics import agreement_figure
 from edgekit.common.parity import compare
 from edgekit.common.thresholds import calibrate_threshold
@@ -240,6 +241,40 @@ def loss_shape(errors: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def disagreement_bound(disagreements: int, samples: int, confidence: float = 0.95) -> float:
+    """The one-sided upper confidence bound (Clopper-Pearson) on the rate of inputs that disagree with the float
+    model, from ``disagreements`` seen in ``samples``: what an agreement figure on a few samples can promise.
+
+    Example:
+        >>> round(disagreement_bound(0, 64), 4)  # 64 of 64 agreeing: up to 4.6 % may still disagree
+        0.0457
+    """
+    if disagreements >= samples:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(confidence, disagreements + 1, samples - disagreements))
+
+
+def agreement_bounds(figures: dict[str, float], samples: int) -> dict[str, dict[str, Any]]:
+    """Each agreement figure of a candidate as a statistical bound on the evaluation data: how many of the
+    ``samples`` disagreed, and the rate of disagreement it rules out at 95 % confidence.
+
+    Example:
+        >>> agreement_bounds({"probs:top1_agreement": 1.0}, 64)["probs:top1_agreement"]["says"]
+        'at most 4.6% of such inputs disagree with the float model (95% confidence; 0 of 64 did here)'
+    """
+    bounds = {}
+    for name, value in figures.items():
+        if name.endswith("agreement") and samples:
+            k = round((1 - value) * samples)
+            upper = disagreement_bound(k, samples)
+            bounds[name] = {"samples": samples, "disagreements": k, "disagreement_95_upper": round(upper, 4),
+                            "says": f"at most {upper:.1%} of such inputs disagree with the float model (95% "
+                                    f"confidence; {k} of {samples} did here)"}  # fmt: skip
+    return bounds
+
+
 def search(quantizer: Any, ev: Evaluation) -> tuple[bytes, dict[str, Any]]:
     """The mixed file (the fewest float layers found within budget, else the best candidate) and its report;
     ``quantizer`` is a :class:`TFLiteQuantizer` or an :class:`OnnxQuantizer`.
@@ -303,6 +338,8 @@ def search(quantizer: Any, ev: Evaluation) -> tuple[bytes, dict[str, Any]]:
         "latency_ms": chosen.latency_ms,
         "full_int8": {"latency_ms": full.latency_ms, "size_bytes": len(full.blob), "figures": full.figures},
         "latency_vs_full_int8": round(chosen.latency_ms / full.latency_ms, 3) if full.latency_ms else None,
+        "size_vs_full_int8": round(len(chosen.blob) / len(full.blob), 3),
+        "agreement_bounds": agreement_bounds(chosen.figures, count(ev.feeds)),
         "candidates": [c.summary() for c in tried.values()],
         "layer_errors": errors,
         "quantized_alone": [] if full.within_budget else _alone(quantizer, ranked, tensors, ev),

@@ -78,7 +78,12 @@ def test_mixed_keeps_only_the_layer_that_breaks_int8_float(raw_feature_classifie
     assert first["float_layers"] == [] and first["figures"]["probs:top1_agreement"] == pytest.approx(
         _agreement(out / int8["path"], val), abs=0.02
     )  # candidate 0 is full int8 (float I/O)
-    assert mixed["search"]["latency_vs_full_int8"] > 0
+    assert mixed["search"]["latency_vs_full_int8"] > 0 and mixed["search"]["size_vs_full_int8"] >= 1.0
+    # the budget stated as what it guarantees: k of n disagreed, and the disagreement rate ruled out at 95 %
+    bound = mixed["search"]["agreement_bounds"]["probs:top1_agreement"]
+    n, k = bound["samples"], bound["disagreements"]
+    assert n == len(val["y"]) and k == round((1 - measured) * n) and 0 < bound["disagreement_95_upper"] < 0.2
+    assert bound["says"].startswith("at most ") and f"{k} of {n} did here" in bound["says"]
     # ONNX: the diagnosis (ONNX Runtime's qdq_loss_debug) names the same layer, and onnx:mixed keeps it float
     assert onnx_int8["verdict"] == "out_of_tolerance" and onnx_int8["worst_layers"][0]["keras_layer"] == "scale"
     assert onnx_mixed["float_layers"] == ["scale"] and _agreement(out / onnx_mixed["path"], val) >= 0.99

@@ -230,6 +230,7 @@ def _choose(
         precision = next((p for p, a in tflite.items() if (folder / a["path"]).resolve() == path.resolve()), "unknown")
         return Choice(path, precision, why, run_task, _validation(report, path))
     passed = [(p, folder / tflite[p]["path"]) for p in PRECISION_ORDER if tflite.get(p, {}).get("verdict") == "pass"]
+    passed.sort(key=lambda c: c[1].stat().st_size if c[1].is_file() else 0)  # an unrolled GRU's int8 is no smaller
     # A file validate did not measure on this target, or measured inside every budget, before one that broke one.
     candidates = [(p, path, _validation(report, path)) for p, path in passed]
     candidates = [c for c in candidates if not (c[2] or {}).get("budgets_broken")] or candidates

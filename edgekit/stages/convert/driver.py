@@ -114,6 +114,36 @@ def _check_streams(checked: Checked, run: RunDir, meta: dict[str, Any], progress
         checked.failures[token] = {"token": token, "error": line, "cache_key": entry["cache_key"], "crash": False}
 
 
+MIXED_SIZE_WARNING = 1.3  # a mixed file past this multiple of the full-int8 file's size is mostly float: said
+
+
+def size_warnings(artifacts: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    """What a quantized file did not buy: an int8 file larger than the fp32 file (and why), a mixed file whose
+    float layers cost much of int8's size and speed (and what its budget promised for it).
+
+    Example:
+        >>> size_warnings([{"path": "m_fp32.tflite", "precision_token": "tflite:fp32", "size_bytes": 10},
+        ...                {"path": "m_int8.tflite", "precision_token": "tflite:int8", "size_bytes": 70}], {})
+        ['m_int8.tflite: 7.0x the size of m_fp32.tflite (int8 buys no size here); bundle prefers the smaller file']
+    """
+    by_token = {a["precision_token"]: a for a in artifacts}
+    lines = []
+    for fmt in ("tflite", "onnx"):
+        fp32, int8 = by_token.get(f"{fmt}:fp32"), by_token.get(f"{fmt}:int8")
+        if fp32 and int8 and int8["size_bytes"] > fp32["size_bytes"]:
+            why = f" ({meta['quantized_route']})" if fmt == "tflite" and meta.get("quantized_route") else ""
+            lines.append(f"{int8['path']}: {int8['size_bytes'] / fp32['size_bytes']:.1f}x the size of {fp32['path']}"
+                         f"{why} (int8 buys no size here); bundle prefers the smaller file")  # fmt: skip
+        search = (by_token.get(f"{fmt}:mixed") or {}).get("search") or {}
+        if search.get("size_vs_full_int8", 0) > MIXED_SIZE_WARNING:
+            bounds = "; ".join(b["says"] for b in (search.get("agreement_bounds") or {}).values())
+            lines.append(f"{by_token[f'{fmt}:mixed']['path']}: {len(search['float_layers'])} layer(s) kept float for "
+                         f"the budget {search['budget']} cost {search['size_vs_full_int8']:.1f}x the full-int8 size "
+                         f"and {search.get('latency_vs_full_int8') or 0:.1f}x its latency"
+                         + (f"; what the budget guarantees: {bounds}" if bounds else ""))  # fmt: skip
+    return lines
+
+
 def recorded_contract(meta: dict[str, Any], settings: ConvertSettings) -> dict[str, Any] | None:
     """The contract the worker read from the model, with ``--labels`` on its class output (checked for size).
 
@@ -147,6 +177,7 @@ def _record(
         elif art.get("verdict") == "out_of_tolerance":
             worst = worst_layers_line(art)
             warnings.append(f"{art['path']}: {out_of_tolerance(art['parity'])}" + (f"; {worst}" if worst else ""))
+    warnings += size_warnings(artifacts, meta)
     return {
         "source": {
             "path": str(inputs.model_path), "sha256": inputs.source_sha,
