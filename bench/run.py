@@ -551,6 +551,40 @@ def _mobilenet_v2_224(folder: Path) -> dict[str, Path]:
     return {a["precision"]: folder / "convert" / a["path"] for a in manifest["artifacts"]}
 
 
+def onnx_int8_section() -> dict[str, Any]:
+    """Issue 30: MobileNetV2 1.0/224 (random init) to fp32 and int8 in both formats by ``edgekit convert``, each
+    pair's int8-over-fp32 speed-up at one thread, all four files timed in one run, interleaved (the CPU's
+    features recorded beside: ONNX Runtime's int8 kernels depend on VNNI)."""
+    import tempfile
+
+    import numpy as np
+
+    from edgekit.runtime import load
+    from edgekit.stages.convert import convert
+
+    folder = Path(tempfile.mkdtemp(prefix="edgekit-bench-onnx-int8-"))
+    _mobilenet_v2_224(folder)
+    tokens = "tflite:fp32,tflite:int8,onnx:fp32,onnx:int8"
+    manifest = convert(folder / "mobilenet_v2_224.keras", folder / "both", calib=folder / "calib.npy", to=tokens,
+                       calib_samples=48, check_samples=16)  # fmt: skip
+    runners = {a["precision_token"]: load(folder / "both" / a["path"], threads=1) for a in manifest["artifacts"]}
+    x = np.random.default_rng(1).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
+    times: dict[str, list[float]] = {token: [] for token in runners}
+    for _ in range(40):  # interleaved: a noisy stretch of the machine slows every file alike
+        for token, runner in runners.items():
+            start = time.perf_counter()
+            runner.run(x)
+            times[token].append(time.perf_counter() - start)
+    p50 = {token: round(float(np.median(t[5:])) * 1e3, 3) for token, t in times.items()}
+    return {
+        "model": "MobileNetV2 1.0/224, random init, 0..255 input", "threads": 1, "cpu_features": cpu_features(),
+        "p50_ms": p50,
+        "int8_speedup": {fmt: round(p50[f"{fmt}:fp32"] / p50[f"{fmt}:int8"], 2) for fmt in ("tflite", "onnx")},
+        "onnx_int8_scheme": "QDQ, uint8 activations, int8 per-channel weights (7-bit: reduce_range)",
+        "verdicts": {a["precision_token"]: a["verdict"] for a in manifest["artifacts"]},
+    }  # fmt: skip
+
+
 def _bare_runtime_seconds(path: Path, x: Any, threads: int) -> float:
     """Seconds a bare LiteRT loop (set_tensor, invoke, get_tensor) takes over the rows of ``x``."""
     import time
@@ -819,6 +853,7 @@ SECTIONS = {
     "validate": validate_section,
     "quantization": quantization_section,
     "streaming": streaming_section,
+    "onnx_int8": onnx_int8_section,
 }
 
 

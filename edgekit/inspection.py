@@ -169,6 +169,8 @@ def _onnx_quantization(model: OnnxModel) -> str:
             for n in model.nodes
             if n.op.endswith("QuantizeLinear") and len(n.inputs) > 2 and n.inputs[2] in model.initializers
         }
+        if zp_types <= {"int8", "uint8"} and len(zp_types) == 2:
+            return "int8"  # u8 activations, s8 weights: ONNX Runtime's fast 8-bit scheme on x86
         kinds = {ONNX_QUANT_DTYPES.get(t, "mixed") for t in zp_types} or {"int8"}
         return kinds.pop() if len(kinds) == 1 else "mixed"
     if ops & ONNX_DYNAMIC_OPS:
