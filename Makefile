@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgekit-installed
-SHARED ?= ../shared
+# Coral's public models (a folder holding coral/): tests need them; the demo uses them when present. EDGEKIT_SHARED
+# from the environment wins, then `make demo SHARED=/path`, then ../shared.
+SHARED ?= $(or $(EDGEKIT_SHARED),../shared)
 export EDGEKIT_SHARED := $(abspath $(SHARED))
 export TF_CPP_MIN_LOG_LEVEL := 2
 

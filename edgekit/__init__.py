@@ -4,10 +4,14 @@ The top level stays light: it imports neither TensorFlow nor a runtime until
 a function needs one. Every command of the CLI is a function here:
 
 - runtime lane: :func:`load`, :func:`inspect_model`, :func:`benchmark`, :func:`validate`, :func:`bundle`,
-  :func:`predict`, :func:`verify`;
+  :func:`predict`, :func:`verify`, :func:`keygen`;
 - build lane (TensorFlow is imported when they run): :func:`train`, :func:`run`, :func:`optimize`,
   :func:`convert`;
-- :func:`set_limits` raises the limits on what edgekit reads (:mod:`edgekit.limits`).
+- :func:`set_limits` raises the limits on what edgekit reads (:mod:`edgekit.limits`);
+- :class:`ConvertSettings`, :class:`OptimizeSettings` and :class:`Budgets`: the settings those functions take.
+
+Each function takes the CLI command's options under the same names (``--zip`` is ``zip=``), and one path
+wherever the command takes several.
 
 Example:
     >>> import edgekit
@@ -33,7 +37,12 @@ _API = {
     "bundle": "edgekit.stages.bundle",
     "predict": "edgekit.stages.bundle",
     "verify": "edgekit.stages.bundle",
+    "keygen": "edgekit.stages.bundle",
     "set_limits": "edgekit.limits",
+    # the settings objects the functions take (settings=...), and the budgets validate gates on
+    "ConvertSettings": "edgekit.stages.convert.settings",
+    "OptimizeSettings": "edgekit.stages.optimize.settings",
+    "Budgets": "edgekit.common.budgets",
 }
 __getattr__, _names = lazy_exports(__name__, _API)
 __all__ = ["__version__", *_names]

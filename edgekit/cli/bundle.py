@@ -36,7 +36,7 @@ def bundle_cmd(
     """Pack a run directory or a .tflite into a folder an app runs without guessing (edgekit.json)."""
     from edgekit.stages.bundle import bundle
 
-    manifest = bundle(source, platform, out=out_dir, zip_archive=zip_archive, **options)
+    manifest = bundle(source, platform, out=out_dir, zip=zip_archive, **options)
     where = out_dir or f"bundles/{Path(manifest['model']['source']).stem}_{platform}"
     if as_json:
         emit_json(manifest)

@@ -36,7 +36,7 @@ def imagenet(coral, tmp_path_factory) -> dict[str, Path]:
     for platform in ("rpi", "coral", "android", "ios"):
         bundles[platform] = root / platform
         bundle(coral / "mobilenet_v2_1.0_224_quant.tflite", platform, labels=coral / "imagenet_labels.txt",
-               out=bundles[platform], zip_archive=platform == "rpi")  # fmt: skip
+               out=bundles[platform], zip=platform == "rpi")  # fmt: skip
     return bundles
 
 

@@ -15,5 +15,6 @@ __getattr__, __all__ = lazy_exports(
         "bundle": "edgekit.stages.bundle.driver",
         "predict": "edgekit.stages.bundle.prediction",
         "verify": "edgekit.stages.bundle.verification",
+        "keygen": "edgekit.stages.bundle.signing",
     },
 )

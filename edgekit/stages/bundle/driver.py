@@ -324,7 +324,7 @@ def bundle(
     *,
     labels: str | Path | None = None,
     out: str | Path | None = None,
-    zip_archive: bool = False,
+    zip: bool = False,  # the CLI's --zip (shadows the builtin, unused here)
     mean: list[float] | None = None,
     std: list[float] | None = None,
     top_k: int = 5,
@@ -424,7 +424,7 @@ def bundle(
             manifest["runtime"]["python_packages"].append(templates.pinned("cryptography"))  # run.py --key
     out_dir = Path(out) if out is not None else Path("bundles") / f"{choice.path.stem}_{platform}"
     manifest = _write_bundle(out_dir, manifest, blob, label_list, sign)
-    if zip_archive:
+    if zip:
         from edgekit.stages.bundle.archive import write_zip
 
         write_zip(out_dir, out_dir.with_suffix(".zip"))

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from edgekit.stages.bundle.loader import open_bundle
 
 def predict(
     source: str | Path,
-    inputs: list[str | Path],
+    inputs: str | Path | Sequence[str | Path],
     *,
     top_k: int | None = None,
     labels: str | Path | None = None,
@@ -55,6 +56,7 @@ def predict(
     """
     from edgekit.runtime import load
 
+    inputs = [inputs] if isinstance(inputs, str | Path) else list(inputs)  # one path, or several
     if not inputs:
         raise InputError("predict needs at least one input file")
     if top_k is not None and top_k < 1:

@@ -99,3 +99,14 @@ def sign_manifest(folder: Path, private_key_path: str | Path) -> dict[str, str]:
             "signature": base64.b64encode(signature).decode()}  # fmt: skip
     (folder / SIGNATURE_FILE).write_text(json.dumps(body, indent=2) + "\n")
     return body
+
+
+def keygen(stem: str | Path) -> tuple[Path, Path]:
+    """``edgekit keygen STEM``: a new Ed25519 key pair for signing bundles, ``STEM.pem`` (private, mode 0600) and
+    ``STEM.pub`` (public); an existing file is never overwritten. Returns their paths.
+
+    Example:
+        >>> private, public = keygen("keys/release")  # doctest: +SKIP
+        >>> bundle("runs/m", "rpi", sign=private)  # doctest: +SKIP
+    """
+    return write_keypair(stem)

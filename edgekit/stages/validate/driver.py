@@ -361,7 +361,7 @@ def _targets_and_threads(targets: Sequence[str], threads: Sequence[int]) -> None
 
 
 def validate(
-    sources: Sequence[str | Path],
+    sources: str | Path | Sequence[str | Path],
     *,
     data: str | Path | None = None,
     targets: Sequence[str] | None = None,
@@ -389,7 +389,7 @@ def validate(
     """
     from edgekit.stages.validate.report import write_reports
 
-    subject = gather(sources)
+    subject = gather([sources] if isinstance(sources, str | Path) else sources)  # one path, or several
     settings = subject.settings
     targets = list(targets or settings.get("targets") or ["cpu"])
     threads = list(threads or settings.get("threads") or [1])
