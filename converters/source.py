@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.common.hints import with_hint
 from edgekit.common.parity import TASKS
 from edgekit.errors import InputError
 from edgekit.runtime.specs import TensorSpec
@@ -69,7 +70,9 @@ def load_keras(path: str | Path, *, custom_objects: str | Path | None = None, un
     if p.is_dir() and (p / "saved_model.pb").is_file():
         return load_saved_model(p)
     if p.suffix not in (".keras", ".h5"):
-        raise InputError(f"{path}: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)")
+        raise InputError(
+            with_hint(f"{path}: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)", path)
+        )
     import keras
 
     from edgekit.converters.keras2 import compat_objects, keras2_archive_version

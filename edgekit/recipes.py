@@ -239,7 +239,11 @@ def load_recipe(path: str | Path) -> Recipe:
     """
     import yaml
 
+    from edgekit.common.hints import taken_by
+
     p = Path(path)
+    if p.suffix.lower() not in (".yaml", ".yml") and (hint := taken_by(p)):
+        raise InputError(f"{path}: not a recipe (.yaml): {hint}")
     if not p.is_file():
         raise InputError(f"{path}: recipe not found")
     try:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+from edgekit.common.hints import with_hint
 from edgekit.common.io import now, write_json
 from edgekit.errors import InputError
 
@@ -293,7 +294,9 @@ def model_source(source: str | Path) -> Path:
             "no manifest entry, no model.keras)"
         )
     if p.suffix not in (".keras", ".h5"):
-        raise InputError(f"{source}: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)")
+        raise InputError(
+            with_hint(f"{source}: not a Keras model (expected .keras, .h5, a SavedModel or a run directory)", source)
+        )
     if p.stat().st_size == 0:
         raise InputError(f"{source}: file is empty")
     return p

@@ -19,6 +19,7 @@ from rich.logging import RichHandler
 
 from edgekit import __version__
 from edgekit.cli.render import err, notice
+from edgekit.cli.suggest import unknown_option
 from edgekit.errors import EdgekitError
 from edgekit.limits import parse_limit, set_limits
 from edgekit.runtime.native import native_output_captured
@@ -82,6 +83,11 @@ def main(argv: list[str] | None = None, *, entry: Callable[..., Any] = app) -> i
     except click.exceptions.Abort:
         err.print("edgekit: aborted")
         return 130
+    except click.NoSuchOption as exc:
+        command = exc.ctx.command if exc.ctx is not None else None
+        message = unknown_option(exc.option_name, command, entry) if command is not None else exc.format_message()
+        notice("error", message)
+        return exc.exit_code
     except click.ClickException as exc:
         notice("error", exc.format_message())
         return exc.exit_code

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekit.common.hints import with_hint
 from edgekit.errors import InputError
 
 MODEL_FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
@@ -25,7 +26,9 @@ def model_format(path: str | Path) -> str:
     """
     suffix = Path(path).suffix.lower()
     if suffix not in MODEL_FORMATS:
-        raise InputError(f"{path}: unknown model extension {suffix!r} (expected {' or '.join(MODEL_FORMATS)})")
+        raise InputError(
+            with_hint(f"{path}: unknown model extension {suffix!r} (expected {' or '.join(MODEL_FORMATS)})", path)
+        )
     return MODEL_FORMATS[suffix]
 
 

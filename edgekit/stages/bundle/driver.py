@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
+from edgekit.common.hints import with_hint
 from edgekit.common.io import sha256_file
 from edgekit.contract import Contract, contract_of_file, read_labels, tflite_contract, with_kinds
 from edgekit.errors import BudgetExceededError, InputError
@@ -118,8 +119,8 @@ def choose_artifact(source: str | Path, platform: str, allow_over_budget: bool =
         raise InputError(f"{source}: no such file or directory")
     if src.is_file():
         if src.suffix != ".tflite":
-            raise InputError(f"{source}: bundles carry TFLite models (LiteRT on the Pi, Coral, Android and iOS); "
-                             "give a .tflite file or a run directory")  # fmt: skip
+            raise InputError(with_hint(f"{source}: bundles carry TFLite models (LiteRT on the Pi, Coral, Android and "
+                                       "iOS); give a .tflite file or a run directory", src))  # fmt: skip
         model = parse_tflite(read_model_bytes(src), str(src))
         precision = "edgetpu" if model.edgetpu_compiled else quantization_kind(model)
         recorded, entry = convert_entry(src) or (None, None)
@@ -416,7 +417,7 @@ def bundle(
     if platform == "coral":
         manifest["edgetpu_preflight"] = _preflight_summary(model)
         if not model.edgetpu_compiled:
-            warnings.append(f"{choice.path.name} is not compiled for the Edge TPU: {choice.reason}")
+            warnings.append(f"{choice.path.name}: {choice.reason}")  # the reason says it is not compiled, once
     manifest["warnings"] = warnings
     if signer is not None:
         manifest["signature"] = {"scheme": "ed25519", "key_id": signer, "file": SIGNATURE_FILE}

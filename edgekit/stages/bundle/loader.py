@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.common.hints import with_hint
 from edgekit.contract import contract_of_file, read_labels, with_kinds
 from edgekit.errors import InputError
 from edgekit.formats.metadata import read_metadata
@@ -167,7 +168,7 @@ def open_bundle(
         manifest, label_list = derived_manifest(p, label_list, output_kind)
         return OpenBundle(manifest, p, labels_checked(label_list, manifest))
     else:
-        raise InputError(f"{source}: not a bundle (folder or .zip) nor a .tflite model")
+        raise InputError(with_hint(f"{source}: not a bundle (folder or .zip) nor a .tflite model", source))
     if labels is not None:
         bundle.labels = labels_checked(read_labels(labels), bundle.manifest)
     return bundle

@@ -178,6 +178,9 @@ def _record(
             worst = worst_layers_line(art)
             warnings.append(f"{art['path']}: {out_of_tolerance(art['parity'])}" + (f"; {worst}" if worst else ""))
     warnings += size_warnings(artifacts, meta)
+    if plan.dropped:  # a second convert into this folder, from another source: its earlier files went
+        warnings.append(f"removed {', '.join(plan.dropped)}: converted earlier into this folder from another source")
+    artifacts += plan.kept  # earlier artifacts of the same source this call did not make again
     return {
         "source": {
             "path": str(inputs.model_path), "sha256": inputs.source_sha,

@@ -46,6 +46,8 @@ class Plan:
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     tools: dict[str, str | None] = field(default_factory=dict)
     previous: dict[str, Any] = field(default_factory=dict)  # the run directory's earlier convert record
+    kept: list[dict[str, Any]] = field(default_factory=list)  # earlier artifacts of the same source, not asked now
+    dropped: list[str] = field(default_factory=list)  # earlier artifacts of another source, removed
 
 
 def plan_conversion(run: RunDir, inputs: ConvertInputs, settings: ConvertSettings, tokens: list[str]) -> Plan:
@@ -79,7 +81,25 @@ def plan_conversion(run: RunDir, inputs: ConvertInputs, settings: ConvertSetting
             plan.failures[token] = failed[token]
         else:
             plan.todo.append(PlannedArtifact(token, path, key))
+    _earlier_artifacts(plan, run, inputs, earlier)
     return plan
+
+
+def _earlier_artifacts(plan: Plan, run: RunDir, inputs: ConvertInputs, earlier: dict[str, dict[str, Any]]) -> None:
+    """A second convert into the same folder: the earlier artifacts this call does not make again stay in the
+    record when they were converted from the same source and are unchanged on disk; those of another source
+    (a retrained model) are removed, and the record says which."""
+    made = {p.path.name for p in plan.todo} | {a["path"] for a in plan.reused}
+    same_source = (plan.previous.get("source") or {}).get("sha256") == inputs.source_sha
+    for token, old in earlier.items():
+        path = run.root / old["path"]
+        if old["path"] in made or not path.is_file():
+            continue
+        if not same_source:
+            path.unlink()
+            plan.dropped.append(old["path"])
+        elif token not in plan.tokens and sha256_file(path) == old.get("sha256"):
+            plan.kept.append({**old, "kept_from_earlier_convert": True})
 
 
 def _converter_code_sha() -> str:
