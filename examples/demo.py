@@ -251,4 +251,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgekit.runtime.native import native_output_captured
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with native_output_captured():  # TensorFlow's and LiteRT's own log lines stay off the screen; Python's print
+        code = main()
+    sys.exit(code)

@@ -1,6 +1,7 @@
 """The validation report: ``report.json`` (everything), ``report.md`` and a self-contained ``report.html``.
 
-The HTML needs no network: every plot is an inline SVG drawn by matplotlib —
+The HTML needs no network: every plot is an inline SVG drawn by matplotlib (the ``report`` extra; without it the
+page says so and has no plots) —
 accuracy (or error) against latency per artifact and target with the Pareto
 front marked and marker area by file size, latency distributions per cell,
 and the task's own plot (confusion matrices, ROC curves, or predicted against
@@ -376,16 +377,7 @@ def html_page(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | No
     advice_html = "".join(
         f"<li>{html.escape(line[2:].replace('**', '').replace('`', ''))}</li>" for line in advice.splitlines() if line
     )
-    figures = [("tradeoff", tradeoff_plot(report))]
-    if arrays["times_ms"]:
-        figures.append(("latency", latency_plot(report, arrays["times_ms"])))
-    task = task_plot(report, arrays, x)
-    if task:
-        figures.append(("task", task))
-    layers = layer_error_plot(report)
-    if layers:
-        figures.append(("layer_errors", layers))
-    plots = "".join(f'<figure id="{key}">{svg}</figure>' for key, svg in figures)
+    plots = _plots(report, arrays, x)
     body = (
         "<h1>edgekit validate</h1>" + intro
         + f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
@@ -400,15 +392,32 @@ def html_page(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | No
     return PAGE.format(body=body)
 
 
+def _plots(report: dict[str, Any], arrays: dict[str, Any], x: np.ndarray | None) -> str:
+    """The report's figures as inline SVG; a paragraph saying why there are none where matplotlib (the ``report``
+    extra: ``pip install edgekit[report]``) is not installed, as on a Pi's runtime lane."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return "<p>No plots: matplotlib is not installed (pip install 'edgekit[report]').</p>"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    figures = [("tradeoff", tradeoff_plot(report))]
+    if arrays["times_ms"]:
+        figures.append(("latency", latency_plot(report, arrays["times_ms"])))
+    if task := task_plot(report, arrays, x):
+        figures.append(("task", task))
+    if layers := layer_error_plot(report):
+        figures.append(("layer_errors", layers))
+    return "".join(f'<figure id="{key}">{svg}</figure>' for key, svg in figures)
+
+
 def write_reports(report: dict[str, Any], arrays: dict[str, Any], out_dir: Path, x: np.ndarray | None = None) -> None:
     """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir``, each atomically.
 
     Example:
         >>> write_reports(report, arrays, Path("validate"))  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     run = RunDir(out_dir)
     md = markdown(report)
     page = html_page(report, arrays, x, md)
