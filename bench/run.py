@@ -135,7 +135,7 @@ def train_section() -> dict[str, Any]:
     import tempfile
     import time
 
-    from edgekit.build.training import measure_step_seconds
+    from edgekit.buildlane.training import measure_step_seconds
     from edgekit.recipes import load_recipe
     from edgekit.stages.train import train
 

@@ -48,12 +48,12 @@ def test_lint_refuses_tensorflow_in_the_runtime_lane(where: str) -> None:
 
 @pytest.mark.skipif(RUFF is None, reason="ruff is not installed (make install adds it)")
 def test_lint_allows_lazy_build_calls_only_where_listed() -> None:
-    lazy = "def f():\n    from edgekit.build.train import fit_recipe\n\n    return fit_recipe\n"
+    lazy = "def f():\n    from edgekit.buildlane.train import fit_recipe\n\n    return fit_recipe\n"
     assert _ruff("edgekit/stages/train/driver.py", lazy).returncode == 0  # listed, with its reason
-    assert "TID251 `edgekit.build` is banned" in _ruff("edgekit/stages/convert/new.py", lazy).stdout
-    top = "from edgekit.build.train import fit_recipe\n\nprint(fit_recipe)\n"
+    assert "TID251 `edgekit.buildlane` is banned" in _ruff("edgekit/stages/convert/new.py", lazy).stdout
+    top = "from edgekit.buildlane.train import fit_recipe\n\nprint(fit_recipe)\n"
     assert "TID253" in _ruff("edgekit/stages/train/driver.py", top).stdout  # never at module level
-    for build_lane in ("converters/new.py", "models/new.py", "edgekit/build/new.py"):
+    for build_lane in ("converters/new.py", "models/new.py", "edgekit/buildlane/new.py"):
         assert _ruff(build_lane, BAD_MODULE).returncode == 0
 
 

@@ -36,7 +36,9 @@ def taken_by(path: str | Path) -> str | None:
             return "a bundle: edgekit predict and verify take it"
         if (p / "saved_model.pb").is_file():
             return "a SavedModel: edgekit convert takes it"
-        if (p / "model.keras").is_file() or (p / "manifest.json").is_file():
+        from edgekit.rundir import RunDir
+
+        if RunDir(p).model.is_file() or RunDir(p).manifest.is_file():
             return "a run or convert folder: edgekit convert, validate and bundle take it"
         return None
     return BY_SUFFIX.get(p.suffix.lower())

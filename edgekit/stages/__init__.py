@@ -3,5 +3,5 @@
 A stage reads its inputs from a run directory (:class:`edgekit.rundir.RunDir`) and writes its own record
 there; stages never import each other (a test checks it). :mod:`edgekit.pipeline` chains them.
 Each stage package's driver runs in the runtime lane; what needs TensorFlow is called lazily from
-:mod:`edgekit.build` or runs in a child process (:mod:`edgekit.converters.worker`).
+:mod:`edgekit.buildlane` or runs in a child process (:mod:`edgekit.converters.worker`).
 """

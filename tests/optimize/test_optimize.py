@@ -129,7 +129,7 @@ def test_collaborative_chain_keeps_zeros_and_clusters_through_qat(tmp_path):
 def test_fine_tune_loss_comes_from_the_compile_config(tmp_path):
     import keras
 
-    from edgekit.build.optimize import fine_tune_loss
+    from edgekit.buildlane.optimize import fine_tune_loss
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))

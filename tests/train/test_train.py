@@ -235,7 +235,7 @@ def test_bad_data(tmp_path):
 def test_unreadable_images_are_skipped_and_counted(tmp_path):
     from PIL import Image
 
-    from edgekit.build.datasets import load_splits
+    from edgekit.buildlane.datasets import load_splits
     from edgekit.recipes import DataConfig
 
     rng = np.random.default_rng(0)

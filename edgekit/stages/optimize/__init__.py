@@ -1,6 +1,6 @@
 """The optimize stage: pruning, clustering and QAT through the tf_keras bridge, and what they bought.
 
-The passes run in :mod:`edgekit.build.optimize`; the driver and the measures are runtime lane.
+The passes run in :mod:`edgekit.buildlane.optimize`; the driver and the measures are runtime lane.
 """
 
 from edgekit.common.lazy import lazy_exports

@@ -2,7 +2,7 @@
 
 The source model (a run directory from ``train``, or a ``.keras`` file with ``data``) is rebuilt in
 tf_keras with nested models inlined, checked for parity, optimized by the requested passes (each
-fine-tuned on the training split), and written back (:mod:`edgekit.build.optimize` does this part, in
+fine-tuned on the training split), and written back (:mod:`edgekit.buildlane.optimize` does this part, in
 this process, with TensorFlow imported lazily). :func:`edgekit.pipeline.optimize` then converts the
 source and the result, and :mod:`~edgekit.stages.optimize.measures` records what the passes bought.
 
@@ -43,8 +43,8 @@ class Optimized:
 
     run: RunDir
     settings: OptimizeSettings
-    source: Any  # edgekit.build.optimize.Source
-    passed: Any  # edgekit.build.optimize.Passed
+    source: Any  # edgekit.buildlane.optimize.Source
+    passed: Any  # edgekit.buildlane.optimize.Passed
     started: float
     _sides: list[Side] = field(default_factory=list)
 
@@ -70,7 +70,7 @@ def optimize_model(source: str | Path, settings: OptimizeSettings, progress: Pro
         >>> optimize_model("runs/lstm_sunspots", OptimizeSettings(prune=0.5)).passed.scores  # doctest: +SKIP
         {'before': 14.2, 'after': 14.5}
     """
-    from edgekit.build.optimize import load_source, run_passes
+    from edgekit.buildlane.optimize import load_source, run_passes
 
     settings.check()
     src = load_source(source, settings)

@@ -4,7 +4,7 @@ The run directory (:class:`~edgekit.rundir.RunDir`) holds ``model.keras`` (float
 augmentation), ``calib.npy`` (training inputs for int8 calibration), ``test.npz`` (the held-out split),
 the per-stage history CSVs, best checkpoints, and the train record with the recipe, data splits, precision
 decision, strategy, metrics and the scoring a deployed model needs (labels, forecaster scaler, anomaly
-threshold). This driver imports no TensorFlow itself: the training runs in :mod:`edgekit.build.train`.
+threshold). This driver imports no TensorFlow itself: the training runs in :mod:`edgekit.buildlane.train`.
 
 Example:
     >>> record = train("models/autoencoder_breast_cancer.yaml", out="runs/ae")  # doctest: +SKIP
@@ -48,7 +48,7 @@ def train(
         >>> m["metrics"]["mae"] < m["metrics"]["naive_mae"]  # doctest: +SKIP
         True
     """
-    from edgekit.build.train import fit_recipe, load_recipe_splits
+    from edgekit.buildlane.train import fit_recipe, load_recipe_splits
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     if data is not None:

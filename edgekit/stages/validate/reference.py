@@ -1,7 +1,7 @@
 """The Keras reference's outputs on the validation data, computed in a child process of the build lane.
 
 The parent (``edgekit validate``) stays TensorFlow-free: it asks a child
-(``python -m edgekit.build.reference``) to load the ``.keras`` file and
+(``python -m edgekit.buildlane.reference``) to load the ``.keras`` file and
 predict; where TensorFlow is not installed (a Raspberry Pi), the reference is
 *unavailable* with that reason and agreement is measured against the fp32
 artifact instead.
@@ -49,7 +49,7 @@ def reference_outputs(
     work.mkdir(parents=True, exist_ok=True)
     out = work / "reference.npz"
     args = [str(model_path), json.dumps(asdict(data)), str(out), json.dumps(load or {})]
-    failure = run_module("edgekit.build.reference", args, expect=out, timeout=timeout)
+    failure = run_module("edgekit.buildlane.reference", args, expect=out, timeout=timeout)
     if failure is not None:
         return None, f"the Keras model could not run: its process {failure}"
     with np.load(out) as f:

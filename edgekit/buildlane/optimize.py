@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.build.datasets import Splits, load_splits
+from edgekit.buildlane.datasets import Splits, load_splits
 from edgekit.common.io import sha256_file
 from edgekit.converters.source import detect_task, load_keras
 from edgekit.errors import InputError

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgekit.build.datasets import Splits, load_splits
+from edgekit.buildlane.datasets import Splits, load_splits
 from edgekit.recipes import Recipe
 from edgekit.rundir import RunDir, save_calibration, save_normal_split, save_test_split
 
@@ -63,7 +63,7 @@ def fit_recipe(
     Example:
         >>> fit_recipe(recipe, RunDir("runs/ae").prepare(), *load_recipe_splits(recipe)).task  # doctest: +SKIP
     """
-    from edgekit.build.training import Trainer
+    from edgekit.buildlane.training import Trainer
 
     trainer = Trainer(run.root, recipe.train, strategy, progress)
     module, name = FAMILY_TRAINERS[recipe.family]

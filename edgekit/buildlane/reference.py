@@ -1,10 +1,10 @@
 """The child process behind ``edgekit validate``'s Keras reference: load a ``.keras`` file and predict.
 
-Run as ``python -m edgekit.build.reference MODEL DATA_JSON OUT.npz [LOAD_JSON]`` by
+Run as ``python -m edgekit.buildlane.reference MODEL DATA_JSON OUT.npz [LOAD_JSON]`` by
 :func:`edgekit.stages.validate.reference.reference_outputs`; writes ``y:<output name>`` arrays.
 
 Example:
-    $ python -m edgekit.build.reference runs/m/model.keras '{"path": "d.npz", "keys": []}' /tmp/ref.npz
+    $ python -m edgekit.buildlane.reference runs/m/model.keras '{"path": "d.npz", "keys": []}' /tmp/ref.npz
 """
 
 from __future__ import annotations
