@@ -46,12 +46,12 @@ def read_arrays(path: str | Path) -> Arrays:
         with loaded:
             return Arrays({name: loaded[name] for name in loaded.files})
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        if "Object arrays" in str(exc):
             raise InputError(f"{path}: holds an array of Python objects (dtype object), which edgekit does not "
                              "unpickle: save numeric arrays") from None  # fmt: skip
-        raise InputError(f"{path}: not a readable .npy/.npz ({exc})") from None
+        raise InputError(f"{path}: not a .npy/.npz array file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: not a readable .npy/.npz ({exc})") from None
+        raise InputError(f"{path}: not a .npy/.npz array file ({exc})") from None
 
 
 def read_image(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray | None:
