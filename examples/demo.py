@@ -132,8 +132,11 @@ def deploy_coral(model: Path, runs: Path) -> None:
 def preflight(model: Path) -> None:
     """The Edge TPU pre-flight of a full-int8 file: how the compiler would partition it."""
     tpu = edgekit.inspect_model(model, target="edgetpu")["edgetpu"]
+    first = (tpu.get("reasons") or [{}])[0]
+    why = f"; the first on the CPU: {first['op']} ({first['reason']})" if first else ""
     console.print(f"Edge TPU pre-flight of {model.name}: {tpu['ops_mapped']} ops map, {tpu['ops_cpu']} stay on the "
-                  f"CPU; {tpu['param_bytes_on_chip'] / 2**20:.2f} MiB of parameters on-chip")  # fmt: skip
+                  f"CPU; {tpu['param_bytes_on_chip'] / 2**20:.2f} MiB of parameters on-chip{why}",
+                  highlight=False, markup=False)  # fmt: skip
 
 
 def on_pi(folder: Path) -> None:
