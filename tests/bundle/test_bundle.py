@@ -549,3 +549,17 @@ def test_the_sensor_streaming_bundle_flags_what_its_windowed_model_flags(sensor_
     assert np.allclose(stepped, [s["score"] for s in results["streaming"]], rtol=1e-4)
     bad = run_cli("predict", str(streaming), str(recorded), "--stream")  # five columns: step, label and the three
     assert_clean_failure(bad, "takes 3 per step")
+
+
+def test_run_py_scores_a_stream_window_as_edgekit_does():
+    """A streaming scorer's window score is applied by edgekit (validate, thresholds) and by run.py (its copy)."""
+    from edgekit.runtime.streams import RollingScore, window_score
+    from edgekit.stages.bundle import app
+
+    errors = np.random.default_rng(0).gamma(1.0, size=(70, 3))
+    for reduce in ({"kind": "mean"}, {"kind": "max"}, {"kind": "smoothed_max", "smoothing": 8}):
+        for rows in (errors[:5], errors[:64], errors):
+            assert app.window_score(rows, reduce) == window_score(rows, reduce)
+    rolling = RollingScore({"kind": "smoothed_max", "steps": 64, "smoothing": 8})
+    scores = [rolling.push(row) for row in errors]
+    assert rolling.full and scores[-1] == window_score(errors[-64:], rolling.reduce)
