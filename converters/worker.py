@@ -210,7 +210,9 @@ def prepare(job: dict[str, Any], files: WorkerFiles) -> tuple[Any, dict[str, np.
         calib, check = split_sample(data, job["calib_samples"], job["check_samples"])
         meta["calibration_ranges"] = value_ranges(data)
         if excursion := (job.get("run_task") or {}).get("calibration_excursion"):  # anomaly detectors
-            calib, meta["calibration_excursions"] = with_excursions(calib, excursion["value"], excursion["fraction"])
+            only = {streamed.spec.step_input} if streamed else None  # a state keeps the range it really takes
+            calib, meta["calibration_excursions"] = with_excursions(calib, excursion["value"], excursion["fraction"],
+                                                                    only=only)  # fmt: skip
     contract, meta["warnings"] = evidence.contract(meta.get("calibration_ranges"), _folder(job))
     if streamed:
         contract = with_state_kinds(contract, streamed.spec, streamed.figures.get("window_reduce"))

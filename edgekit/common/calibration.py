@@ -183,9 +183,11 @@ def value_ranges(feeds: Feeds) -> dict[str, dict[str, float]]:
     return {k: {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean())} for k, v in feeds.items()}
 
 
-def with_excursions(feeds: Feeds, value: float, fraction: float, seed: int = 0) -> tuple[Feeds, int]:
+def with_excursions(feeds: Feeds, value: float, fraction: float, seed: int = 0,
+                    only: set[str] | None = None) -> tuple[Feeds, int]:  # fmt: skip
     """Calibration data with excursions added: copies of a ``fraction`` of the samples in which one value (one
-    feature, or two consecutive steps of one channel of a window) is set to ``±value``.
+    feature, or two consecutive steps of one channel of a window) is set to ``±value``. ``only``: the inputs
+    that get them (a streaming model's step input, not its state); the others get the same samples unchanged.
 
     For anomaly detectors: int8 calibrates each tensor's range on the data it is given, and normal data puts
     the input's edge at the largest normal value, so an anomaly beyond it is clipped to a normal-looking input
@@ -200,12 +202,13 @@ def with_excursions(feeds: Feeds, value: float, fraction: float, seed: int = 0) 
     """
     rng = np.random.default_rng(seed)
     n = max(1, round(fraction * count(feeds)))
+    rows = rng.choice(count(feeds), n)  # the same samples of every input
     out = {}
     for name, data in feeds.items():
-        if not np.issubdtype(data.dtype, np.floating):
-            out[name] = np.concatenate([data, data[:n]])
+        extra = data[rows].copy()
+        if not np.issubdtype(data.dtype, np.floating) or (only is not None and name not in only):
+            out[name] = np.concatenate([data, extra])
             continue
-        extra = data[rng.choice(len(data), n)].copy()
         for sample in extra:
             flat = sample.reshape(-1, sample.shape[-1]) if sample.ndim > 1 else sample.reshape(1, -1)
             step, channel = rng.integers(0, max(1, len(flat) - 1)), rng.integers(0, flat.shape[1])
