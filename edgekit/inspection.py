@@ -167,7 +167,9 @@ def _onnx_quantization(model: OnnxModel) -> str:
         zp_types = {
             model.initializers[n.inputs[2]][0]
             for n in model.nodes
-            if n.op.endswith("QuantizeLinear") and len(n.inputs) > 2 and n.inputs[2] in model.initializers
+            if n.op.endswith(("QuantizeLinear", "DequantizeLinear"))
+            and len(n.inputs) > 2
+            and n.inputs[2] in model.initializers
         }
         if zp_types <= {"int8", "uint8"} and len(zp_types) == 2:
             return "int8"  # u8 activations, s8 weights: ONNX Runtime's fast 8-bit scheme on x86
