@@ -171,7 +171,8 @@ def _onnx_quantization(model: OnnxModel) -> str:
             and len(n.inputs) > 2
             and n.inputs[2] in model.initializers
         }
-        if zp_types <= {"int8", "uint8"} and len(zp_types) == 2:
+        zp_types -= {"int32"}  # biases: int32 in every 8-bit scheme
+        if zp_types == {"int8", "uint8"}:
             return "int8"  # u8 activations, s8 weights: ONNX Runtime's fast 8-bit scheme on x86
         kinds = {ONNX_QUANT_DTYPES.get(t, "mixed") for t in zp_types} or {"int8"}
         return kinds.pop() if len(kinds) == 1 else "mixed"
