@@ -35,8 +35,8 @@ def kotlinc(tmp_path_factory) -> tuple[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory, coral) -> dict[str, Path]:
-    """Android and iOS bundles of six models, by name."""
+def bundles(tmp_path_factory, coral, sensor_run) -> dict[str, Path]:
+    """Android and iOS bundles of eight models, by name."""
     from edgekit.stages.bundle import bundle
     from edgekit.stages.convert import convert
     from tests.keras_models import features_and_tokens, pose_head, small_lstm, ssd_quadrants, stacked_lstm
@@ -63,6 +63,7 @@ def bundles(tmp_path_factory, coral) -> dict[str, Path]:
     np.save(tmp / "pose.npy", x)
     convert(path, tmp / "pose", to="tflite:fp32", calib=str(tmp / "pose.npy"), output_kind="keypoints")
     sources["pose"] = (tmp / "pose", {})
+    sources["scorer"] = (sensor_run[0], {"streaming": True})  # the sensor's streaming anomaly scorer
     made = {}
     for name, (source, options) in sources.items():
         for platform in ("android", "ios"):
@@ -71,7 +72,7 @@ def bundles(tmp_path_factory, coral) -> dict[str, Path]:
     return made
 
 
-KINDS = ("image", "tokens", "stateful", "streaming", "detector", "segmenter", "pose")
+KINDS = ("image", "tokens", "stateful", "streaming", "scorer", "detector", "segmenter", "pose")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -95,9 +96,12 @@ def test_the_kotlin_compiles_and_feeds_every_input_by_its_dtype(kind, bundles, k
                 "pose": "fun keypoints(", "anomaly_scorer": "fun isAnomaly("}  # fmt: skip
     decoder = decoders.get(manifest["task"], "fun run(")
     assert decoder in kotlin
-    if kind == "streaming":  # the state lives in the class between calls and is fed back at each step
+    if kind in ("streaming", "scorer"):  # the state lives in the class between calls and is fed back at each step
         assert "fun step(x: FloatArray)" in kotlin and "fun reset()" in kotlin
         assert re.search(r'state\["(\w+)_h"\] = out\.getValue\("\1_h_next"\)', kotlin)
+    if kind == "scorer":  # a row's verdict: the window score of the last 64 rows' errors, kept in the class too
+        assert "fun scoreStep(x: FloatArray): Float?" in kotlin and "if (errors.size > 64) errors.removeAt(0)" in kotlin
+        assert "fun reset() { state.clear(); errors.clear() }" in kotlin and "fun score(" not in kotlin
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -113,5 +117,7 @@ def test_the_swift_feeds_every_input_by_its_dtype(kind, bundles):
         assert f'outputs["{item["name"]}"] =' in swift
     assert swift.count("{") == swift.count("}") and swift.count("(") == swift.count(")")
     assert ("makeInterpreter()\n" in swift.split("func run(")[1]) == manifest["state"]["reset_before_each_call"]
-    if kind == "streaming":
+    if kind in ("streaming", "scorer"):
         assert "func step(x: [Float])" in swift and re.search(r'state\["(\w+)_h"\] = out\["\1_h_next"\]!', swift)
+    if kind == "scorer":
+        assert "func scoreStep(x: [Float]) throws -> Float?" in swift and "errors.removeFirst()" in swift

@@ -141,6 +141,10 @@ def _decoder(manifest: dict[str, Any], call: str, params: str) -> str:
 {softmax}        return scores.indices.sortedByDescending {{ scores[it] }}.take(k).map {{ {label} to scores[it] }}
     }}
 """
+    if task == "anomaly_scorer" and post.get("window_reduce"):  # a streaming scorer: scoreStep(), after step()
+        return f"""
+    fun isAnomaly(score: Float): Boolean = score > {_float(post["threshold"])}
+"""
     if task == "anomaly_scorer":
         return f"""
     /** The anomaly score; edgekit.json: {post["anomaly_if"]}. */
@@ -232,17 +236,58 @@ def _streaming(manifest: dict[str, Any], inputs: list[tuple[dict[str, Any], str]
                      if item["name"] in states else p for item, p in inputs)  # fmt: skip
     keep = "\n".join(f'        state["{i}"] = out.getValue("{o}")' for i, o in states.items())
     dropped = ", ".join(f'"{o}"' for o in states.values())
+    reduce = manifest["postprocessing"].get("window_reduce")
     return f"""
     /** Streaming: the recurrent state, kept between step() calls, fed back at each step; reset() starts a stream. */
     private val state = HashMap<String, FloatArray>()
 
-    fun reset() {{ state.clear() }}
-
+    fun reset() {{ state.clear(){"; errors.clear()" if reduce else ""} }}
+{_window_score(manifest, signature, ", ".join(p for _, p in params)) if reduce else ""}
     /** One timestep in; that step's outputs out (the state outputs are kept for the next step). */
     fun step({signature}): Map<String, FloatArray> {{
         val out = run({args})
 {keep}
         return out.filterKeys {{ it !in setOf({dropped}) }}
+    }}
+"""
+
+
+def _window_score(manifest: dict[str, Any], signature: str, args: str) -> str:
+    """``scoreStep``: a streaming scorer's anomaly score after one more row, its window reduction of the last
+    ``steps`` rows' errors (``postprocessing.window_reduce``, as ``run.py`` and edgekit compute it)."""
+    post = manifest["postprocessing"]
+    reduce, steps = post["window_reduce"], int(post["window_reduce"]["steps"])
+    k = max(1, int(reduce.get("smoothing", 1)))
+    body = {
+        "mean": """        var total = 0.0
+        for (row in errors) for (v in row) total += v
+        return (total / (errors.size * channels)).toFloat()""",
+        "max": """        var peak = Float.NEGATIVE_INFINITY
+        for (row in errors) for (v in row) peak = maxOf(peak, v)
+        return peak""",
+        "smoothed_max": f"""        var total = 0.0
+        for (c in 0 until channels) {{
+            var peak = Double.NEGATIVE_INFINITY
+            for (start in 0..errors.size - {k}) {{
+                var sum = 0.0
+                for (t in start until start + {k}) sum += errors[t][c]
+                peak = maxOf(peak, sum / {k})
+            }}
+            total += peak
+        }}
+        return (total / channels).toFloat()""",
+    }[reduce["kind"]]
+    return f"""
+    private val errors = ArrayList<FloatArray>()
+
+    /** The anomaly score after one more row: the {reduce["kind"]} of the last {steps} rows' errors, as the windowed
+     *  model scores a window; null until {steps} rows have come. isAnomaly() gives the verdict. */
+    fun scoreStep({signature}): Float? {{
+        errors.add(step({args}).getValue("{post["output"]}"))
+        if (errors.size > {steps}) errors.removeAt(0)
+        if (errors.size < {steps}) return null
+        val channels = errors[0].size
+{body}
     }}
 """
 

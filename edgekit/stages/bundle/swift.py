@@ -71,6 +71,10 @@ def _decoder(manifest: dict[str, Any], call: str, params: str) -> str:
         return scores.indices.sorted {{ scores[$0] > scores[$1] }}.prefix(k).map {{ i in ({label}, scores[i]) }}
     }}
 """
+    if task == "anomaly_scorer" and post.get("window_reduce"):  # a streaming scorer: scoreStep(), after step()
+        return f"""
+    func isAnomaly(_ score: Float) -> Bool {{ score > {post["threshold"]} }}
+"""
     if task == "anomaly_scorer":
         return f"""
     /// The anomaly score; edgekit.json: {post["anomaly_if"]}.
@@ -159,17 +163,53 @@ def _streaming(manifest: dict[str, Any], inputs: list[tuple[dict[str, Any], str]
                      if item["name"] in states else f"{p}: {p}" for item, p in inputs)  # fmt: skip
     keep = "\n".join(f'        state["{i}"] = out["{o}"]!' for i, o in states.items())
     dropped = ", ".join(f'"{o}"' for o in states.values())
+    reduce = manifest["postprocessing"].get("window_reduce")
+    names = ", ".join(f"{p}: {p}" for item, p in inputs if item["name"] not in states)
     return f"""
     /// Streaming: the recurrent state, kept between step() calls, fed back at each step; reset() starts a stream.
     private var state: [String: [Float]] = [:]
 
-    func reset() {{ state = [:] }}
-
+    func reset() {{ state = [:]{"; errors = []" if reduce else ""} }}
+{_window_score(manifest, signature, names) if reduce else ""}
     /// One timestep in; that step's outputs out (the state outputs are kept for the next step).
     func step({signature}) throws -> [String: [Float]] {{
         let out = try run({args})
 {keep}
         return out.filter {{ ![{dropped}].contains($0.key) }}
+    }}
+"""
+
+
+def _window_score(manifest: dict[str, Any], signature: str, args: str) -> str:
+    """``scoreStep``: a streaming scorer's anomaly score after one more row, its window reduction of the last
+    ``steps`` rows' errors (``postprocessing.window_reduce``, as ``run.py`` and edgekit compute it)."""
+    post = manifest["postprocessing"]
+    reduce, steps = post["window_reduce"], int(post["window_reduce"]["steps"])
+    k = max(1, int(reduce.get("smoothing", 1)))
+    body = {
+        "mean": "        return errors.flatMap { $0 }.reduce(0, +) / Float(errors.count * channels)",
+        "max": "        return errors.flatMap { $0 }.max() ?? 0",
+        "smoothed_max": f"""        var total: Float = 0
+        for c in 0..<channels {{
+            var peak = -Float.infinity
+            for start in 0...(errors.count - {k}) {{
+                peak = max(peak, (start..<start + {k}).map {{ errors[$0][c] }}.reduce(0, +) / {k})
+            }}
+            total += peak
+        }}
+        return total / Float(channels)""",
+    }[reduce["kind"]]
+    return f"""
+    private var errors: [[Float]] = []
+
+    /// The anomaly score after one more row: the {reduce["kind"]} of the last {steps} rows' errors, as the windowed
+    /// model scores a window; nil until {steps} rows have come. isAnomaly() gives the verdict.
+    func scoreStep({signature}) throws -> Float? {{
+        errors.append(try step({args})["{post["output"]}"]!)
+        if errors.count > {steps} {{ errors.removeFirst() }}
+        if errors.count < {steps} {{ return nil }}
+        let channels = errors[0].count
+{body}
     }}
 """
 
