@@ -128,14 +128,25 @@ def keras_layer_of(tensor_name: str, layer_names: Sequence[str]) -> str | None:
     """The Keras layer a TFLite tensor comes from: the innermost scope of its (first fused) name that is a layer
     name, allowing the ``_1`` suffixes tracing adds.
 
+    When the root scope is the model's name with a suffix (``layer_names`` holds the model's own name), tracing
+    suffixed every scope, and a scope's suffix comes off first: in a nested model, layer ``conv2d`` is traced as
+    ``conv2d_1`` and layer ``conv2d_1`` as ``conv2d_1_2``, so taking ``conv2d_1`` as it is would name the wrong
+    layer (and ``conv2d_1`` twice).
+
     Example:
         >>> keras_layer_of("scorer_1/autoencoder_1/dense_6_1/MatMul;scorer_1/x/BiasAdd", ["autoencoder", "dense_6"])
         'dense_6'
+        >>> names = ["functional", "base", "conv2d", "conv2d_1"]
+        >>> [keras_layer_of(f"functional_1/base_1/{s}/convolution", names) for s in ("conv2d_1", "conv2d_1_2")]
+        ['conv2d', 'conv2d_1']
     """
     known = set(layer_names)
+    parts = tensor_name.split(";")[0].split("/")
+    suffixed = parts[0] not in known and re.sub(r"_\d+$", "", parts[0]) in known
     found = None
-    for part in tensor_name.split(";")[0].split("/"):
-        for candidate in (part, re.sub(r"_\d+$", "", part)):
+    for part in parts:
+        stripped = re.sub(r"_\d+$", "", part)
+        for candidate in (stripped, part) if suffixed else (part, stripped):
             if candidate in known:
                 found = candidate
                 break
