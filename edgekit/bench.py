@@ -23,6 +23,7 @@ import numpy as np
 from edgekit.common.readers import read_arrays
 from edgekit.common.timing import latency_summary, peak_rss_mb, time_loop
 from edgekit.errors import InputError, TargetUnavailableError
+from edgekit.limits import limit, over
 from edgekit.runtime import Runner, load
 from edgekit.runtime.specs import random_input
 
@@ -77,6 +78,11 @@ def benchmark(
     if input_file is not None:
         inputs: Any = load_input_file(input_file, runner)
     else:
+        for spec in runner.inputs:  # refused before anything that size is made, the runtime's buffers included
+            dims = [batch if i == 0 and (d is None or batch > 1) else (d or 1) for i, d in enumerate(spec.shape)]
+            if (values := int(np.prod(dims, dtype=np.float64))) > limit("input_values"):
+                raise InputError(over("input_values", f"{path}: input {spec.name!r} at batch {batch} is {values:,} "
+                                                      f"values {dims}"))  # fmt: skip
         inputs = [random_input(spec, batch=batch, seed=i) for i, spec in enumerate(runner.inputs)]
     step = runner.prepared(inputs)
     first_output = step()  # fails fast (invoke errors) before the timed loop

@@ -178,3 +178,10 @@ def test_structural_faults_are_refused_before_the_runtime_sees_them(coral, tmp_p
             r = run_cli(command, str(path), cwd=tmp_path)
             lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
             assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (name, command, r.stderr)
+
+
+def test_a_bench_batch_over_the_input_limit_is_refused_before_anything_is_made(coral):
+    """Issue 30: a batch whose random input passes the input_values limit (446 x 224 x 224 x 3 > 2**26) is refused
+    in one line before the input or the runtime's buffers for it exist, not after gigabytes."""
+    res = run_cli("bench", str(coral / "mobilenet_v2_1.0_224_quant.tflite"), "--batch", "446")
+    assert_clean_failure(res, "at batch 446 is 67,135,488 values", "--limit input_values=N")
