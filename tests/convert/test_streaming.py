@@ -268,6 +268,8 @@ def test_the_sensor_scorer_streams_its_errors_and_mixed_repairs_its_int8(sensor_
     assert mixed["verdict"] == "pass" and mixed["stream"]["within_tolerance"], (mixed["parity"], mixed["stream"])
     if arts["tflite:int8"]["verdict"] != "pass":
         assert mixed["float_layers"], mixed["search"]
+    if mixed["search"]["size_vs_full_int8"] > 1.3:  # what the float layers cost is said, with the budget's bound
+        assert any("kept float for the budget" in w and "x the full-int8 size" in w for w in record["warnings"])
 
 
 def test_a_causal_conv1d_front_end_streams_with_its_last_steps_as_state(tmp_path):

@@ -134,12 +134,14 @@ def size_warnings(artifacts: list[dict[str, Any]], meta: dict[str, Any]) -> list
             why = f" ({meta['quantized_route']})" if fmt == "tflite" and meta.get("quantized_route") else ""
             lines.append(f"{int8['path']}: {int8['size_bytes'] / fp32['size_bytes']:.1f}x the size of {fp32['path']}"
                          f"{why} (int8 buys no size here); bundle prefers the smaller file")  # fmt: skip
-        search = (by_token.get(f"{fmt}:mixed") or {}).get("search") or {}
+        mixed = by_token.get(f"{fmt}:mixed") or {}
+        search = mixed.get("search") or {}
         if search.get("size_vs_full_int8", 0) > MIXED_SIZE_WARNING:
             bounds = "; ".join(b["says"] for b in (search.get("agreement_bounds") or {}).values())
-            lines.append(f"{by_token[f'{fmt}:mixed']['path']}: {len(search['float_layers'])} layer(s) kept float for "
-                         f"the budget {search['budget']} cost {search['size_vs_full_int8']:.1f}x the full-int8 size "
-                         f"and {search.get('latency_vs_full_int8') or 0:.1f}x its latency"
+            kept = mixed.get("float_layers") or search.get("float_layers") or []
+            lines.append(f"{mixed['path']}: {len(kept)} layer(s) kept float for the budget "
+                         f"{mixed.get('budget') or search.get('budget')} cost {search['size_vs_full_int8']:.1f}x the "
+                         f"full-int8 size and {search.get('latency_vs_full_int8') or 0:.1f}x its latency"
                          + (f"; what the budget guarantees: {bounds}" if bounds else ""))  # fmt: skip
     return lines
 
